@@ -1,0 +1,1 @@
+"""One module per backend; `bus.registry` imports the chosen one lazily."""

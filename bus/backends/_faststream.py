@@ -1,0 +1,133 @@
+"""What every FastStream-backed bus shares: envelope decoding, logging, start and close.
+
+A backend module subclasses `FastStreamBus` and supplies only what is broker-specific: the
+broker, how one subscription maps onto native subscribers, how to publish, and where the
+broker keeps a delivery count. Semantics FastStream leaves to defaults are set explicitly
+there, each with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from faststream import Context, StreamMessage
+from faststream._internal.broker import BrokerUsecase
+
+from bus import names
+from bus.codec import PoisonMessage, decode, encode
+from bus.port import Capabilities, Delivery, Handler
+from bus.settings import BusSettings
+from contracts.envelope import CloudEvent
+
+log = logging.getLogger("bus")
+
+OnMessage = Callable[..., Awaitable[None]]
+AttemptOf = Callable[[StreamMessage[Any]], Awaitable[int | None]]
+Adapt = Callable[[AttemptOf], OnMessage]
+"""Wraps the service's handler for one native subscriber, given where its attempt count is."""
+
+
+class FastStreamBus(ABC):
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, settings: BusSettings) -> None:
+        self._settings = settings
+        self._broker = self._create_broker(
+            settings.resolved_url,
+            # FastStream logs every message at INFO; ours are the per-event lines that matter.
+            logger=logging.getLogger(f"bus.faststream.{self.name}"),
+            log_level=logging.DEBUG,
+        )
+        self._started = False
+
+    # -- what a backend supplies -------------------------------------------------------------
+
+    @abstractmethod
+    def _create_broker(self, url: str, **common: Any) -> BrokerUsecase[Any, Any, Any]: ...
+
+    @abstractmethod
+    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+        """Create the native subscriber(s) that deliver `topic` to `group` as `consumer`;
+        `adapt(self._attempt)` gives the callback to register."""
+
+    @abstractmethod
+    async def _publish(self, topic: str, body: bytes, key: str) -> None: ...
+
+    async def _attempt(self, message: StreamMessage[Any]) -> int | None:
+        """The delivery attempt of `message` where the broker counts them."""
+        return None
+
+    async def _declare(self) -> None:
+        """Create the topology subscriptions need before the broker starts consuming."""
+
+    async def _await_live(self) -> None:
+        """Return once every subscription receives what is published from now on."""
+
+    # -- the port ----------------------------------------------------------------------------
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        body = encode(event, self._settings.max_event_bytes)
+        await self._publish(names.check_topic(topic), body, event.subject or str(event.id))
+        log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
+
+    def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
+        if self._started:
+            raise RuntimeError("subscribe() before start()")
+        names.check_topic(topic)
+        names.check_group(group)
+        names.check_consumer(consumer)
+        self._register(
+            topic, group, consumer, lambda attempt_of: self._adapt(handler, topic, group, consumer, attempt_of)
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._broker.connect()
+            await self._declare()
+            await self._broker.start()
+            await self._await_live()
+        except Exception as exc:
+            await self._broker.stop()
+            # The driver's message may quote the URL; ours names the backend and the safe URL.
+            raise ConnectionError(
+                f"{self.name}: cannot start on {self._settings.safe_url}: {type(exc).__name__}"
+            ) from None
+        self._started = True
+        log.info("%s bus started on %s", self.name, self._settings.safe_url)
+
+    async def close(self) -> None:
+        # FastStream stops its subscribers first: no new fetches, in-flight handlers finish
+        # and are acknowledged, then the connections close.
+        await self._broker.stop()
+        self._started = False
+
+    # -- shared machinery --------------------------------------------------------------------
+
+    def _adapt(
+        self, handler: Handler, topic: str, group: str, consumer: str, attempt_of: AttemptOf
+    ) -> OnMessage:
+        max_bytes = self._settings.max_event_bytes
+
+        async def on_message(message: StreamMessage[Any] = Context("message")) -> None:  # noqa: B008
+            try:
+                event = decode(message.body, max_bytes)
+            except PoisonMessage:
+                # Retrying cannot mend it; acknowledging keeps the flow going.
+                log.exception("dropped a poison message on %s/%s", topic, group)
+                return
+            delivery = Delivery(topic, group, consumer, await attempt_of(message))
+            try:
+                await handler(event, delivery)
+            except Exception:
+                log.warning(
+                    "handler failed for %s %s on %s/%s (attempt %s)",
+                    event.type, event.id, group, consumer, delivery.attempt,
+                )
+                raise
+            log.debug("handled %s %s on %s/%s", event.type, event.id, group, consumer)
+
+        return on_message

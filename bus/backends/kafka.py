@@ -1,0 +1,97 @@
+"""Kafka: a partitioned, replayable log; consumer groups split partitions.
+
+URL: `kafka://host:port[,host:port...]` (default `kafka://127.0.0.1:9092`). The topic is a
+Kafka topic created with `BUS_KAFKA_PARTITIONS` partitions; each event is keyed by its subject
+(the order id), so one order's events share a partition; the group is the consumer group id
+and the consumer name appears only in logs
+(Kafka identifies members by a broker-assigned member id).
+
+| feature | |
+|---|---|
+| fan-out across groups | yes: each consumer group reads the whole topic |
+| competing consumers | yes, up to the partition count: each partition has one reader per group |
+| offline catch-up | yes: a group resumes from its committed offset (a brand-new group reads the retained topic from the start) |
+| redelivery | yes: a failed event is sought back and read again; uncommitted offsets are re-read after a crash |
+| ordering | per key (the order id), across any number of consumers |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, TopicPartition
+from faststream.kafka.schemas import Topic
+from faststream.kafka.subscriber.usecase import LogicSubscriber
+
+from bus.backends._faststream import Adapt, FastStreamBus
+from bus.port import Capabilities
+
+
+def bootstrap_servers(url: str) -> list[str]:
+    return urlsplit(url).netloc.split(",")
+
+
+class KafkaBus(FastStreamBus):
+    name: ClassVar[str] = "kafka"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        fan_out=True,
+        competing_consumers=True,
+        offline_catch_up=True,
+        redelivery=True,
+        per_key_ordering=True,
+        ordering="per key (the order id)",
+    )
+
+    def _create_broker(self, url: str, **common: Any) -> KafkaBroker:
+        self._subscribers: list[LogicSubscriber[Any]] = []
+        self._declared: set[str] = set()
+        # acks="all": the publish returns once every in-sync replica has the event.
+        return KafkaBroker(bootstrap_servers(url), acks="all", **common)
+
+    def _topic(self, topic: str) -> Topic:
+        return Topic(topic, num_partitions=self._settings.kafka_partitions)
+
+    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+        subscriber = self._broker.subscriber(
+            self._topic(topic),
+            group_id=group,
+            # The default, ACK_FIRST, commits before the handler runs: at-most-once. ACK
+            # commits after it; NACK_ON_ERROR seeks back so a failed event is read again.
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # A group with no committed offset starts at the beginning of the retained topic
+            # rather than "now": what was published before its first start is not skipped.
+            auto_offset_reset="earliest",
+            max_records=self._settings.prefetch,
+        )
+        subscriber(adapt(self._attempt))
+        self._subscribers.append(subscriber)
+        self._declared.add(topic)
+
+    async def _await_live(self) -> None:
+        # Joining a group is asynchronous; until partitions are assigned, a peer joining next
+        # would rebalance away work this consumer has not started. Return once assigned.
+        deadline = time.monotonic() + self._settings.start_timeout_s
+        while not all(self._assigned(s) for s in self._subscribers):
+            if time.monotonic() > deadline:
+                raise TimeoutError("no partitions assigned")
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    def _assigned(subscriber: LogicSubscriber[Any]) -> bool:
+        consumer = subscriber.consumer
+        return consumer is not None and bool(consumer.assignment())
+
+    async def _publish(self, topic: str, body: bytes, key: str) -> None:
+        if topic not in self._declared:
+            # Auto-created topics get the broker's default partition count (often 1), which
+            # caps competing consumers at one: create it with ours before the first publish.
+            await self._broker.config.admin.create_topics([self._topic(topic)])
+            self._declared.add(topic)
+        await self._broker.publish(body, topic=topic, key=key.encode())
+
+
+__all__ = ["KafkaBus", "TopicPartition", "bootstrap_servers"]

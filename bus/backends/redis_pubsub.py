@@ -1,0 +1,52 @@
+"""Redis pub/sub: fire-and-forget broadcast, the notes' "pub/sub" in its purest form.
+
+URL: `redis://[:password@]host:port/db` (default `redis://127.0.0.1:6379/0`). The topic is the
+channel name.
+
+| feature | |
+|---|---|
+| fan-out across groups | yes: every subscriber of the channel gets every event |
+| competing consumers | **no**: groups mean nothing to pub/sub, every replica gets every event |
+| offline catch-up | **no**: what is published while nobody listens is gone |
+| redelivery | **no**: a handler that raises loses the event |
+| ordering | per channel |
+
+Use it where a missed event is harmless (live UI updates, cache invalidation), never for work
+that must happen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from faststream.redis import PubSub, RedisBroker
+
+from faststream import StreamMessage
+
+from bus.backends._faststream import Adapt, FastStreamBus
+from bus.backends._redis_format import PlainMessageFormat
+from bus.port import Capabilities
+
+
+class RedisPubSubBus(FastStreamBus):
+    name: ClassVar[str] = "redis-pubsub"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        fan_out=True,
+        competing_consumers=False,
+        offline_catch_up=False,
+        redelivery=False,
+        per_key_ordering=False,
+        ordering="per channel",
+    )
+
+    def _create_broker(self, url: str, **common: Any) -> RedisBroker:
+        return RedisBroker(url, message_format=PlainMessageFormat, **common)
+
+    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+        self._broker.subscriber(channel=PubSub(topic))(adapt(self._attempt))
+
+    async def _attempt(self, message: StreamMessage[Any]) -> int:
+        return 1  # pub/sub never delivers twice
+
+    async def _publish(self, topic: str, body: bytes, key: str) -> None:
+        await self._broker.publish(body, channel=topic)

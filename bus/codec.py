@@ -1,0 +1,34 @@
+"""Events to bytes and back, with the size bound every backend applies."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from contracts.envelope import CloudEvent
+
+
+class PoisonMessage(Exception):
+    """A message that can never be handled (not a valid envelope, or too large)."""
+
+
+def encode(event: CloudEvent, max_bytes: int) -> bytes:
+    body = event.to_json()
+    if len(body) > max_bytes:
+        raise ValueError(
+            f"event {event.id} is {len(body)} bytes encoded; the limit is {max_bytes} "
+            "(BUS_MAX_EVENT_BYTES)"
+        )
+    return body
+
+
+def decode(body: bytes, max_bytes: int) -> CloudEvent:
+    if len(body) > max_bytes:
+        raise PoisonMessage(f"message of {len(body)} bytes exceeds the limit of {max_bytes}")
+    try:
+        return CloudEvent.from_json(body)
+    except ValidationError as exc:
+        # Name the fields and reasons, never echo the payload (it may hold personal data).
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise PoisonMessage(f"not a valid CloudEvent: {reasons}") from None

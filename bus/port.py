@@ -1,0 +1,69 @@
+"""The bus port: the one small interface every service talks to, whatever the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from contracts.envelope import CloudEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend guarantees. The conformance suite proves each flag, the yes and the no."""
+
+    fan_out: bool
+    """Every group subscribed to a topic receives every event."""
+    competing_consumers: bool
+    """Consumers in one group share the events; False means every consumer gets every event."""
+    offline_catch_up: bool
+    """Events published while a group has no running consumer wait for it (persistence)."""
+    redelivery: bool
+    """An event whose handler raised (or whose consumer died) is delivered again."""
+    per_key_ordering: bool
+    """Events with one key (the order id) stay in order even across several consumers of a
+    group. Every backend keeps publish order for a single consumer without failures."""
+    ordering: str
+    """Human-readable scope of ordering, for docs and `orderbus backends`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where an event came from, as seen by one consumer."""
+
+    topic: str
+    group: str
+    consumer: str
+    attempt: int | None
+    """1 on first delivery, counted up by redeliveries; None where the broker keeps no count
+    (Kafka offsets carry none)."""
+
+
+Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
+"""Handles one event. Returning acknowledges it; raising asks for redelivery where the backend
+has it (see `Capabilities.redelivery`)."""
+
+
+class Bus(Protocol):
+    """Publish events to topics; subscribe handlers to topics under a consumer group.
+
+    The group is the service name and the consumer is the instance id: groups fan out, the
+    consumers of one group compete. Subscribe before `start`; `close` stops taking messages,
+    lets in-flight handlers finish and closes the connections.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        """Publish and wait for the broker to accept the event (confirm/ack where it has one)."""
+        ...
+
+    def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None: ...
+
+    async def start(self) -> None:
+        """Connect, declare topology idempotently, and return once subscriptions are live."""
+        ...
+
+    async def close(self) -> None: ...

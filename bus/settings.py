@@ -1,0 +1,51 @@
+"""Bus configuration, read once from the environment (`BUS_*`)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bus.registry import backend_info
+from bus.urls import check_url, redact
+
+
+class BusSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BUS_", extra="ignore", frozen=True)
+
+    backend: str = "memory"
+    """One of `bus.registry.BACKENDS`."""
+    url: SecretStr | None = None
+    """Broker address; the backend's loopback default when unset. May hold a password."""
+    prefetch: int = Field(16, ge=1, le=10_000)
+    """Events in flight per consumer (RabbitMQ prefetch, Redis/NATS fetch size, memory queue)."""
+    redelivery_after_ms: int = Field(5_000, ge=100, le=3_600_000)
+    """How long a delivered but unacknowledged event waits before another consumer may take it
+    (Redis Streams idle time before XAUTOCLAIM, NATS ack wait)."""
+    kafka_partitions: int = Field(6, ge=1, le=10_000)
+    """Partitions of each Kafka topic created by the bus: the ceiling on competing consumers."""
+    max_event_bytes: int = Field(1_048_576, ge=1_024, le=64 * 1_048_576)
+    """Largest encoded event the bus publishes or accepts; larger ones are refused."""
+    memory_queue_size: int = Field(10_000, ge=1, le=10_000_000)
+    """Bound of each group queue on the memory backend; publishers wait when it is full."""
+    start_timeout_s: float = Field(30.0, gt=0, le=600)
+    """How long `start()` waits for subscriptions to be live (Kafka partition assignment)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        info = backend_info(self.backend)  # raises with a did-you-mean on a typo
+        if self.url is not None:
+            check_url(info.name, self.url.get_secret_value(), info.schemes)
+        return self
+
+    @property
+    def resolved_url(self) -> str:
+        if self.url is not None:
+            return self.url.get_secret_value()
+        return backend_info(self.backend).default_url
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password replaced, fit for logs and errors."""
+        return redact(self.resolved_url)

@@ -1,0 +1,2 @@
+"""The services: order, inventory, billing, notification. Each imports `bus` and `contracts`,
+never another service."""
