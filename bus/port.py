@@ -49,7 +49,8 @@ class Bus(Protocol):
     """Publish events to topics; subscribe handlers to topics under a consumer group.
 
     The group is the service name and the consumer is the instance id: groups fan out, the
-    consumers of one group compete. Subscribe before `start`; `close` stops taking messages,
+    consumers of one group compete. A consumer handles one event at a time, in delivery order;
+    scale out with more consumers, not with concurrency inside one. Subscribe before `start`; `close` stops taking messages,
     lets in-flight handlers finish and closes the connections.
     """
 

@@ -8,12 +8,13 @@ there, each with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from faststream import Context, StreamMessage
+from faststream import StreamMessage
 from faststream._internal.broker import BrokerUsecase
 
 from bus import names
@@ -30,6 +31,10 @@ Adapt = Callable[[AttemptOf], OnMessage]
 """Wraps the service's handler for one native subscriber, given where its attempt count is."""
 
 
+async def _the_message_itself(message: StreamMessage[Any]) -> StreamMessage[Any]:
+    return message
+
+
 class FastStreamBus(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
@@ -41,6 +46,11 @@ class FastStreamBus(ABC):
             # FastStream logs every message at INFO; ours are the per-event lines that matter.
             logger=logging.getLogger(f"bus.faststream.{self.name}"),
             log_level=logging.DEBUG,
+            # No FastDepends: it resolves `Context(...)` parameters in a thread pool, one hop
+            # per message, and the threads finish in any order, so a consumer saw events out
+            # of order. The decoder hands our callback the message itself instead.
+            apply_types=False,
+            decoder=_the_message_itself,
         )
         self._started = False
 
@@ -80,8 +90,17 @@ class FastStreamBus(ABC):
         names.check_topic(topic)
         names.check_group(group)
         names.check_consumer(consumer)
+        # FastStream runs a RabbitMQ prefetch window, or a NATS pull batch, as concurrent
+        # tasks (started in delivery order). One FIFO lock per subscription, shared by its
+        # native subscribers, keeps the port's rule: one event at a time, in delivery order.
+        one_at_a_time = asyncio.Lock()
         self._register(
-            topic, group, consumer, lambda attempt_of: self._adapt(handler, topic, group, consumer, attempt_of)
+            topic,
+            group,
+            consumer,
+            lambda attempt_of: self._adapt(
+                handler, topic, group, consumer, attempt_of, one_at_a_time
+            ),
         )
 
     async def start(self) -> None:
@@ -108,26 +127,33 @@ class FastStreamBus(ABC):
     # -- shared machinery --------------------------------------------------------------------
 
     def _adapt(
-        self, handler: Handler, topic: str, group: str, consumer: str, attempt_of: AttemptOf
+        self,
+        handler: Handler,
+        topic: str,
+        group: str,
+        consumer: str,
+        attempt_of: AttemptOf,
+        one_at_a_time: asyncio.Lock,
     ) -> OnMessage:
         max_bytes = self._settings.max_event_bytes
 
-        async def on_message(message: StreamMessage[Any] = Context("message")) -> None:  # noqa: B008
+        async def on_message(message: StreamMessage[Any]) -> None:
             try:
                 event = decode(message.body, max_bytes)
             except PoisonMessage:
                 # Retrying cannot mend it; acknowledging keeps the flow going.
                 log.exception("dropped a poison message on %s/%s", topic, group)
                 return
-            delivery = Delivery(topic, group, consumer, await attempt_of(message))
-            try:
-                await handler(event, delivery)
-            except Exception:
-                log.warning(
-                    "handler failed for %s %s on %s/%s (attempt %s)",
-                    event.type, event.id, group, consumer, delivery.attempt,
-                )
-                raise
+            async with one_at_a_time:
+                delivery = Delivery(topic, group, consumer, await attempt_of(message))
+                try:
+                    await handler(event, delivery)
+                except Exception:
+                    log.warning(
+                        "handler failed for %s %s on %s/%s (attempt %s)",
+                        event.type, event.id, group, consumer, delivery.attempt,
+                    )
+                    raise
             log.debug("handled %s %s on %s/%s", event.type, event.id, group, consumer)
 
         return on_message

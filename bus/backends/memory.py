@@ -119,6 +119,9 @@ class MemoryBus:
                 await group.queue.put((body, attempt + 1))
             finally:
                 self._busy.discard(me)
+            # Queue.get does not yield while events wait; without this one consumer of a
+            # group would take them all and its peers would never compete.
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Stop taking events, let handlers in flight finish, then leave the groups."""

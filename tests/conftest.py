@@ -1,0 +1,29 @@
+"""Fixtures every test layer shares: brokers, per the order in `tests.brokers`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.brokers import Choice, Kind, brokers_required, provide
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[Callable[[Kind], str]]:
+    """`broker_url(kind)`: a reachable broker of that kind for this session, or skip/fail."""
+    cache: dict[Kind, str | Choice] = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(kind: Kind) -> str:
+            if kind not in cache:
+                cache[kind] = stack.enter_context(provide(kind))
+            found = cache[kind]
+            if isinstance(found, Choice):
+                if brokers_required():
+                    pytest.fail(f"ORDERBUS_REQUIRE_BROKERS=1 but {found.reason}")
+                pytest.skip(found.reason)
+            return found
+
+        yield get
