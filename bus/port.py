@@ -50,8 +50,8 @@ class Bus(Protocol):
 
     The group is the service name and the consumer is the instance id: groups fan out, the
     consumers of one group compete. A consumer handles one event at a time, in delivery order;
-    scale out with more consumers, not with concurrency inside one. Subscribe before `start`; `close` stops taking messages,
-    lets in-flight handlers finish and closes the connections.
+    scale out with more consumers, not with concurrency inside one. Subscribe before `start`;
+    `close` stops taking messages, lets in-flight handlers finish and closes the connections.
     """
 
     name: ClassVar[str]

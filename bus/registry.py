@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bus.port import Bus
     from bus.settings import BusSettings
 
@@ -73,5 +75,6 @@ def create_bus(settings: BusSettings | None = None) -> Bus:
         from bus.settings import BusSettings
 
         settings = BusSettings()
-    factory = cast("type[Bus]", backend_class(settings.backend))
-    return factory(settings)  # type: ignore[call-arg]
+    # Every backend class is constructed from the settings alone.
+    factory = cast("Callable[[BusSettings], Bus]", backend_class(settings.backend))
+    return factory(settings)

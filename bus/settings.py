@@ -12,7 +12,10 @@ from bus.urls import check_url, redact
 
 
 class BusSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BUS_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a ValidationError would otherwise quote BUS_URL, password and all.
+    model_config = SettingsConfigDict(
+        env_prefix="BUS_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     backend: str = "memory"
     """One of `bus.registry.BACKENDS`."""

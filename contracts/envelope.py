@@ -15,7 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """Event types are snake_case; the type is also the topic name (see `bus.names`)."""
 
-TraceParent = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+TraceParent = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+]
 """W3C trace context `traceparent` header value."""
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -44,7 +46,7 @@ class CloudEvent(BaseModel):
         cls,
         payload: BaseModel,
         *,
-        type: str,  # noqa: A002 - the CloudEvents attribute is called `type`
+        type: str,
         source: str,
         subject: str | None = None,
         dataschema: str | None = None,

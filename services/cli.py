@@ -14,8 +14,14 @@ def _backends(_: argparse.Namespace) -> int:
         caps = backend_class(name).capabilities
         yes = {True: "yes", False: "no"}
         rows.append(
-            (name, yes[caps.fan_out], yes[caps.competing_consumers], yes[caps.offline_catch_up],
-             yes[caps.redelivery], caps.ordering)
+            (
+                name,
+                yes[caps.fan_out],
+                yes[caps.competing_consumers],
+                yes[caps.offline_catch_up],
+                yes[caps.redelivery],
+                caps.ordering,
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

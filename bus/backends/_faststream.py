@@ -12,7 +12,7 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from faststream import StreamMessage
 from faststream._internal.broker import BrokerUsecase
@@ -31,11 +31,14 @@ Adapt = Callable[[AttemptOf], OnMessage]
 """Wraps the service's handler for one native subscriber, given where its attempt count is."""
 
 
+BrokerT = TypeVar("BrokerT", bound=BrokerUsecase[Any, Any, Any])
+
+
 async def _the_message_itself(message: StreamMessage[Any]) -> StreamMessage[Any]:
     return message
 
 
-class FastStreamBus(ABC):
+class FastStreamBus(ABC, Generic[BrokerT]):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
 
@@ -57,7 +60,7 @@ class FastStreamBus(ABC):
     # -- what a backend supplies -------------------------------------------------------------
 
     @abstractmethod
-    def _create_broker(self, url: str, **common: Any) -> BrokerUsecase[Any, Any, Any]: ...
+    def _create_broker(self, url: str, **common: Any) -> BrokerT: ...
 
     @abstractmethod
     def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
@@ -109,7 +112,7 @@ class FastStreamBus(ABC):
             await self._declare()
             await self._broker.start()
             await self._await_live()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - re-raised as ConnectionError below
             await self._broker.stop()
             # The driver's message may quote the URL; ours names the backend and the safe URL.
             raise ConnectionError(
@@ -151,7 +154,11 @@ class FastStreamBus(ABC):
                 except Exception:
                     log.warning(
                         "handler failed for %s %s on %s/%s (attempt %s)",
-                        event.type, event.id, group, consumer, delivery.attempt,
+                        event.type,
+                        event.id,
+                        group,
+                        consumer,
+                        delivery.attempt,
                     )
                     raise
             log.debug("handled %s %s on %s/%s", event.type, event.id, group, consumer)

@@ -10,8 +10,10 @@ and the consumer name appears only in logs
 |---|---|
 | fan-out across groups | yes: each consumer group reads the whole topic |
 | competing consumers | yes, up to the partition count: each partition has one reader per group |
-| offline catch-up | yes: a group resumes from its committed offset (a brand-new group reads the retained topic from the start) |
-| redelivery | yes: a failed event is sought back and read again; uncommitted offsets are re-read after a crash |
+| offline catch-up | yes: a group resumes from its committed offset; a new group reads the |
+|                  | retained topic from the start |
+| redelivery | yes: a failed event is sought back and read again; uncommitted offsets |
+|            | are re-read after a crash |
 | ordering | per key (the order id), across any number of consumers |
 """
 
@@ -35,7 +37,7 @@ def bootstrap_servers(url: str) -> list[str]:
     return urlsplit(url).netloc.split(",")
 
 
-class KafkaBus(FastStreamBus):
+class KafkaBus(FastStreamBus[KafkaBroker]):
     name: ClassVar[str] = "kafka"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,

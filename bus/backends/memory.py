@@ -8,7 +8,8 @@ share topics, so replicas started in one process compete and services fan out.
 | fan-out across groups | yes: each group has its own queue |
 | competing consumers | yes: consumers of a group take from its queue |
 | offline catch-up | no: a group exists only while one of its consumers runs |
-| redelivery | in-process only: a handler that raises gets the event again (nothing survives the process) |
+| redelivery | in-process only: a handler that raises gets the event again; nothing |
+|            | survives the process |
 | ordering | per group with one consumer |
 
 Each group queue is bounded (`BUS_MEMORY_QUEUE_SIZE`): a publisher waits when it is full.
@@ -114,7 +115,7 @@ class MemoryBus:
                 await sub.handler(event, Delivery(sub.topic, sub.group, sub.consumer, attempt))
             except PoisonMessage:
                 log.exception("dropped a poison message on %s/%s", sub.topic, sub.group)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any handler failure means "deliver again"
                 log.warning("handler failed on %s/%s; redelivering", sub.topic, sub.group)
                 await group.queue.put((body, attempt + 1))
             finally:

@@ -26,7 +26,7 @@ from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
 
 
-class NatsBus(FastStreamBus):
+class NatsBus(FastStreamBus[NatsBroker]):
     name: ClassVar[str] = "nats"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,

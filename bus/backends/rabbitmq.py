@@ -21,7 +21,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
-from faststream.rabbit import Channel, ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import (
+    Channel,
+    ExchangeType,
+    QueueType,
+    RabbitBroker,
+    RabbitExchange,
+    RabbitQueue,
+)
 
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
@@ -32,7 +39,7 @@ def _exchange(topic: str) -> RabbitExchange:
     return RabbitExchange(topic, type=ExchangeType.FANOUT, durable=True)
 
 
-class RabbitMQBus(FastStreamBus):
+class RabbitMQBus(FastStreamBus[RabbitBroker]):
     name: ClassVar[str] = "rabbitmq"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,
@@ -56,9 +63,9 @@ class RabbitMQBus(FastStreamBus):
         )
         # REJECT_ON_ERROR, the default, drops the message (or dead-letters it, with a DLX);
         # NACK requeues it so it is delivered again.
-        self._broker.subscriber(
-            queue, _exchange(topic), ack_policy=AckPolicy.NACK_ON_ERROR
-        )(adapt(self._attempt))
+        self._broker.subscriber(queue, _exchange(topic), ack_policy=AckPolicy.NACK_ON_ERROR)(
+            adapt(self._attempt)
+        )
 
     async def _attempt(self, message: StreamMessage[Any]) -> int:
         # Quorum queues count earlier deliveries in `x-delivery-count` (absent on the first).

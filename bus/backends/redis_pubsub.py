@@ -19,16 +19,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from faststream.redis import PubSub, RedisBroker
-
 from faststream import StreamMessage
+from faststream.redis import PubSub, RedisBroker
 
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.backends._redis_format import PlainMessageFormat
 from bus.port import Capabilities
 
 
-class RedisPubSubBus(FastStreamBus):
+class RedisPubSubBus(FastStreamBus[RedisBroker]):
     name: ClassVar[str] = "redis-pubsub"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,

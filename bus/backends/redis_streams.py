@@ -9,7 +9,8 @@ what is published after it); the consumer is the instance id.
 | fan-out across groups | yes: one consumer group per service |
 | competing consumers | yes: consumers of a group share its entries |
 | offline catch-up | yes: entries wait in the stream for the group |
-| redelivery | yes: an entry left pending (handler raised, consumer died) is reclaimed with XAUTOCLAIM after `BUS_REDELIVERY_AFTER_MS` idle |
+| redelivery | yes: an entry left pending (handler raised, consumer died) is reclaimed |
+|            | with XAUTOCLAIM after `BUS_REDELIVERY_AFTER_MS` idle |
 | ordering | per stream, with one consumer |
 
 The stream is not trimmed: nothing can drop an entry a group has not read.
@@ -27,7 +28,7 @@ from bus.backends._redis_format import PlainMessageFormat
 from bus.port import Capabilities
 
 
-class RedisStreamsBus(FastStreamBus):
+class RedisStreamsBus(FastStreamBus[RedisBroker]):
     name: ClassVar[str] = "redis-streams"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,

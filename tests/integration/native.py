@@ -9,7 +9,9 @@ from bus import names
 from bus.backends.kafka import bootstrap_servers
 
 
-async def remove_topology(backend: str, url: str, topics: Iterable[str], groups: Iterable[str]) -> None:
+async def remove_topology(
+    backend: str, url: str, topics: Iterable[str], groups: Iterable[str]
+) -> None:
     """Delete what a test declared, so the shared brokers do not fill up run after run."""
     topics, groups = list(topics), list(groups)
     if not topics:
@@ -17,9 +19,9 @@ async def remove_topology(backend: str, url: str, topics: Iterable[str], groups:
     if backend.startswith("redis"):
         import redis.asyncio as redis
 
-        client = redis.from_url(url)
-        await client.delete(*topics)
-        await client.aclose()
+        redis_client = redis.from_url(url)
+        await redis_client.delete(*topics)
+        await redis_client.aclose()
     elif backend == "rabbitmq":
         import aio_pika
 

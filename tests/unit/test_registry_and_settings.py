@@ -1,0 +1,84 @@
+"""Choosing a backend: one table, a did-you-mean on typos, URLs checked and never leaked."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from bus import BACKENDS, BusSettings, backend_class, create_bus
+from bus.backends.memory import MemoryBus
+from bus.urls import redact
+
+
+def test_default_backend_is_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BUS_BACKEND", raising=False)
+    monkeypatch.delenv("BUS_URL", raising=False)
+    assert isinstance(create_bus(), MemoryBus)
+
+
+def test_backend_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUS_BACKEND", "rabbitmq")
+    monkeypatch.setenv("BUS_PREFETCH", "7")
+    settings = BusSettings()
+    assert settings.backend == "rabbitmq"
+    assert settings.prefetch == 7
+    assert settings.resolved_url == "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def test_a_typo_gets_a_did_you_mean() -> None:
+    with pytest.raises(ValidationError, match=r"unknown backend 'redis-stream'; did you mean 'redis-streams'\?"):
+        BusSettings(backend="redis-stream")
+
+
+def test_an_unknown_backend_lists_the_choices() -> None:
+    with pytest.raises(ValidationError, match=r"unknown backend 'zeromq' \(choose from memory, redis-pubsub"):
+        BusSettings(backend="zeromq")
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_backend_imports_and_declares_itself(name: str) -> None:
+    cls = backend_class(name)
+    assert cls.name == name
+    assert cls.capabilities.fan_out  # every backend fans out; the rest differ
+
+
+def test_a_wrong_scheme_names_the_backend_and_hides_the_password() -> None:
+    with pytest.raises(ValidationError) as caught:
+        BusSettings(backend="rabbitmq", url="redis://admin:s3cr3t@broker:6379/0")
+    message = str(caught.value)
+    assert "does not suit backend 'rabbitmq'" in message
+    assert "amqp://" in message
+    assert "s3cr3t" not in message
+    assert "admin:***@broker:6379" in message
+
+
+def test_a_url_with_a_bad_port_is_refused_without_leaking() -> None:
+    with pytest.raises(ValidationError) as caught:
+        BusSettings(backend="nats", url="nats://user:hunter2@host:99999")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_settings_repr_hides_the_url() -> None:
+    settings = BusSettings(backend="rabbitmq", url="amqp://guest:s3cr3t@127.0.0.1:5672/")
+    assert "s3cr3t" not in repr(settings)
+    assert settings.safe_url == "amqp://guest:***@127.0.0.1:5672/"
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("amqp://guest:guest@host:5672/vh", "amqp://guest:***@host:5672/vh"),
+        ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+        ("nats://host:4222", "nats://host:4222"),
+        ("kafka://a:9092,b:9092", "kafka://a:9092,b:9092"),
+    ],
+)
+def test_redact(url: str, safe: str) -> None:
+    assert redact(url) == safe
+
+
+def test_bounds_are_enforced() -> None:
+    with pytest.raises(ValidationError, match="prefetch"):
+        BusSettings(prefetch=0)
+    with pytest.raises(ValidationError, match="max_event_bytes"):
+        BusSettings(max_event_bytes=10)
