@@ -1,18 +1,75 @@
-"""The `orderbus` command line."""
+"""The `orderbus` command line: run the services, list the backends."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
+from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    # The drivers' per-connection chatter is noise at INFO.
+    for noisy in (
+        "aiokafka",
+        "aio_pika",
+        "aiormq",
+        "nats",
+        "faststream",
+        "bus.faststream",
+        "httpx",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _settings(backend: str | None) -> object:
+    from services.runtime.settings import ServiceSettings
+
+    if backend is None:
+        return ServiceSettings()
+    return ServiceSettings(bus=BusSettings(backend=backend))
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.runtime.settings import ServiceSettings
+    from services.specs import check_service, create_app
+
+    service = check_service(args.service)
+    settings = ServiceSettings()
+    configure_logging()
+    uvicorn.run(
+        create_app(service, settings),
+        host=settings.host,
+        port=args.port or settings.port(service),
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.runtime.settings import ServiceSettings
+    from services.supervisor import parse_replicas, up
+
+    settings = _settings(args.backend)
+    assert isinstance(settings, ServiceSettings)
+    configure_logging()
+    up(settings, parse_replicas(args.replicas))
+    return 0
 
 
 def _backends(_: argparse.Namespace) -> int:
     rows = [("backend", "fan-out", "competing", "catch-up", "redelivery", "ordering")]
+    yes = {True: "yes", False: "no"}
     for name in BACKENDS:
         caps = backend_class(name).capabilities
-        yes = {True: "yes", False: "no"}
         rows.append(
             (
                 name,
@@ -32,6 +89,17 @@ def _backends(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderbus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start every service; Ctrl-C stops them gracefully")
+    up.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
+    up.add_argument("--replicas", metavar="SERVICE=N,...", help="e.g. billing=2")
+    up.set_defaults(func=_up)
+
+    run = commands.add_parser("run", help="run one service instance (what a container runs)")
+    run.add_argument("service", help="order, inventory, billing or notification")
+    run.add_argument("--port", type=int, help="default: the service's *_PORT")
+    run.set_defaults(func=_run)
+
     backends = commands.add_parser("backends", help="list the backends and what each guarantees")
     backends.set_defaults(func=_backends)
     return parser
@@ -39,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValueError as exc:  # bad settings or arguments: one clear line, no traceback
+        print(f"orderbus: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

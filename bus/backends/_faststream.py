@@ -121,6 +121,12 @@ class FastStreamBus(ABC, Generic[BrokerT]):
         self._started = True
         log.info("%s bus started on %s", self.name, self._settings.safe_url)
 
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._broker.ping(timeout=2.0))
+        except Exception:  # noqa: BLE001 - readiness: any failure means "not reachable"
+            return False
+
     async def close(self) -> None:
         # FastStream stops its subscribers first: no new fetches, in-flight handlers finish
         # and are acknowledged, then the connections close.

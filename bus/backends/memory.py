@@ -124,6 +124,9 @@ class MemoryBus:
             # group would take them all and its peers would never compete.
             await asyncio.sleep(0)
 
+    async def ping(self) -> bool:
+        return True  # in-process: there is nothing to be unreachable
+
     async def close(self) -> None:
         """Stop taking events, let handlers in flight finish, then leave the groups."""
         self._closing = True

@@ -1,0 +1,65 @@
+"""HTTP request and response models of the services' public API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.order_created import CustomerId, Sku
+
+OrderStatus = Literal["pending"]
+"""Issue-3 orders stay `pending`: no service reports an outcome back yet."""
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    quantity: Annotated[int, Field(ge=1, le=1000)]
+
+
+class PlaceOrder(BaseModel):
+    """`POST /orders`. Unknown fields are refused, so a typo is an error and not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    items: Annotated[list[OrderLine], Field(min_length=1, max_length=100)]
+
+
+class OrderAccepted(BaseModel):
+    order_id: uuid.UUID
+    status: OrderStatus
+
+
+class PricedLine(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+class OrderView(BaseModel):
+    order_id: uuid.UUID
+    customer_id: str
+    status: OrderStatus
+    items: list[PricedLine]
+    total: Decimal
+    currency: str
+    created_at: datetime
+
+
+class OrderPage(BaseModel):
+    orders: list[OrderView]
+    limit: int
+    offset: int
+    total: int
+
+
+class ProductView(BaseModel):
+    sku: str
+    name: str
+    unit_price: Decimal

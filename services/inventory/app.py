@@ -1,0 +1,52 @@
+"""Inventory HTTP API: `GET /stock`, `GET /stock/{sku}`, `GET /reservations/{order_id}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Path
+from sqlalchemy import select
+
+from contracts import ORDER_CREATED
+from services.inventory.handlers import reserve
+from services.inventory.store import metadata, reservations, seed_stock, stock
+from services.runtime.app import Runtime, ServiceSpec, Subscription
+
+
+def routes(runtime: Runtime) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/stock")
+    async def all_stock() -> list[dict[str, Any]]:
+        async with runtime.engine.connect() as conn:
+            rows = await conn.execute(select(stock).order_by(stock.c.sku))
+            return [dict(r) for r in rows.mappings()]
+
+    @router.get("/stock/{sku}")
+    async def one_sku(sku: str = Path(max_length=32)) -> dict[str, Any]:
+        async with runtime.engine.connect() as conn:
+            row = (await conn.execute(select(stock).where(stock.c.sku == sku))).mappings().first()
+        if row is None:
+            raise HTTPException(404, detail=f"no sku {sku!r}")
+        return dict(row)
+
+    @router.get("/reservations/{order_id}")
+    async def reservation(order_id: str = Path(max_length=64)) -> dict[str, Any]:
+        query = select(reservations).where(reservations.c.order_id == order_id)
+        async with runtime.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            raise HTTPException(404, detail=f"no reservation for order {order_id}")
+        return dict(row)
+
+    return router
+
+
+def spec() -> ServiceSpec:
+    return ServiceSpec(
+        name="inventory",
+        metadata=metadata,
+        routes=routes,
+        subscriptions=[Subscription(ORDER_CREATED, reserve)],
+        seed=seed_stock,
+    )

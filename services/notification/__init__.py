@@ -1,0 +1,1 @@
+"""Notification service: records one notification per order, "emails" it, pushes it live."""

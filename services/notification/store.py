@@ -1,0 +1,20 @@
+"""The notification database: one notification per order."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, MetaData, String, Table
+
+from services.runtime.database import UtcDateTime
+
+metadata = MetaData()
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("message", String(500), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

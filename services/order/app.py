@@ -1,0 +1,241 @@
+"""Order service HTTP API: `POST /orders`, `GET /orders[/{id}]`, `GET /products`."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from contracts.api import (
+    OrderAccepted,
+    OrderPage,
+    OrderView,
+    PlaceOrder,
+    PricedLine,
+    ProductView,
+)
+from contracts.catalogue import CURRENCY
+from contracts.order_created import ORDER_CREATED_SCHEMA
+from services.order.outbox import OutboxRelay
+from services.order.store import metadata, order_items, orders, outbox, products, seed_catalogue
+from services.runtime.app import Runtime, ServiceSpec
+from services.runtime.http import error_body
+
+SOURCE = "/services/order"
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,128}$")
+]
+CorrelationId = Annotated[
+    str | None, Header(alias="X-Correlation-ID", pattern=r"^[\x21-\x7e]{1,128}$")
+]
+
+
+def _unprocessable(field: str, reason: str) -> JSONResponse:
+    return JSONResponse(error_body("invalid request", [{"field": field, "reason": reason}]), 422)
+
+
+def _fingerprint(request: PlaceOrder) -> str:
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+def routes(runtime: Runtime, relay: OutboxRelay) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/products")
+    async def list_products() -> list[ProductView]:
+        async with runtime.engine.connect() as conn:
+            rows = (await conn.execute(select(products).order_by(products.c.sku))).mappings()
+            return [ProductView.model_validate(dict(r)) for r in rows]
+
+    @router.post("/orders", status_code=202, response_model=OrderAccepted)
+    async def place_order(
+        request: PlaceOrder,
+        idempotency_key: IdempotencyKey = None,
+        correlation_id: CorrelationId = None,
+    ) -> Any:
+        fingerprint = _fingerprint(request)
+        if idempotency_key is not None:
+            earlier = await _by_idempotency_key(runtime, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier
+        async with runtime.engine.connect() as conn:
+            rows = await conn.execute(
+                select(products.c.sku, products.c.unit_price).where(
+                    products.c.sku.in_({line.sku for line in request.items})
+                )
+            )
+            prices = {sku: Decimal(price) for sku, price in rows}
+        for n, line in enumerate(request.items):
+            if line.sku not in prices:
+                return _unprocessable(f"items.{n}.sku", f"unknown sku {line.sku!r}")
+        order = OrderCreated(
+            order_id=uuid.uuid4(),
+            customer_id=request.customer_id,
+            items=[
+                OrderItem(sku=i.sku, quantity=i.quantity, unit_price=prices[i.sku])
+                for i in request.items
+            ],
+            total=sum((prices[i.sku] * i.quantity for i in request.items), Decimal("0.00")),
+            currency=CURRENCY,
+            created_at=datetime.now(UTC),
+        )
+        event = CloudEvent.of(
+            order,
+            type=ORDER_CREATED,
+            source=SOURCE,
+            subject=str(order.order_id),
+            dataschema=ORDER_CREATED_SCHEMA,
+            correlationid=correlation_id or str(uuid.uuid4()),
+        )
+        try:
+            async with runtime.engine.begin() as conn:
+                await _store(conn, order, event, idempotency_key, fingerprint)
+        except IntegrityError:
+            # The same Idempotency-Key raced us and won: answer as it did.
+            if idempotency_key is None:
+                raise
+            earlier = await _by_idempotency_key(runtime, idempotency_key, fingerprint)
+            if earlier is None:
+                raise
+            return earlier
+        relay.wake.set()
+        return OrderAccepted(order_id=order.order_id, status="pending")
+
+    @router.get("/orders/{order_id}")
+    async def get_order(order_id: uuid.UUID) -> OrderView:
+        async with runtime.engine.connect() as conn:
+            views = await _views(conn, select(orders).where(orders.c.order_id == str(order_id)))
+        if not views:
+            raise HTTPException(404, detail=f"no order {order_id}")
+        return views[0]
+
+    @router.get("/orders")
+    async def list_orders(
+        limit: int = Query(50, ge=1, le=200),
+        offset: int = Query(0, ge=0, le=1_000_000),
+        customer_id: str | None = Query(None, max_length=64),
+    ) -> OrderPage:
+        query = select(orders)
+        count = select(func.count()).select_from(orders)
+        if customer_id is not None:
+            query = query.where(orders.c.customer_id == customer_id)
+            count = count.where(orders.c.customer_id == customer_id)
+        query = query.order_by(orders.c.created_at.desc(), orders.c.order_id)
+        async with runtime.engine.connect() as conn:
+            page = await _views(conn, query.limit(limit).offset(offset))
+            total = (await conn.execute(count)).scalar_one()
+        return OrderPage(orders=page, limit=limit, offset=offset, total=total)
+
+    return router
+
+
+async def _store(
+    conn: AsyncConnection,
+    order: OrderCreated,
+    event: CloudEvent,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> None:
+    """The order, its items and its event: one transaction, all or nothing."""
+    await conn.execute(
+        insert(orders).values(
+            order_id=str(order.order_id),
+            customer_id=order.customer_id,
+            status="pending",
+            total=str(order.total),
+            currency=order.currency,
+            created_at=order.created_at,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+        )
+    )
+    await conn.execute(
+        insert(order_items),
+        [
+            {
+                "order_id": str(order.order_id),
+                "line": n,
+                "sku": item.sku,
+                "quantity": item.quantity,
+                "unit_price": str(item.unit_price),
+            }
+            for n, item in enumerate(order.items)
+        ],
+    )
+    await conn.execute(
+        insert(outbox).values(
+            event_id=str(event.id),
+            topic=ORDER_CREATED,
+            payload=event.to_json().decode(),
+            created_at=order.created_at,
+        )
+    )
+
+
+async def _by_idempotency_key(
+    runtime: Runtime, key: str, fingerprint: str
+) -> OrderAccepted | JSONResponse | None:
+    async with runtime.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(orders.c.order_id, orders.c.status, orders.c.request_hash).where(
+                    orders.c.idempotency_key == key
+                )
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        return _unprocessable(
+            "Idempotency-Key", "already used for a different request; use a new key"
+        )
+    return OrderAccepted(order_id=uuid.UUID(row.order_id), status=row.status)
+
+
+async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
+    found = (await conn.execute(query)).mappings().all()
+    if not found:
+        return []
+    ids = [row["order_id"] for row in found]
+    lines: dict[str, list[PricedLine]] = {order_id: [] for order_id in ids}
+    item_rows = await conn.execute(
+        select(order_items).where(order_items.c.order_id.in_(ids)).order_by(order_items.c.line)
+    )
+    for item in item_rows.mappings():
+        lines[item["order_id"]].append(
+            PricedLine(
+                sku=item["sku"], quantity=item["quantity"], unit_price=Decimal(item["unit_price"])
+            )
+        )
+    return [
+        OrderView(
+            order_id=uuid.UUID(row["order_id"]),
+            customer_id=row["customer_id"],
+            status=row["status"],
+            items=lines[row["order_id"]],
+            total=Decimal(row["total"]),
+            currency=row["currency"],
+            created_at=row["created_at"],
+        )
+        for row in found
+    ]
+
+
+def spec() -> ServiceSpec:
+    relay = OutboxRelay()
+    return ServiceSpec(
+        name="order",
+        metadata=metadata,
+        routes=lambda runtime: routes(runtime, relay),
+        seed=seed_catalogue,
+        background=[relay.run],
+    )

@@ -1,0 +1,61 @@
+"""The outbox relay: publishes what the order transactions wrote to the outbox table.
+
+An order and its event commit together; the relay publishes each row, waits for the broker
+to accept it, then marks it sent. If the broker is down, rows wait and are published when it
+returns; a crash between publish and mark publishes a row twice, which the inboxes absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from contracts import CloudEvent
+from services.order.store import outbox
+from services.runtime.app import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+class OutboxRelay:
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+
+    async def run(self, runtime: Runtime) -> None:
+        while True:
+            # Clear before reading the table, so a wake-up set while we publish is kept.
+            self.wake.clear()
+            try:
+                while await self.publish_pending(runtime) == BATCH:
+                    pass  # a full batch: there may be more right behind it
+            except Exception:
+                log.warning("outbox relay: publishing failed; retrying", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), runtime.settings.outbox_poll_s)
+
+    async def publish_pending(self, runtime: Runtime) -> int:
+        async with runtime.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.seq, outbox.c.topic, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(BATCH)
+                )
+            ).all()
+        for seq, topic, payload in rows:
+            event = CloudEvent.from_json(payload)
+            await runtime.bus.publish(topic, event)  # returns once the broker has it
+            async with runtime.engine.begin() as conn:
+                await conn.execute(
+                    update(outbox).where(outbox.c.seq == seq).values(published_at=datetime.now(UTC))
+                )
+            runtime.metrics.count(runtime.metrics.published, event.type)
+            log.info("published %s %s for order %s", event.type, event.id, event.subject)
+        return len(rows)

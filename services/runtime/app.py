@@ -1,0 +1,182 @@
+"""Build a service's FastAPI app: database, bus and background work wired in one lifespan.
+
+Connections are made when the app starts, never at import; tests build apps the same way
+with their own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bus import Bus, Delivery, create_bus
+from contracts import CloudEvent
+from services.runtime.database import create_engine, create_tables, reachable
+from services.runtime.http import BodyLimit, install_error_handlers
+from services.runtime.inbox import Effect, Inbox, processed_events_table
+from services.runtime.metrics import Metrics
+from services.runtime.settings import ServiceName, ServiceSettings
+
+log = logging.getLogger("services")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    effect: Effect
+    after_commit: Callable[[CloudEvent], Awaitable[None]] | None = None
+    """Runs once the effect is committed (never for a duplicate): side effects outside the
+    database, such as pushing to WebSocket clients."""
+
+
+@dataclass
+class Runtime:
+    """What a running service instance has: handed to its routes and background tasks."""
+
+    service: ServiceName
+    instance: str
+    settings: ServiceSettings
+    metrics: Metrics
+    engine: AsyncEngine = field(init=False)
+    bus: Bus = field(init=False)
+    inbox: Inbox | None = field(init=False, default=None)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: ServiceName
+    metadata: MetaData
+    routes: Callable[[Runtime], APIRouter]
+    subscriptions: Sequence[Subscription] = ()
+    seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
+    background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
+    """Long-running tasks (the outbox relay), cancelled at shutdown."""
+
+
+def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
+    instance = settings.instance(spec.name)
+    runtime = Runtime(spec.name, instance, settings, Metrics(spec.name, instance))
+    inbox_table = processed_events_table(spec.metadata) if spec.subscriptions else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.engine = create_engine(settings.database_url(spec.name))
+        await create_tables(runtime.engine, spec.metadata)
+        if spec.seed is not None:
+            await spec.seed(runtime.engine)
+        runtime.bus = create_bus(settings.bus)
+        if inbox_table is not None:
+            runtime.inbox = Inbox(runtime.engine, inbox_table, instance)
+        for subscription in spec.subscriptions:
+            runtime.bus.subscribe(
+                subscription.topic,
+                _handler(runtime, subscription),
+                group=spec.name,
+                consumer=instance,
+            )
+        await runtime.bus.start()
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(task(runtime)) for task in spec.background
+        ]
+        log.info("%s started as %s on bus %s", spec.name, instance, settings.bus.backend)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.bus.close()  # finishes the event in flight, then acknowledges it
+            await runtime.engine.dispose()
+            log.info("%s %s stopped", spec.name, instance)
+
+    app = FastAPI(title=f"orderbus {spec.name}", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(_basics(runtime))
+    app.include_router(spec.routes(runtime))
+    return app
+
+
+def _handler(
+    runtime: Runtime, subscription: Subscription
+) -> Callable[[CloudEvent, Delivery], Awaitable[None]]:
+    async def handle(event: CloudEvent, delivery: Delivery) -> None:
+        assert runtime.inbox is not None
+        try:
+            first = await runtime.inbox.handle(event, delivery, subscription.effect)
+        except Exception:
+            runtime.metrics.count(runtime.metrics.failures, event.type)
+            raise
+        if not first:
+            runtime.metrics.count(runtime.metrics.duplicates, event.type)
+            log.info(
+                "duplicate %s %s on %s (attempt %s): no effect",
+                event.type,
+                event.id,
+                runtime.instance,
+                delivery.attempt,
+            )
+            return
+        runtime.metrics.count(runtime.metrics.consumed, event.type)
+        log.info(
+            "handled %s %s for order %s on %s",
+            event.type,
+            event.id,
+            event.subject,
+            runtime.instance,
+        )
+        if subscription.after_commit is not None:
+            await subscription.after_commit(event)
+
+    return handle
+
+
+def _basics(runtime: Runtime) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.service, "instance": runtime.instance}
+
+    @router.get("/ready")
+    async def ready() -> JSONResponse:
+        checks = {
+            "database": await reachable(runtime.engine),
+            "broker": await runtime.bus.ping(),
+        }
+        ok = all(checks.values())
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "not ready",
+            "service": runtime.service,
+            "instance": runtime.instance,
+            "backend": runtime.settings.bus.backend,
+            "checks": checks,
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    if runtime.service != "order":
+
+        @router.get("/processed")
+        async def processed(
+            order_id: str | None = Query(None, max_length=64),
+            limit: int = Query(100, ge=1, le=1000),
+        ) -> dict[str, Any]:
+            assert runtime.inbox is not None
+            rows = await runtime.inbox.processed(order_id, limit)
+            return {"service": runtime.service, "processed": rows}
+
+    return router

@@ -1,0 +1,82 @@
+"""One async SQLAlchemy engine per service database: SQLite by default, PostgreSQL by URL.
+
+Each service declares its tables (SQLAlchemy Core) on a `MetaData` of its own, so services
+that share a process still keep separate databases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that comes back time-zone aware on every database (SQLite drops it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store UTC-aware timestamps only")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10)
+    if parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # Replicas of a service share its SQLite file: wait for the write lock, don't fail.
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A deferred transaction that reads, then writes, fails at once with "database is
+        # locked" if another process wrote meanwhile. IMMEDIATE takes the write lock up front
+        # and waits for it: replicas are serialised instead of failed.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+    except (IntegrityError, OperationalError, ProgrammingError):
+        # Two replicas starting together on PostgreSQL may race to create a table; the loser
+        # finds it there on the second look.
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+
+async def reachable(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+    return True

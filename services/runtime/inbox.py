@@ -1,0 +1,106 @@
+"""The inbox: processed event ids stored in the same transaction as the effect.
+
+A redelivered or duplicated event finds its id already there, changes nothing, and only
+counts one more delivery. That count is what `GET /processed` shows as `deliveries`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bus import Delivery
+from contracts import CloudEvent
+from services.runtime.database import UtcDateTime
+
+log = logging.getLogger(__name__)
+
+Effect = Callable[[AsyncConnection, CloudEvent, Delivery], Awaitable[None]]
+"""What a service does for an event, inside the inbox's transaction (`delivery.consumer` is
+the instance doing it)."""
+
+
+def processed_events_table(metadata: MetaData) -> Table:
+    if "processed_events" in metadata.tables:  # replicas in one process share the metadata
+        return metadata.tables["processed_events"]
+    return Table(
+        "processed_events",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("type", String(64), nullable=False),
+        Column("order_id", String(64), index=True),
+        Column("instance_id", String(64), nullable=False),
+        Column("deliveries", Integer, nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False),
+    )
+
+
+@dataclass(frozen=True)
+class Inbox:
+    engine: AsyncEngine
+    table: Table
+    instance_id: str
+
+    async def handle(self, event: CloudEvent, delivery: Delivery, effect: Effect) -> bool:
+        """Apply `effect` once per event id; return False for a duplicate (only counted)."""
+        event_id = str(event.id)
+        try:
+            async with self.engine.begin() as conn:
+                if await self._seen(conn, event_id):
+                    await self._count_delivery(conn, event_id)
+                    return False
+                await effect(conn, event, delivery)
+                await conn.execute(
+                    insert(self.table).values(
+                        event_id=event_id,
+                        type=event.type,
+                        order_id=event.subject,
+                        instance_id=self.instance_id,
+                        deliveries=1,
+                        processed_at=datetime.now(UTC),
+                    )
+                )
+                return True
+        except IntegrityError:
+            # A replica handled the same event concurrently and committed first (Redis
+            # pub/sub hands every replica every event): our effect rolled back with our row.
+            async with self.engine.begin() as conn:
+                if not await self._seen(conn, event_id):
+                    raise  # a constraint of the effect itself, not a duplicate
+                await self._count_delivery(conn, event_id)
+            return False
+
+    async def _seen(self, conn: AsyncConnection, event_id: str) -> bool:
+        query = select(self.table.c.event_id).where(self.table.c.event_id == event_id)
+        return (await conn.execute(query)).first() is not None
+
+    async def _count_delivery(self, conn: AsyncConnection, event_id: str) -> None:
+        await conn.execute(
+            update(self.table)
+            .where(self.table.c.event_id == event_id)
+            .values(deliveries=self.table.c.deliveries + 1)
+        )
+
+    async def processed(self, order_id: str | None, limit: int) -> list[dict[str, Any]]:
+        query = select(self.table).order_by(self.table.c.processed_at.desc()).limit(limit)
+        if order_id is not None:
+            query = query.where(self.table.c.order_id == order_id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [dict(row) for row in rows]

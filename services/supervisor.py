@@ -1,0 +1,216 @@
+"""`orderbus up`: every service instance, started, checked ready, listed, and stopped cleanly.
+
+On `memory` every instance runs in this process (the in-memory bus cannot cross processes);
+on a real broker each instance is its own `orderbus run` process, as containers would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
+from services.specs import check_service, create_app
+
+
+@dataclass(frozen=True)
+class Instance:
+    service: ServiceName
+    instance_id: str
+    port: int
+
+
+def parse_replicas(text: str | None) -> dict[ServiceName, int]:
+    """`billing=2,inventory=3` -> counts per service (1 for the rest)."""
+    counts: dict[ServiceName, int] = dict.fromkeys(SERVICES, 1)
+    for part in filter(None, (text or "").split(",")):
+        name, sep, count = part.partition("=")
+        if not sep or not count.strip().isdigit() or not 1 <= int(count) <= 16:
+            raise ValueError(f"--replicas: {part!r} is not SERVICE=N with N from 1 to 16")
+        counts[check_service(name.strip())] = int(count)
+    return counts
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def plan(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> list[Instance]:
+    """First instance of a service on its port; each further replica on the next free one."""
+    taken = {settings.port(s) for s in SERVICES}
+    spare = iter(
+        p for p in range(max(taken) + 1, 65536) if p not in taken and port_free(settings.host, p)
+    )
+    return [
+        Instance(service, f"{service}-{n}", settings.port(service) if n == 1 else next(spare))
+        for service in SERVICES
+        for n in range(1, replicas[service] + 1)
+    ]
+
+
+def url(settings: ServiceSettings, instance: Instance) -> str:
+    return f"http://{settings.host}:{instance.port}"
+
+
+def print_table(settings: ServiceSettings, instances: list[Instance]) -> None:
+    rows = [("service", "instance", "url")] + [
+        (i.service, i.instance_id, url(settings, i)) for i in instances
+    ]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"backend: {settings.bus.backend}; Ctrl-C stops everything", flush=True)
+
+
+async def wait_ready(settings: ServiceSettings, instances: list[Instance], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for instance in instances:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.get(f"{url(settings, instance)}/ready")
+                    if response.status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{instance.instance_id} not ready within {within_s}s")
+                await asyncio.sleep(0.1)  # polling an HTTP endpoint: there is no event to await
+
+
+class _QuietServer(uvicorn.Server):
+    """Signals are handled once for all servers of the process, not by each."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -> None:
+    servers = [
+        _QuietServer(
+            uvicorn.Config(
+                create_app(i.service, settings.model_copy(update={"instance_id": i.instance_id})),
+                host=settings.host,
+                port=i.port,
+                log_config=None,
+                lifespan="on",
+            )
+        )
+        for i in instances
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    serving = [asyncio.create_task(s.serve()) for s in servers]
+    try:
+        await wait_ready(settings, instances, within_s=60)
+        print_table(settings, instances)
+        await _first_of(stop.wait(), *serving)
+    finally:
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*serving, return_exceptions=True)
+
+
+Children = list[tuple[Instance, asyncio.subprocess.Process]]
+
+
+async def run_processes(settings: ServiceSettings, instances: list[Instance]) -> None:
+    children: Children = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for instance in instances:
+            env = os.environ | {
+                "BUS_BACKEND": settings.bus.backend,
+                "INSTANCE_ID": instance.instance_id,
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.cli",
+                "run",
+                instance.service,
+                "--port",
+                str(instance.port),
+                env=env,
+                # Its own session: Ctrl-C reaches us only, and we stop the children in order.
+                start_new_session=True,
+            )
+            children.append((instance, process))
+        await _first_of(wait_ready(settings, instances, within_s=90), _any_exit(children))
+        if (dead := _dead(children)) is not None:
+            raise RuntimeError(f"{dead} exited during start-up")
+        print_table(settings, instances)
+        await _first_of(stop.wait(), _any_exit(children))
+        if (dead := _dead(children)) is not None:
+            print(f"{dead} exited; stopping the others", file=sys.stderr)
+    finally:
+        await _terminate(children)
+
+
+def _dead(children: Children) -> str | None:
+    for instance, process in children:
+        if process.returncode is not None:
+            return f"{instance.instance_id} (exit {process.returncode})"
+    return None
+
+
+async def _any_exit(children: Children) -> None:
+    await asyncio.wait(
+        [asyncio.ensure_future(p.wait()) for _, p in children],
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+
+
+async def _terminate(children: Children) -> None:
+    """SIGTERM (each finishes its event in flight and acknowledges it), then wait, then kill."""
+    running = [p for _, p in children if p.returncode is None]
+    for process in running:
+        process.terminate()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), 30)
+    except TimeoutError:
+        for process in running:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def _first_of(*awaitables: Awaitable[Any]) -> None:
+    """Wait for whichever finishes first (raising its error), then cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def up(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> None:
+    instances = plan(settings, replicas)
+    if settings.bus.backend == "memory":
+        asyncio.run(run_in_process(settings, instances))
+    else:
+        asyncio.run(run_processes(settings, instances))
