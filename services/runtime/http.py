@@ -24,7 +24,12 @@ def field_name(loc: tuple[int | str, ...]) -> str:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": field_name(tuple(e["loc"])), "reason": str(e["msg"])} for e in exc.errors()[:20]
+        # A JSON syntax error's location is a character offset, not a field.
+        {
+            "field": "body" if e["type"] == "json_invalid" else field_name(tuple(e["loc"])),
+            "reason": str(e["msg"]),
+        }
+        for e in exc.errors()[:20]
     ]
     return JSONResponse(error_body("invalid request", errors), status_code=422)
 
@@ -34,7 +39,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, before the application reads them."""
+    """Refuse request bodies over `max_bytes` with 413: by Content-Length before reading, or
+    mid-stream for chunked bodies, in which case the application sees the client go away and
+    whatever it answers is dropped."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -49,19 +56,27 @@ class BodyLimit:
             await self._too_large(send)
             return
         received = 0
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _TooLarge
+            if received > self.max_bytes and not refused:
+                refused = True
+                await self._too_large(send)
+                return {"type": "http.disconnect"}
             return message
 
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # once we answered 413, the application's answer goes nowhere
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._too_large(send)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
 
     async def _too_large(self, send: Send) -> None:
         body = json.dumps(
@@ -78,7 +93,3 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass

@@ -19,7 +19,11 @@ SUBSCRIBERS: tuple[ServiceName, ...] = ("inventory", "billing", "notification")
 
 class ServiceSettings(BaseSettings):
     # hide_input_in_errors: a database URL with a password must not appear in a startup error.
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+    # populate_by_name: code (tests, `orderbus up`) may pass `data_dir=` where the environment
+    # says ORDERBUS_DATA_DIR; without it pydantic silently ignores the field name.
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, hide_input_in_errors=True, populate_by_name=True
+    )
 
     instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     """This process's consumer name; `<service>-<host>-<pid>` when unset."""

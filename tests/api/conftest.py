@@ -1,0 +1,47 @@
+"""API tests: a service app in-process, its real lifespan, a memory bus and a SQLite file."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bus import BusSettings, create_bus
+from contracts import ORDER_CREATED
+from services.runtime.settings import ServiceSettings
+from services.specs import create_app
+from tests.integration.conftest import Recorder
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ServiceSettings:
+    return ServiceSettings(
+        data_dir=tmp_path,
+        bus=BusSettings(backend="memory", url=f"memory://{uuid.uuid4().hex[:8]}"),
+        outbox_poll_s=0.1,
+    )
+
+
+@pytest.fixture
+async def published(settings: ServiceSettings) -> AsyncIterator[Recorder]:
+    """Everything the order service publishes, as a downstream service would see it."""
+    probe = create_bus(settings.bus)
+    recorder = Recorder()
+    probe.subscribe(ORDER_CREATED, recorder, group="probe", consumer="probe-1")
+    await probe.start()
+    yield recorder
+    await probe.close()
+
+
+@pytest.fixture
+async def order_client(
+    settings: ServiceSettings, published: Recorder
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app("order", settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:
+            yield client

@@ -1,0 +1,290 @@
+"""`POST /orders`: good orders publish once; bad input is refused and leaves no trace."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from contracts import OrderCreated
+from tests.integration.conftest import Recorder
+
+T = TypeVar("T")
+GOOD: dict[str, Any] = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 2}]}
+
+
+async def place(client: httpx.AsyncClient, body: Any = GOOD, **headers: str) -> httpx.Response:
+    return await client.post("/orders", json=body, headers=headers)
+
+
+async def assert_nothing_written_or_published(
+    client: httpx.AsyncClient, published: Recorder
+) -> None:
+    """A good order after the bad ones: once its event arrives, nothing else came before it."""
+    marker = (await place(client)).json()["order_id"]
+    await published.wait_until(lambda: any(e.subject == marker for e in _events(published)))
+    assert [e.subject for e in _events(published)] == [marker]
+    page = (await client.get("/orders")).json()
+    assert page["total"] == 1
+    assert [o["order_id"] for o in page["orders"]] == [marker]
+
+
+def _events(published: Recorder) -> list[Any]:
+    return [event for event, _ in published.received]
+
+
+async def test_an_order_is_accepted_stored_and_published_once(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    response = await place(
+        order_client,
+        {
+            "customer_id": "alice",
+            "items": [{"sku": "KB-001", "quantity": 2}, {"sku": "CB-005", "quantity": 3}],
+        },
+    )
+
+    assert response.status_code == 202
+    accepted = response.json()
+    assert accepted["status"] == "pending"
+    order_id = accepted["order_id"]
+    await published.wait_for_count(1)
+    event = _events(published)[0]
+    assert event.type == "order_created"
+    assert event.subject == order_id
+    assert event.source == "/services/order"
+    assert event.dataschema == "urn:orderbus:schema:order_created:1"
+    order = OrderCreated.model_validate(event.data)
+    assert order.total == Decimal("207.70")  # 2 x 89.00 + 3 x 9.90, priced by the catalogue
+    assert [i.unit_price for i in order.items] == [Decimal("89.00"), Decimal("9.90")]
+
+    stored = (await order_client.get(f"/orders/{order_id}")).json()
+    assert stored["total"] == "207.70"
+    assert stored["status"] == "pending"
+    assert [(i["sku"], i["quantity"]) for i in stored["items"]] == [("KB-001", 2), ("CB-005", 3)]
+
+
+async def test_correlation_id_header_travels_in_the_event(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    await place(order_client, **{"X-Correlation-ID": "req-42"})
+    await published.wait_for_count(1)
+    assert _events(published)[0].correlationid == "req-42"
+
+
+def many_items(n: int) -> list[dict[str, Any]]:
+    return [{"sku": "KB-001", "quantity": 1}] * n
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"items": [{"sku": "KB-001", "quantity": 1}]}, "customer_id", "Field required"),
+        ({"customer_id": "alice"}, "items", "Field required"),
+        ({"customer_id": 7, "items": [{"sku": "KB-001", "quantity": 1}]}, "customer_id", "string"),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": "two"}]},
+            "items.0.quantity",
+            "integer",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 0}]},
+            "items.0.quantity",
+            "greater than or equal to 1",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": -3}]},
+            "items.0.quantity",
+            "greater than or equal to 1",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1001}]},
+            "items.0.quantity",
+            "less than or equal to 1000",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 10**30}]},
+            "items.0.quantity",
+            "less than or equal to 1000",
+        ),
+        ({"customer_id": "alice", "items": []}, "items", "at least 1 item"),
+        ({"customer_id": "alice", "items": many_items(101)}, "items", "at most 100 items"),
+        (
+            {"customer_id": "alice", "items": [{"sku": "no such", "quantity": 1}]},
+            "items.0.sku",
+            "pattern",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "ZZ-999", "quantity": 1}]},
+            "items.0.sku",
+            "unknown sku 'ZZ-999'",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}], "coupon": "X"},
+            "coupon",
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1, "price": 0}]},
+            "items.0.price",
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"customer_id": "alice bob", "items": [{"sku": "KB-001", "quantity": 1}]},
+            "customer_id",
+            "pattern",
+        ),
+        (["not", "an", "object"], "body", "valid dictionary"),
+    ],
+)
+async def test_bad_input_is_refused_naming_the_field(
+    order_client: httpx.AsyncClient,
+    published: Recorder,
+    body: Any,
+    field: str,
+    reason: str,
+) -> None:
+    response = await place(order_client, body)
+
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert any(e["field"] == field and reason in e["reason"] for e in errors), errors
+    await assert_nothing_written_or_published(order_client, published)
+
+
+async def test_malformed_json_is_refused(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    response = await order_client.post(
+        "/orders",
+        content=b'{"customer_id": "alice", "items": [',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body"
+    assert "JSON" in response.json()["errors"][0]["reason"]
+    await assert_nothing_written_or_published(order_client, published)
+
+
+async def test_a_one_megabyte_body_is_refused_unread(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    huge = {
+        "customer_id": "alice",
+        "items": [{"sku": "KB-001", "quantity": 1}],
+        "padding": "x" * 1_048_576,
+    }
+    response = await place(order_client, huge)
+    assert response.status_code == 413
+    assert response.json()["errors"] == [{"field": "body", "reason": "larger than 65536 bytes"}]
+    await assert_nothing_written_or_published(order_client, published)
+
+
+async def test_a_chunked_body_over_the_limit_is_refused(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    async def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * 4_096
+
+    response = await order_client.post(
+        "/orders", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    await assert_nothing_written_or_published(order_client, published)
+
+
+async def test_the_same_idempotency_key_gives_the_same_order_and_one_event(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    first = await place(order_client, **{"Idempotency-Key": "key-1"})
+    again = await place(order_client, **{"Idempotency-Key": "key-1"})
+
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    order_id = first.json()["order_id"]
+    await assert_idempotent_single_event(order_client, published, order_id)
+
+
+async def assert_idempotent_single_event(
+    client: httpx.AsyncClient, published: Recorder, order_id: str
+) -> None:
+    marker = (await place(client)).json()["order_id"]
+    await published.wait_until(lambda: any(e.subject == marker for e in _events(published)))
+    assert [e.subject for e in _events(published)].count(order_id) == 1
+    assert (await client.get("/orders")).json()["total"] == 2
+
+
+async def test_an_idempotency_key_reused_for_another_order_is_refused(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    first = await place(order_client, **{"Idempotency-Key": "key-2"})
+    other = {"customer_id": "alice", "items": [{"sku": "MS-002", "quantity": 1}]}
+    reused = await place(order_client, other, **{"Idempotency-Key": "key-2"})
+
+    assert reused.status_code == 422
+    assert reused.json()["errors"][0]["field"] == "Idempotency-Key"
+    await assert_idempotent_single_event(order_client, published, first.json()["order_id"])
+
+
+async def test_a_malformed_idempotency_key_is_refused(order_client: httpx.AsyncClient) -> None:
+    response = await place(order_client, **{"Idempotency-Key": "x" * 129})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+async def test_orders_are_paged(order_client: httpx.AsyncClient) -> None:
+    ids = [(await place(order_client)).json()["order_id"] for _ in range(3)]
+
+    first = (await order_client.get("/orders", params={"limit": 2})).json()
+    rest = (await order_client.get("/orders", params={"limit": 2, "offset": 2})).json()
+
+    assert first["total"] == rest["total"] == 3
+    assert len(first["orders"]) == 2
+    assert len(rest["orders"]) == 1
+    assert sorted(o["order_id"] for o in first["orders"] + rest["orders"]) == sorted(ids)
+    assert (await order_client.get("/orders", params={"limit": 0})).status_code == 422
+
+
+async def test_unknown_and_malformed_order_ids(order_client: httpx.AsyncClient) -> None:
+    missing = await order_client.get("/orders/6f1c7f5e-7a52-4f7e-9a53-0ad1a1d0b0c1")
+    assert missing.status_code == 404
+    malformed = await order_client.get("/orders/not-a-uuid")
+    assert malformed.status_code == 422
+    assert malformed.json()["errors"][0]["field"] == "order_id"
+
+
+async def published_line(client: httpx.AsyncClient) -> str | None:
+    metrics = (await client.get("/metrics")).text
+    prefix = "orderbus_events_published_total{"
+    return next((m for m in metrics.splitlines() if m.startswith(prefix)), None)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 10) -> T:
+    """Poll `probe` until it answers (for state only an HTTP endpoint shows)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (found := await probe()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+    return found
+
+
+async def test_products_health_ready_metrics(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    products = (await order_client.get("/products")).json()
+    assert {"sku": "KB-001", "name": "Mechanical keyboard", "unit_price": "89.00"} in products
+    assert (await order_client.get("/health")).json()["status"] == "ok"
+    ready = (await order_client.get("/ready")).json()
+    assert ready["checks"] == {"database": True, "broker": True}
+
+    await place(order_client)
+    # The relay counts a publish after marking its outbox row: poll until it has.
+    line = await eventually(lambda: published_line(order_client))
+    assert 'service="order"' in line
+    assert 'type="order_created"' in line
+    assert line.endswith(" 1.0")
