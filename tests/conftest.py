@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.brokers import Choice, Kind, brokers_required, provide
+from bus import BACKENDS
+from tests.brokers import BACKEND_KIND, Choice, Kind, brokers_required, provide
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +29,17 @@ def broker_url() -> Iterator[Callable[[Kind], str]]:
             return found
 
         yield get
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test that takes `backend` runs once per backend, the name in its test id."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_url(backend: str, broker_url: Callable[[Kind], str]) -> str:
+    kind = BACKEND_KIND[backend]
+    if kind is None:
+        return f"memory://{uuid.uuid4().hex[:8]}"  # a hub of its own per test
+    return broker_url(kind)

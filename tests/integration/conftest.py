@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from bus import BACKENDS, Bus, BusSettings, Delivery, create_bus
+from bus import Bus, BusSettings, Delivery, create_bus
 from contracts import CloudEvent
-from tests.brokers import BACKEND_KIND, Kind
 from tests.integration.native import remove_topology
 
 pytestmark = pytest.mark.integration
@@ -22,19 +21,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(params=list(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def backend_url(backend: str, broker_url: Callable[[Kind], str]) -> str:
-    kind = BACKEND_KIND[backend]
-    if kind is None:
-        return f"memory://{uuid.uuid4().hex[:8]}"  # a hub of its own per test
-    return broker_url(kind)
 
 
 @dataclass

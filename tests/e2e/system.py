@@ -1,0 +1,82 @@
+"""Run the whole system as a user does (`orderbus up`) and talk to it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.brokers import free_port
+
+
+@dataclass(frozen=True)
+class System:
+    urls: dict[str, str]
+    """instance id -> base URL, as `orderbus up` printed them."""
+    process: subprocess.Popen[str]
+    log: Path
+
+    def url(self, instance: str) -> str:
+        return self.urls[instance]
+
+    def instances(self, service: str) -> list[str]:
+        return sorted(i for i in self.urls if i.startswith(f"{service}-"))
+
+
+def read_table(process: subprocess.Popen[str], log: Path, within_s: float) -> dict[str, str]:
+    """Parse the table `orderbus up` prints once every instance is ready."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + within_s
+    urls: dict[str, str] = {}
+    for line in process.stdout:
+        if line.startswith("backend:"):
+            return urls
+        columns = line.split()
+        if len(columns) == 3 and columns[2].startswith("http://"):
+            urls[columns[1]] = columns[2]
+        if time.monotonic() > deadline:
+            break
+    raise AssertionError(f"orderbus up printed no table; its log:\n{log.read_text()[-4000:]}")
+
+
+@contextmanager
+def orderbus_up(backend: str, url: str, data_dir: Path, *args: str) -> Iterator[System]:
+    ports = {
+        f"{s.upper()}_PORT": str(free_port())
+        for s in ("order", "inventory", "billing", "notification")
+    }
+    env = (
+        os.environ
+        | ports
+        | {
+            "BUS_BACKEND": backend,
+            "BUS_URL": url,
+            "ORDERBUS_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("INSTANCE_ID", None)
+    log = data_dir / "orderbus-up.log"
+    with log.open("w") as err:
+        process = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "services.cli", "up", "--backend", backend, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        yield System(read_table(process, log, within_s=120), process, log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
