@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 up: install
-	$(BIN)/orderbus up
+	$(BIN)/orderbus up $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -64,7 +64,7 @@ def orderbus_up(backend: str, url: str, data_dir: Path, *args: str) -> Iterator[
     env.pop("INSTANCE_ID", None)
     log = data_dir / "orderbus-up.log"
     with log.open("w") as err:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
+        process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--backend", backend, *args],
             env=env,
             stdout=subprocess.PIPE,
