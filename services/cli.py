@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
 
@@ -109,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as exc:  # bad settings or arguments: one clear line, no traceback
+    except ValidationError as exc:  # bad settings: one clear line per problem, no traceback
+        for error in exc.errors():
+            where = ".".join(map(str, error["loc"])) or "settings"
+            print(
+                f"orderbus: {where}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr
+            )
+        return 2
+    except ValueError as exc:  # bad arguments
         print(f"orderbus: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

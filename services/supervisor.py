@@ -119,10 +119,17 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
         loop.add_signal_handler(sig, stop.set)
     serving = [asyncio.create_task(s.serve()) for s in servers]
     try:
-        await wait_ready(settings, instances, within_s=60)
+        await _first_of(
+            wait_ready(settings, instances, within_s=60),
+            asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED),
+        )
+        if any(task.done() for task in serving):
+            raise RuntimeError("a service stopped during start-up; its error is logged above")
         print_table(settings, instances)
-        await _first_of(stop.wait(), *serving)
+        # A server that stops on its own (its port taken, say) stops the rest too.
+        await _first_of(stop.wait(), asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))
     finally:
+        # Ask, don't cancel: each server drains its requests and runs its lifespan shutdown.
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*serving, return_exceptions=True)
@@ -209,6 +216,12 @@ async def _first_of(*awaitables: Awaitable[Any]) -> None:
 
 
 def up(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> None:
+    for service in SERVICES:
+        if not port_free(settings.host, settings.port(service)):
+            raise ValueError(
+                f"port {settings.port(service)} for {service} is in use: stop what holds it or "
+                f"set {service.upper()}_PORT"
+            )
     instances = plan(settings, replicas)
     if settings.bus.backend == "memory":
         asyncio.run(run_in_process(settings, instances))
