@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Path
 from sqlalchemy import select
 
 from contracts import ORDER_CREATED
 from services.inventory.handlers import reserve
 from services.inventory.store import metadata, reservations, seed_stock, stock
 from services.runtime.app import Runtime, ServiceSpec, Subscription
+from services.runtime.database import one_or_404
 
 
 def routes(runtime: Runtime) -> APIRouter:
@@ -24,20 +25,13 @@ def routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/stock/{sku}")
     async def one_sku(sku: str = Path(max_length=32)) -> dict[str, Any]:
-        async with runtime.engine.connect() as conn:
-            row = (await conn.execute(select(stock).where(stock.c.sku == sku))).mappings().first()
-        if row is None:
-            raise HTTPException(404, detail=f"no sku {sku!r}")
-        return dict(row)
+        query = select(stock).where(stock.c.sku == sku)
+        return await one_or_404(runtime.engine, query, f"no sku {sku!r}")
 
     @router.get("/reservations/{order_id}")
     async def reservation(order_id: str = Path(max_length=64)) -> dict[str, Any]:
         query = select(reservations).where(reservations.c.order_id == order_id)
-        async with runtime.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
-        if row is None:
-            raise HTTPException(404, detail=f"no reservation for order {order_id}")
-        return dict(row)
+        return await one_or_404(runtime.engine, query, f"no reservation for order {order_id}")
 
     return router
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event, text
+from fastapi import HTTPException
+from sqlalchemy import DateTime, MetaData, Select, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -71,6 +72,15 @@ async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
         # finds it there on the second look.
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+
+
+async def one_or_404(engine: AsyncEngine, query: Select[Any], missing: str) -> dict[str, Any]:
+    """The single row `query` selects, as a dict; HTTP 404 saying `missing` if there is none."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise HTTPException(404, detail=missing)
+    return dict(row)
 
 
 async def reachable(engine: AsyncEngine) -> bool:

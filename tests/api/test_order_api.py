@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from contracts import OrderCreated
 from tests.integration.conftest import Recorder
+from tests.polling import eventually
 
-T = TypeVar("T")
 GOOD: dict[str, Any] = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 2}]}
 
 
@@ -262,15 +260,6 @@ async def published_line(client: httpx.AsyncClient) -> str | None:
     metrics = (await client.get("/metrics")).text
     prefix = "orderbus_events_published_total{"
     return next((m for m in metrics.splitlines() if m.startswith(prefix)), None)
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 10) -> T:
-    """Poll `probe` until it answers (for state only an HTTP endpoint shows)."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while (found := await probe()) is None:
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-    return found
 
 
 async def test_products_health_ready_metrics(

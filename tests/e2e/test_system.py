@@ -8,9 +8,9 @@ pub/sub both replicas get every event (`deliveries: 2`) and the inbox keeps it t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -19,20 +19,11 @@ from bus import backend_class
 from contracts import ORDER_CREATED
 from tests.e2e.system import System, orderbus_up
 from tests.integration.native import remove_topology
+from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
-T = TypeVar("T")
 GROUPS = ["inventory", "billing", "notification"]
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 90) -> T:
-    """Poll an HTTP-visible condition until it holds."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while (found := await probe()) is None:
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
-    return found
 
 
 @pytest.fixture
@@ -77,7 +68,7 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
                 rows = [r for r in await processed(client, url) if r["order_id"] in orders]
                 return rows if {r["order_id"] for r in rows} == orders else None
 
-            views[service] = await eventually(complete)
+            views[service] = await eventually(complete, within_s=90)
             assert len(views[service]) == 50, f"{service}: one processed event per order"
 
         # ...and one effect per order.
@@ -104,7 +95,7 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
                 ]
                 return rows if all(r["deliveries"] == 2 for r in rows) else None
 
-            rows = await eventually(both_delivered)
+            rows = await eventually(both_delivered, within_s=90)
             assert len(rows) == 50
             duplicates = 0.0
             for instance in system.instances("billing"):
