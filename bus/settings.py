@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.registry import backend_info
+from bus.retry import RetryPolicy
 from bus.urls import check_url, redact
 
 
@@ -28,6 +29,12 @@ class BusSettings(BaseSettings):
     (Redis Streams idle time before XAUTOCLAIM, NATS ack wait)."""
     kafka_partitions: int = Field(6, ge=1, le=10_000)
     """Partitions of each Kafka topic created by the bus: the ceiling on competing consumers."""
+    max_attempts: int = Field(5, ge=1, le=100)
+    """Deliveries of one event before it is dead-lettered to `dlq.<group>`."""
+    retry_backoff_ms: int = Field(200, ge=1, le=600_000)
+    """Delay after the first failed attempt; doubles per attempt, with jitter."""
+    retry_backoff_max_ms: int = Field(30_000, ge=1, le=3_600_000)
+    """Ceiling of the retry delay."""
     max_event_bytes: int = Field(1_048_576, ge=1_024, le=64 * 1_048_576)
     """Largest encoded event the bus publishes or accepts; larger ones are refused."""
     memory_queue_size: int = Field(10_000, ge=1, le=10_000_000)
@@ -41,6 +48,10 @@ class BusSettings(BaseSettings):
         if self.url is not None:
             check_url(info.name, self.url.get_secret_value(), info.schemes)
         return self
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.retry_backoff_ms, self.retry_backoff_max_ms)
 
     @property
     def resolved_url(self) -> str:

@@ -16,10 +16,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from faststream import StreamMessage
 from faststream._internal.broker import BrokerUsecase
+from faststream.exceptions import NackMessage
 
 from bus import names
 from bus.codec import PoisonMessage, decode, encode
 from bus.port import Capabilities, Delivery, Handler
+from bus.retry import DeadLetter
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
 
@@ -70,9 +72,22 @@ class FastStreamBus(ABC, Generic[BrokerT]):
     @abstractmethod
     async def _publish(self, topic: str, body: bytes, key: str) -> None: ...
 
+    @abstractmethod
+    async def _publish_dead_letter(self, group: str, body: bytes) -> None:
+        """Append one record to the group's `dlq.<group>`, confirmed by the broker."""
+
     async def _attempt(self, message: StreamMessage[Any]) -> int | None:
         """The delivery attempt of `message` where the broker counts them."""
         return None
+
+    async def _retry_later(self, message: StreamMessage[Any], delay_s: float) -> None:
+        """Have `message` delivered again after about `delay_s`. By default: wait, holding the
+        message unacknowledged but letting this consumer handle others, then nack it."""
+        await asyncio.sleep(delay_s)
+        raise NackMessage
+
+    def _settled(self, message: StreamMessage[Any]) -> None:
+        """`message` is done with (handled or dead-lettered): forget any count kept for it."""
 
     async def _declare(self) -> None:
         """Create the topology subscriptions need before the broker starts consuming."""
@@ -145,28 +160,78 @@ class FastStreamBus(ABC, Generic[BrokerT]):
         one_at_a_time: asyncio.Lock,
     ) -> OnMessage:
         max_bytes = self._settings.max_event_bytes
+        policy = self._settings.retry
+
+        async def dead_letter(
+            message: StreamMessage[Any],
+            attempts: int,
+            error: BaseException | str,
+            event_id: str | None,
+        ) -> None:
+            record = DeadLetter.of(
+                message.body,
+                topic=topic,
+                group=group,
+                consumer=consumer,
+                attempts=attempts,
+                error=error,
+                event_id=event_id,
+            )
+            await self._publish_dead_letter(group, record.to_json())
+            self._settled(message)
+            log.error(
+                "dead-lettered %s from %s/%s after %d attempt(s): %s",
+                event_id or "a message",
+                topic,
+                group,
+                attempts,
+                record.error,
+            )
 
         async def on_message(message: StreamMessage[Any]) -> None:
+            attempt = await attempt_of(message)
             try:
                 event = decode(message.body, max_bytes)
-            except PoisonMessage:
-                # Retrying cannot mend it; acknowledging keeps the flow going.
-                log.exception("dropped a poison message on %s/%s", topic, group)
+            except PoisonMessage as poison:
+                await dead_letter(message, attempt or 1, poison, None)  # retrying cannot mend it
                 return
+            if attempt is not None and attempt > policy.max_attempts:
+                # Delivered past the limit without an outcome: its handler never returned,
+                # most likely because the consumer died inside it. Do not try it again.
+                await dead_letter(
+                    message,
+                    attempt - 1,
+                    "no outcome after the last attempt (did the consumer die?)",
+                    str(event.id),
+                )
+                return
+            delivery = Delivery(topic, group, consumer, attempt)
             async with one_at_a_time:
-                delivery = Delivery(topic, group, consumer, await attempt_of(message))
                 try:
                     await handler(event, delivery)
-                except Exception:
+                except Exception as failure:  # noqa: BLE001 - every failure gets the policy
+                    n = attempt or 1
+                    if not self.capabilities.redelivery or policy.gives_up(n):
+                        await dead_letter(message, n, failure, str(event.id))
+                        return
+                    delay = policy.delay_s(n)
                     log.warning(
-                        "handler failed for %s %s on %s/%s (attempt %s)",
+                        "handler failed for %s %s on %s/%s (attempt %d of %d): %s; "
+                        "retrying in %.2fs",
                         event.type,
                         event.id,
                         group,
                         consumer,
-                        delivery.attempt,
+                        n,
+                        policy.max_attempts,
+                        failure,
+                        delay,
                     )
-                    raise
-            log.debug("handled %s %s on %s/%s", event.type, event.id, group, consumer)
+                else:
+                    self._settled(message)
+                    log.debug("handled %s %s on %s/%s", event.type, event.id, group, consumer)
+                    return
+            # Outside the lock: the consumer goes on with other events meanwhile.
+            await self._retry_later(message, delay)
 
         return on_message

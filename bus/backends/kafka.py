@@ -12,8 +12,9 @@ and the consumer name appears only in logs
 | competing consumers | yes, up to the partition count: each partition has one reader per group |
 | offline catch-up | yes: a group resumes from its committed offset; a new group reads the |
 |                  | retained topic from the start |
-| redelivery | yes: a failed event is sought back and read again; uncommitted offsets |
-|            | are re-read after a crash |
+| redelivery | yes: a failed event is sought back and read again after a backoff (its |
+|            | partition waits, keeping key order); uncommitted offsets are re-read |
+|            | after a crash |
 | ordering | per key (the order id), across any number of consumers |
 """
 
@@ -24,11 +25,13 @@ import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from faststream import AckPolicy
+from faststream import AckPolicy, StreamMessage
+from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, TopicPartition
 from faststream.kafka.schemas import Topic
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 
+from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
 
@@ -51,6 +54,7 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
     def _create_broker(self, url: str, **common: Any) -> KafkaBroker:
         self._subscribers: list[LogicSubscriber[Any]] = []
         self._declared: set[str] = set()
+        self._failures: dict[tuple[str, int, int], int] = {}
         # acks="all": the publish returns once every in-sync replica has the event.
         return KafkaBroker(bootstrap_servers(url), acks="all", **common)
 
@@ -88,12 +92,40 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
         return consumer is not None and bool(consumer.assignment())
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
+        await self._ensure_topic(topic)
+        await self._broker.publish(body, topic=topic, key=key.encode())
+
+    async def _ensure_topic(self, topic: str) -> None:
         if topic not in self._declared:
             # Auto-created topics get the broker's default partition count (often 1), which
             # caps competing consumers at one: create it with ours before the first publish.
             await self._broker.config.admin.create_topics([self._topic(topic)])
             self._declared.add(topic)
-        await self._broker.publish(body, topic=topic, key=key.encode())
+
+    async def _publish_dead_letter(self, group: str, body: bytes) -> None:
+        topic = names.dead_letters(group)
+        await self._ensure_topic(topic)
+        await self._broker.publish(body, topic=topic)
+
+    # Kafka keeps no delivery count: a failed record is sought back and read again at the
+    # same offset, so this process counts failures per offset. A crash forgets the count.
+    @staticmethod
+    def _offset(message: StreamMessage[Any]) -> tuple[str, int, int]:
+        record = message.raw_message
+        return (record.topic, record.partition, record.offset)
+
+    async def _attempt(self, message: StreamMessage[Any]) -> int:
+        return self._failures.get(self._offset(message), 0) + 1
+
+    async def _retry_later(self, message: StreamMessage[Any], delay_s: float) -> None:
+        key = self._offset(message)
+        self._failures[key] = self._failures.get(key, 0) + 1
+        # The partition waits: later events of the same order must not overtake this one.
+        await asyncio.sleep(delay_s)
+        raise NackMessage
+
+    def _settled(self, message: StreamMessage[Any]) -> None:
+        self._failures.pop(self._offset(message), None)
 
 
 __all__ = ["KafkaBus", "TopicPartition", "bootstrap_servers"]

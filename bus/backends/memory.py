@@ -8,8 +8,8 @@ share topics, so replicas started in one process compete and services fan out.
 | fan-out across groups | yes: each group has its own queue |
 | competing consumers | yes: consumers of a group take from its queue |
 | offline catch-up | no: a group exists only while one of its consumers runs |
-| redelivery | in-process only: a handler that raises gets the event again; nothing |
-|            | survives the process |
+| redelivery | in-process only: a failed event is requeued after a backoff; nothing |
+|            | survives the process. Dead letters are kept in memory (`dead_letters()`) |
 | ordering | per group with one consumer |
 
 Each group queue is bounded (`BUS_MEMORY_QUEUE_SIZE`): a publisher waits when it is full.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 from bus import names
 from bus.codec import PoisonMessage, decode, encode
 from bus.port import Capabilities, Delivery, Handler
+from bus.retry import DeadLetter
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
 
@@ -44,9 +46,20 @@ class _Hub:
     """Topics of one `memory://NAME`: topic -> group -> queue of (encoded event, attempt)."""
 
     topics: dict[str, dict[str, _Group]] = field(default_factory=dict)
+    dead_letters: dict[str, deque[DeadLetter]] = field(default_factory=dict)
 
 
 _HUBS: dict[str, _Hub] = {}
+DEAD_LETTERS_KEPT = 10_000
+
+
+def dead_letters(url: str, group: str) -> list[DeadLetter]:
+    """The dead letters of `group` on the memory bus at `url`, oldest first."""
+    return list(_hub(url).dead_letters.get(group, ()))
+
+
+def _hub(url: str) -> _Hub:
+    return _HUBS.setdefault(urlsplit(url).netloc or "default", _Hub())
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ class MemoryBus:
 
     def __init__(self, settings: BusSettings) -> None:
         self._settings = settings
-        self._hub = _HUBS.setdefault(urlsplit(settings.resolved_url).netloc or "default", _Hub())
+        self._hub = _hub(settings.resolved_url)
+        self._retries: set[asyncio.Task[None]] = set()
         self._subscriptions: list[_Subscription] = []
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None]] = set()
@@ -113,16 +127,62 @@ class MemoryBus:
             try:
                 event = decode(body, self._settings.max_event_bytes)
                 await sub.handler(event, Delivery(sub.topic, sub.group, sub.consumer, attempt))
-            except PoisonMessage:
-                log.exception("dropped a poison message on %s/%s", sub.topic, sub.group)
-            except Exception:  # noqa: BLE001 - any handler failure means "deliver again"
-                log.warning("handler failed on %s/%s; redelivering", sub.topic, sub.group)
-                await group.queue.put((body, attempt + 1))
+            except PoisonMessage as poison:
+                self._dead_letter(sub, body, attempt, poison, None)
+            except Exception as failure:  # noqa: BLE001 - every failure gets the retry policy
+                policy = self._settings.retry
+                if policy.gives_up(attempt):
+                    self._dead_letter(sub, body, attempt, failure, str(event.id))
+                else:
+                    delay = policy.delay_s(attempt)
+                    log.warning(
+                        "handler failed on %s/%s (attempt %d): %s; retrying in %.2fs",
+                        sub.topic,
+                        sub.group,
+                        attempt,
+                        failure,
+                        delay,
+                    )
+                    retry = asyncio.create_task(self._requeue(group, body, attempt + 1, delay))
+                    self._retries.add(retry)
+                    retry.add_done_callback(self._retries.discard)
             finally:
                 self._busy.discard(me)
             # Queue.get does not yield while events wait; without this one consumer of a
             # group would take them all and its peers would never compete.
             await asyncio.sleep(0)
+
+    @staticmethod
+    async def _requeue(group: _Group, body: bytes, attempt: int, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # a timer: the consumer handles other events meanwhile
+        await group.queue.put((body, attempt))
+
+    def _dead_letter(
+        self,
+        sub: _Subscription,
+        body: bytes,
+        attempts: int,
+        error: BaseException,
+        event_id: str | None,
+    ) -> None:
+        record = DeadLetter.of(
+            body,
+            topic=sub.topic,
+            group=sub.group,
+            consumer=sub.consumer,
+            attempts=attempts,
+            error=error,
+            event_id=event_id,
+        )
+        kept = self._hub.dead_letters.setdefault(sub.group, deque(maxlen=DEAD_LETTERS_KEPT))
+        kept.append(record)
+        log.error(
+            "dead-lettered a message from %s/%s after %d attempt(s): %s",
+            sub.topic,
+            sub.group,
+            attempts,
+            record.error,
+        )
 
     async def ping(self) -> bool:
         return True  # in-process: there is nothing to be unreachable
@@ -130,6 +190,8 @@ class MemoryBus:
     async def close(self) -> None:
         """Stop taking events, let handlers in flight finish, then leave the groups."""
         self._closing = True
+        for retry in list(self._retries):  # in-process only: a pending retry dies with us
+            retry.cancel()
         for worker in self._workers:
             if worker not in self._busy:
                 worker.cancel()

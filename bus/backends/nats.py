@@ -9,7 +9,8 @@ it (NATS forbids dots there, which `bus.names` enforces); instances of a group p
 | fan-out across groups | yes: one durable consumer per service |
 | competing consumers | yes: every instance pulls from the group's durable consumer |
 | offline catch-up | yes: the durable consumer remembers what the group acknowledged |
-| redelivery | yes: a nak'd event at once, an unacknowledged one after `BUS_REDELIVERY_AFTER_MS` |
+| redelivery | yes: a failed event after a backoff (`nak` with a delay), an |
+|            | unacknowledged one after `BUS_REDELIVERY_AFTER_MS` |
 | ordering | per stream, with one consumer |
 """
 
@@ -18,12 +19,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
+from faststream.exceptions import NackMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
+
+
+def dead_letter_stream(group: str) -> str:
+    """Stream names may not contain dots: `dlq.billing` is kept in stream `dlq_billing`."""
+    return names.dead_letters(group).replace(".", "_")
 
 
 class NatsBus(FastStreamBus[NatsBroker]):
@@ -46,13 +54,23 @@ class NatsBus(FastStreamBus[NatsBroker]):
             topic,
             stream=JStream(topic, subjects=[topic]),
             durable=group,
-            pull_sub=PullSub(batch_size=self._settings.prefetch, timeout=1.0),
+            # After the first message of a waiting pull, nats-py keeps collecting the batch
+            # until the fetch timeout, while the ack-wait clock of what it holds runs. A
+            # window of a fifth of the ack wait keeps a held message from being redelivered
+            # before its handler even starts.
+            pull_sub=PullSub(
+                batch_size=self._settings.prefetch,
+                timeout=min(1.0, self._settings.redelivery_after_ms / 1000 / 5),
+            ),
             config=ConsumerConfig(
                 durable_name=group,
                 ack_policy=JsAckPolicy.EXPLICIT,
                 ack_wait=self._settings.redelivery_after_ms / 1000,
                 # Bounds what a group has in flight across all its instances.
                 max_ack_pending=self._settings.prefetch * 64,
+                # A net under our own limit: past it JetStream stops delivering, so even a
+                # message that kills its consumer every time is not redelivered forever.
+                max_deliver=self._settings.max_attempts + 1,
                 deliver_policy=DeliverPolicy.ALL,
             ),
             # NACK_ON_ERROR naks for an immediate redelivery; the default would `term` it.
@@ -63,11 +81,23 @@ class NatsBus(FastStreamBus[NatsBroker]):
     async def _attempt(self, message: StreamMessage[Any]) -> int:
         return int(message.raw_message.metadata.num_delivered)
 
+    async def _retry_later(self, message: StreamMessage[Any], delay_s: float) -> None:
+        raise NackMessage(delay=delay_s)  # JetStream redelivers after the delay itself
+
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        if topic not in self._declared:
-            # A JetStream publish to a subject no stream captures fails: create it first.
-            js = self._broker.config.connection_state.stream
-            await js.add_stream(name=topic, subjects=[topic])
-            self._declared.add(topic)
+        await self._ensure_stream(topic, topic)
         # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
         await self._broker.publish(body, subject=topic, stream=topic)
+
+    async def _publish_dead_letter(self, group: str, body: bytes) -> None:
+        subject = names.dead_letters(group)
+        stream = dead_letter_stream(group)
+        await self._ensure_stream(stream, subject)
+        await self._broker.publish(body, subject=subject, stream=stream)
+
+    async def _ensure_stream(self, stream: str, subject: str) -> None:
+        if stream not in self._declared:
+            # A JetStream publish to a subject no stream captures fails: create it first.
+            js = self._broker.config.connection_state.stream
+            await js.add_stream(name=stream, subjects=[subject])
+            self._declared.add(stream)

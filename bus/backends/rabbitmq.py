@@ -71,6 +71,11 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         # Quorum queues count earlier deliveries in `x-delivery-count` (absent on the first).
         return int(message.headers.get("x-delivery-count", 0)) + 1
 
+    async def _publish_dead_letter(self, group: str, body: bytes) -> None:
+        queue = RabbitQueue(names.dead_letters(group), queue_type=QueueType.QUORUM, durable=True)
+        await self._broker.declare_queue(queue)  # cached after the first time
+        await self._broker.publish(body, queue=queue, persist=True, content_type="application/json")
+
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         exchange = _exchange(topic)
         await self._broker.declare_exchange(exchange)

@@ -8,7 +8,7 @@ channel name.
 | fan-out across groups | yes: every subscriber of the channel gets every event |
 | competing consumers | **no**: groups mean nothing to pub/sub, every replica gets every event |
 | offline catch-up | **no**: what is published while nobody listens is gone |
-| redelivery | **no**: a handler that raises loses the event |
+| redelivery | **no**: an event whose handler raises goes straight to `dlq.<group>` |
 | ordering | per channel |
 
 Use it where a missed event is harmless (live UI updates, cache invalidation), never for work
@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from faststream import StreamMessage
 from faststream.redis import PubSub, RedisBroker
 
+from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.backends._redis_format import PlainMessageFormat
 from bus.port import Capabilities
@@ -49,3 +50,8 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._broker.publish(body, channel=topic)
+
+    async def _publish_dead_letter(self, group: str, body: bytes) -> None:
+        # A channel keeps nothing, so a failed event goes to a stream, where it stays until
+        # replayed or purged: pub/sub cannot retry, but it need not fail silently.
+        await self._broker.publish(body, stream=names.dead_letters(group))

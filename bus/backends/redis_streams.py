@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
+from faststream.exceptions import NackMessage
 from faststream.redis import RedisBroker, StreamSub
 
+from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.backends._redis_format import PlainMessageFormat
 from bus.port import Capabilities
@@ -83,3 +85,11 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._broker.publish(body, stream=topic)
+
+    async def _publish_dead_letter(self, group: str, body: bytes) -> None:
+        await self._broker.publish(body, stream=names.dead_letters(group))
+
+    async def _retry_later(self, message: StreamMessage[Any], delay_s: float) -> None:
+        # Leave the entry pending: the reclaimer takes it once it has been idle for
+        # BUS_REDELIVERY_AFTER_MS (a fixed delay: XAUTOCLAIM has one idle time per call).
+        raise NackMessage

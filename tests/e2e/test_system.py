@@ -8,12 +8,14 @@ pub/sub both replicas get every event (`deliveries: 2`) and the inbox keeps it t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from bus import backend_class
 from contracts import ORDER_CREATED
@@ -56,8 +58,18 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
             assert response.status_code == 202, response.text
             return str(response.json()["order_id"])
 
-        orders = set(await asyncio.gather(*(place(n) for n in range(50))))
-        assert len(orders) == 50
+        # A browser's view: a WebSocket on the notification service, open before the orders.
+        ws_url = system.url("notification-1").replace("http://", "ws://") + "/ws"
+        async with websockets.connect(ws_url) as browser:
+            assert json.loads(await browser.recv())["type"] == "hello"
+            orders = set(await asyncio.gather(*(place(n) for n in range(50))))
+            assert len(orders) == 50
+            pushed: set[str] = set()
+            async with asyncio.timeout(90):
+                while pushed != orders:
+                    message = json.loads(await browser.recv())
+                    assert message["type"] == "notification"
+                    pushed.add(message["order_id"])
 
         # Each subscriber service shows every order once in its inbox...
         views: dict[str, list[dict[str, Any]]] = {}
@@ -81,6 +93,10 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
                 f"{system.url('notification-1')}/notifications", params={"order_id": order_id}
             )
             assert len(notes.json()) == 1
+
+        # Stock was taken exactly once per order: 1, 2 or 3 keyboards each.
+        keyboards = (await client.get(f"{system.url('inventory-1')}/stock/KB-001")).json()
+        assert keyboards["reserved"] == sum(1 + n % 3 for n in range(50))
 
         billing_instances = {r["instance_id"] for r in views["billing"]}
         if caps.competing_consumers:

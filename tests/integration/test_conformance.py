@@ -8,14 +8,18 @@ replica every event, and really loses what an offline subscriber missed).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Sequence
 
 import pytest
 
 from bus import BACKENDS, Bus, Delivery, backend_class
+from bus.retry import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
+from tests.integration.native import inject_raw, read_dead_letters
+from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -244,3 +248,84 @@ async def test_failed_events_are_redelivered(
         assert set(handled.ids) == {e.id for e in sent} - flaky | {marker}, (
             "a failed event came back"
         )
+
+
+async def test_poison_messages_are_dead_lettered_while_events_flow(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    topic, group = names.topic(), names.group()
+    received = Recorder()
+    await make_bus((topic, received, group, "c1"))
+    publisher = await make_bus()
+    await publisher.publish(topic, make_event(topic, 0))  # the topic now exists everywhere
+    await received.wait_for_count(1)
+    not_json = b"\xff\xfe this is not JSON"
+    no_type = b'{"specversion": "1.0", "source": "/x", "data": {}}'
+
+    await inject_raw(backend, backend_url, topic, not_json)
+    await inject_raw(backend, backend_url, topic, no_type)
+    await publish_all(publisher, topic, [make_event(topic, i) for i in range(1, 21)])
+
+    await received.wait_for_count(21)
+    letters = await eventually(lambda: dead_letters_when(backend, backend_url, group, 2))
+    assert {letter.envelope for letter in letters} == {
+        not_json.decode("utf-8", errors="replace"),
+        no_type.decode(),
+    }
+    for letter in letters:
+        assert "not a valid CloudEvent" in letter.error
+        assert (letter.topic, letter.group, letter.consumer) == (topic, group, "c1")
+        assert letter.attempts == 1, "a poison message is not retried"
+        assert letter.event_id is None
+    assert any("type: Field required" in letter.error for letter in letters)
+
+
+async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    caps = backend_class(backend).capabilities
+    topic, group = names.topic(), names.group()
+    handled = Recorder()
+    tries: dict[uuid.UUID, list[float]] = {}
+    clock = asyncio.get_running_loop().time
+
+    async def fails_for_every_tenth(event: CloudEvent, delivery: Delivery) -> None:
+        if event.data["i"] % 10 == 0:
+            tries.setdefault(event.id, []).append(clock())
+            raise RuntimeError(f"always fails: {event.data['i']}")
+        await handled(event, delivery)
+
+    await make_bus(
+        (topic, fails_for_every_tenth, group, "c1"), max_attempts=3, retry_backoff_ms=100
+    )
+    publisher = await make_bus()
+    sent = [make_event(topic, i) for i in range(30)]
+    doomed = {e.id for e in sent if e.data["i"] % 10 == 0}
+
+    await publish_all(publisher, topic, sent)
+
+    await handled.wait_for_count(27)
+    assert set(handled.ids) == {e.id for e in sent} - doomed, "other events kept flowing"
+    letters = await eventually(lambda: dead_letters_when(backend, backend_url, group, 3), 60)
+    attempts = 3 if caps.redelivery else 1  # pub/sub cannot retry: it dead-letters at once
+    assert {letter.event_id for letter in letters} == {str(i) for i in doomed}
+    for letter in letters:
+        assert letter.attempts == attempts
+        assert letter.error.startswith("RuntimeError: always fails")
+        assert letter.traceback is not None
+        assert "fails_for_every_tenth" in letter.traceback
+        assert (letter.topic, letter.group) == (topic, group)
+        assert str(CloudEvent.from_json(letter.envelope).id) == letter.event_id  # replayable
+    for event_id in doomed:
+        times = tries[event_id]
+        assert len(times) == attempts, "tried exactly max_attempts times"
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert all(gap >= 0.05 for gap in gaps), f"retried without backoff: {gaps}"
+
+
+async def dead_letters_when(
+    backend: str, url: str, group: str, count: int
+) -> list[DeadLetter] | None:
+    letters = await read_dead_letters(backend, url, group)
+    assert len(letters) <= count, f"more dead letters than expected: {letters}"
+    return letters if len(letters) == count else None

@@ -1,0 +1,79 @@
+"""What happens when a handler fails: retry later, a bounded number of times, then dead-letter.
+
+The delay grows exponentially with "equal jitter" (half fixed, half random), so replicas that
+failed together do not retry together. Each backend applies it with its own mechanism; see
+the table in the README. A dead letter keeps the message exactly as it arrived, so it can be
+replayed, with the error, its traceback, the attempt count, and where it came from.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    backoff_ms: int
+    backoff_max_ms: int
+
+    def delay_s(self, failed_attempt: int) -> float:
+        """How long to wait after attempt `failed_attempt` failed (1-based)."""
+        ceiling = min(self.backoff_max_ms, self.backoff_ms * 2 ** (failed_attempt - 1))
+        return random.uniform(ceiling / 2, ceiling) / 1000  # noqa: S311 - jitter, not secrets
+
+    def gives_up(self, failed_attempt: int) -> bool:
+        return failed_attempt >= self.max_attempts
+
+
+class DeadLetter(BaseModel):
+    """One entry of `dlq.<group>`."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    topic: str
+    group: str
+    consumer: str
+    attempts: int
+    error: str
+    traceback: str | None = None
+    failed_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    event_id: str | None = None
+    envelope: str
+    """The message body exactly as received (invalid UTF-8 replaced), ready to replay."""
+
+    @classmethod
+    def of(
+        cls,
+        body: bytes,
+        *,
+        topic: str,
+        group: str,
+        consumer: str,
+        attempts: int,
+        error: BaseException | str,
+        event_id: str | None = None,
+    ) -> DeadLetter:
+        if isinstance(error, BaseException):
+            text = f"{type(error).__name__}: {error}"
+            trace = "".join(traceback.format_exception(error))[-8_000:]
+        else:
+            text, trace = error, None
+        return cls(
+            topic=topic,
+            group=group,
+            consumer=consumer,
+            attempts=attempts,
+            error=text[:2_000],
+            traceback=trace,
+            event_id=event_id,
+            envelope=body.decode("utf-8", errors="replace"),
+        )
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()

@@ -1,0 +1,121 @@
+"""Subscriber services in-process on the memory bus: their effects, exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from bus import Bus, create_bus
+from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from contracts.catalogue import CATALOGUE
+from services.runtime.settings import ServiceName, ServiceSettings
+from services.specs import create_app
+from tests.polling import eventually
+
+PRICES = {p.sku: p.unit_price for p in CATALOGUE}
+
+Running = Callable[[ServiceName], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def publisher(settings: ServiceSettings) -> AsyncIterator[Bus]:
+    bus = create_bus(settings.bus)
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+def running(settings: ServiceSettings) -> Running:
+    @asynccontextmanager
+    async def run(service: ServiceName) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(service, settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+                yield client
+
+    return run
+
+
+def order_event(*lines: tuple[str, int]) -> CloudEvent:
+    items = [OrderItem(sku=sku, quantity=q, unit_price=PRICES[sku]) for sku, q in lines]
+    order = OrderCreated(
+        order_id=uuid.uuid4(),
+        customer_id="alice",
+        items=items,
+        total=sum((i.unit_price * i.quantity for i in items), Decimal("0.00")),
+        currency="EUR",
+        created_at=datetime.now(UTC),
+    )
+    return CloudEvent.of(order, type=ORDER_CREATED, source="/tests", subject=str(order.order_id))
+
+
+async def processed_once(client: httpx.AsyncClient, event: CloudEvent) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        rows = (await client.get("/processed", params={"order_id": event.subject})).json()
+        return rows["processed"][0] if rows["processed"] else None
+
+    return await eventually(probe, within_s=10)
+
+
+async def test_inventory_reserves_every_line_or_none(publisher: Bus, running: Running) -> None:
+    async with running("inventory") as inventory:
+        too_many = order_event(("KB-001", 2), ("LIMITED-EDITION", 6))  # only 5 in stock
+        await publisher.publish(ORDER_CREATED, too_many)
+        await processed_once(inventory, too_many)
+
+        rejected = (await inventory.get(f"/reservations/{too_many.subject}")).json()
+        assert rejected["status"] == "rejected"
+        assert rejected["reason"] == (
+            "insufficient stock for LIMITED-EDITION: wanted 6, available 5"
+        )
+        keyboard = (await inventory.get("/stock/KB-001")).json()
+        assert keyboard["reserved"] == 0, "the keyboard line was taken back with the rejection"
+
+        exactly_five = order_event(("LIMITED-EDITION", 5))
+        await publisher.publish(ORDER_CREATED, exactly_five)
+        await processed_once(inventory, exactly_five)
+        assert (await inventory.get(f"/reservations/{exactly_five.subject}")).json()[
+            "status"
+        ] == "reserved"
+        stock = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (stock["available"], stock["reserved"]) == (0, 5)
+
+        one_more = order_event(("LIMITED-EDITION", 1))
+        await publisher.publish(ORDER_CREATED, one_more)
+        await processed_once(inventory, one_more)
+        assert (await inventory.get(f"/reservations/{one_more.subject}")).json()[
+            "status"
+        ] == "rejected"
+        assert (await inventory.get("/stock/NO-SUCH")).status_code == 404
+
+
+async def test_a_duplicated_event_is_counted_but_billed_once(
+    publisher: Bus, running: Running
+) -> None:
+    async with running("billing") as billing:
+        event = order_event(("MN-003", 1))
+        await publisher.publish(ORDER_CREATED, event)
+        await publisher.publish(ORDER_CREATED, event)  # the same event id, delivered twice
+
+        async def delivered_twice() -> dict[str, Any] | None:
+            row = await processed_once(billing, event)
+            return row if row["deliveries"] == 2 else None
+
+        row = await eventually(delivered_twice, within_s=10)
+        assert row["event_id"] == str(event.id)
+        invoice = (await billing.get(f"/invoices/{event.subject}")).json()
+        assert invoice["total"] == "219.99"
+        metrics = (await billing.get("/metrics")).text
+        consumed = [m for m in metrics.splitlines() if m.startswith("orderbus_events_consumed_")]
+        duplicates = [m for m in metrics.splitlines() if m.startswith("orderbus_events_duplicate_")]
+        assert [m.rsplit(" ", 1)[1] for m in consumed if "_total{" in m] == ["1.0"]
+        assert [m.rsplit(" ", 1)[1] for m in duplicates if "_total{" in m] == ["1.0"]

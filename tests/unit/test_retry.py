@@ -1,0 +1,51 @@
+"""The retry policy: bounded, exponential, jittered; and what a dead letter carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.retry import DeadLetter, RetryPolicy
+
+
+def test_delays_double_within_the_jitter_band_and_stop_at_the_ceiling() -> None:
+    policy = RetryPolicy(max_attempts=10, backoff_ms=100, backoff_max_ms=1_000)
+    for attempt, ceiling_s in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)]:
+        delays = [policy.delay_s(attempt) for _ in range(200)]
+        assert all(ceiling_s / 2 <= d <= ceiling_s for d in delays), (attempt, min(delays))
+        assert len(set(delays)) > 1, "jitter spreads retries of replicas that failed together"
+
+
+@pytest.mark.parametrize(("attempt", "gives_up"), [(1, False), (2, False), (3, True), (4, True)])
+def test_gives_up_at_the_last_attempt(attempt: int, gives_up: bool) -> None:
+    assert RetryPolicy(3, 100, 1_000).gives_up(attempt) is gives_up
+
+
+def test_a_dead_letter_keeps_the_message_and_why_it_failed() -> None:
+    def handler() -> None:
+        raise RuntimeError("no invoice today")
+
+    try:
+        handler()
+    except RuntimeError as exc:
+        error = exc
+    letter = DeadLetter.of(
+        b'{"raw": "\xff"}',
+        topic="order_created",
+        group="billing",
+        consumer="billing-2",
+        attempts=5,
+        error=error,
+        event_id="e-1",
+    )
+    again = DeadLetter.model_validate_json(letter.to_json())
+    assert again == letter
+    assert again.error == "RuntimeError: no invoice today"
+    assert again.traceback is not None
+    assert "in handler" in again.traceback
+    assert again.envelope == '{"raw": "\ufffd"}'  # invalid UTF-8 kept visibly, not dropped
+    assert (again.topic, again.group, again.consumer, again.attempts) == (
+        "order_created",
+        "billing",
+        "billing-2",
+        5,
+    )
