@@ -67,6 +67,19 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services import dlq
+
+    settings = BusSettings() if args.backend is None else BusSettings(backend=args.backend)
+    code, output = asyncio.run(
+        dlq.run(args.action, args.service, args.refs, args.all, args.json, settings)
+    )
+    print(output, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def _backends(_: argparse.Namespace) -> int:
     rows = [("backend", "fan-out", "competing", "catch-up", "redelivery", "ordering")]
     yes = {True: "yes", False: "no"}
@@ -101,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("service", help="order, inventory, billing or notification")
     run.add_argument("--port", type=int, help="default: the service's *_PORT")
     run.set_defaults(func=_run)
+
+    dead = commands.add_parser("dlq", help="list, show, replay or purge a service's dead letters")
+    dead.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dead.add_argument("refs", nargs="*", metavar="REF", help="entries, as `list` names them")
+    dead.add_argument("--service", required=True, help="the consuming service (its group)")
+    dead.add_argument("--all", action="store_true", help="every dead letter of the service")
+    dead.add_argument("--json", action="store_true", help="machine-readable output")
+    dead.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
+    dead.set_defaults(func=_dlq)
 
     backends = commands.add_parser("backends", help="list the backends and what each guarantees")
     backends.set_defaults(func=_backends)

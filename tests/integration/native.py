@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 
-from bus import names
+from bus import BusSettings, names
 from bus.backends import memory
 from bus.backends.kafka import bootstrap_servers
 from bus.backends.nats import dead_letter_stream
+from bus.dead_letter_store import REDIS_DATA_FIELD, open_store
 from bus.retry import DeadLetter
-
-REDIS_DATA_FIELD = b"__data__"  # the field FastStream reads a stream entry's body from
 
 
 async def remove_topology(
@@ -100,71 +99,9 @@ async def inject_raw(backend: str, url: str, topic: str, body: bytes) -> None:
         await nats_client.drain()
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
 async def read_dead_letters(backend: str, url: str, group: str) -> list[DeadLetter]:
-    """Every entry of `dlq.<group>`, oldest first, read without consuming where possible."""
-    dlq = names.dead_letters(group)
-    bodies: list[bytes] = []
+    """Every entry of `dlq.<group>`, oldest first, read without consuming it."""
     if backend == "memory":
         return memory.dead_letters(url, group)
-    if backend.startswith("redis"):
-        import redis.asyncio as redis
-
-        redis_client = redis.from_url(url)
-        entries = await redis_client.xrange(dlq) or []
-        bodies = [_as_bytes(fields[REDIS_DATA_FIELD]) for _, fields in entries if fields]
-        await redis_client.aclose()
-    elif backend == "rabbitmq":
-        import aio_pika
-        import aiormq
-
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel()
-            try:
-                queue = await channel.declare_queue(dlq, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                return []  # nothing dead-lettered yet: the queue is declared on first use
-            held = []
-            while (message := await queue.get(fail=False)) is not None:
-                bodies.append(message.body)
-                held.append(message)
-            for message in held:  # a look, not a take: put them back
-                await message.nack(requeue=True)
-    elif backend == "kafka":
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(url))
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(dlq, p) for p in consumer.partitions_for_topic(dlq) or ()]
-            if partitions:
-                consumer.assign(partitions)
-                await consumer.seek_to_beginning(*partitions)
-                end = await consumer.end_offsets(partitions)
-
-                async def behind() -> bool:
-                    return any([await consumer.position(p) < end[p] for p in partitions])
-
-                while await behind():
-                    for records in (await consumer.getmany(timeout_ms=500)).values():
-                        bodies.extend(r.value for r in records if r.value is not None)
-        finally:
-            await consumer.stop()
-    elif backend == "nats":
-        import nats
-        from nats.js.errors import NotFoundError
-
-        nats_client = await nats.connect(url)
-        js = nats_client.jetstream()
-        try:
-            info = await js.stream_info(dead_letter_stream(group))
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                bodies.append((await js.get_msg(dead_letter_stream(group), seq)).data or b"")
-        except NotFoundError:
-            pass
-        await nats_client.drain()
-    return [DeadLetter.model_validate_json(body) for body in bodies]
+    store = open_store(BusSettings(backend=backend, url=url))
+    return [stored.letter for stored in await store.list(group)]

@@ -33,3 +33,8 @@ def test_a_settings_typo_is_one_clear_line(
 def test_an_unknown_service_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["up", "--replicas", "biling=2"]) == 2
     assert "did you mean 'billing'?" in capsys.readouterr().err
+
+
+def test_dlq_on_memory_explains_why_it_cannot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dlq", "list", "--service", "billing", "--backend", "memory"]) == 2
+    assert "keeps dead letters inside its running process" in capsys.readouterr().err

@@ -1,0 +1,240 @@
+"""Reading, removing and purging dead letters, for `orderbus dlq`.
+
+FastStream publishes and consumes; it cannot browse a queue or delete one entry of a stream,
+so this module uses each broker's own client. Each entry is named by a `ref` the broker
+understands: a stream entry id (Redis), a dead letter's id (RabbitMQ), `partition:offset`
+(Kafka) or a stream sequence (NATS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bus import names
+from bus.backends.kafka import bootstrap_servers
+from bus.backends.nats import dead_letter_stream
+from bus.retry import DeadLetter
+from bus.settings import BusSettings
+
+REDIS_DATA_FIELD = b"__data__"  # the field FastStream keeps a stream entry's body in
+
+
+@dataclass(frozen=True)
+class Stored:
+    ref: str
+    letter: DeadLetter
+
+
+class DeadLetterStore(Protocol):
+    removes_single_entries: bool
+
+    async def list(self, group: str) -> list[Stored]: ...
+
+    async def remove(self, group: str, refs: set[str]) -> int: ...
+
+    async def purge(self, group: str) -> int: ...
+
+
+def open_store(settings: BusSettings) -> DeadLetterStore:
+    url = settings.resolved_url
+    if settings.backend.startswith("redis"):
+        return RedisStore(url)
+    if settings.backend == "rabbitmq":
+        return RabbitStore(url)
+    if settings.backend == "kafka":
+        return KafkaStore(url)
+    if settings.backend == "nats":
+        return NatsStore(url)
+    raise ValueError(
+        "the memory backend keeps dead letters inside its running process; "
+        "`orderbus dlq` needs a broker backend"
+    )
+
+
+class RedisStore:
+    removes_single_entries = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def list(self, group: str) -> list[Stored]:
+        import redis.asyncio as redis
+
+        client = redis.from_url(self.url)
+        try:
+            entries = await client.xrange(names.dead_letters(group)) or []
+        finally:
+            await client.aclose()
+        return [
+            Stored(_text(ref), DeadLetter.model_validate_json(fields[REDIS_DATA_FIELD]))
+            for ref, fields in entries
+            if ref is not None and fields
+        ]
+
+    async def remove(self, group: str, refs: set[str]) -> int:
+        import redis.asyncio as redis
+
+        client = redis.from_url(self.url)
+        try:
+            return int(await client.xdel(names.dead_letters(group), *refs)) if refs else 0
+        finally:
+            await client.aclose()
+
+    async def purge(self, group: str) -> int:
+        return await self.remove(group, {s.ref for s in await self.list(group)})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RabbitStore:
+    """A queue cannot be browsed: take every message, keep the ones to remove, return the rest."""
+
+    removes_single_entries = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def _sweep(self, group: str, remove: set[str] | None) -> tuple[list[Stored], int]:
+        import aio_pika
+        import aiormq
+
+        stored: list[Stored] = []
+        removed = 0
+        connection = await aio_pika.connect(self.url)
+        async with connection:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(names.dead_letters(group), passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return [], 0  # nothing dead-lettered yet: the queue is declared on first use
+            held = []
+            while (message := await queue.get(fail=False)) is not None:
+                letter = DeadLetter.model_validate_json(message.body)
+                if remove is not None and str(letter.id) in remove:
+                    await message.ack()
+                    removed += 1
+                else:
+                    stored.append(Stored(str(letter.id), letter))
+                    held.append(message)
+            for message in held:
+                await message.nack(requeue=True)
+        return stored, removed
+
+    async def list(self, group: str) -> list[Stored]:
+        return (await self._sweep(group, None))[0]
+
+    async def remove(self, group: str, refs: set[str]) -> int:
+        return (await self._sweep(group, refs))[1]
+
+    async def purge(self, group: str) -> int:
+        return await self.remove(group, {s.ref for s in await self.list(group)})
+
+
+class KafkaStore:
+    """A Kafka topic is an append-only log: nothing is deleted. Purging moves a cursor (the
+    committed offsets of group `orderbus-dlq.<group>`) past what was there; listing starts at
+    the cursor; the broker's retention removes the records in time."""
+
+    removes_single_entries = False
+
+    def __init__(self, url: str) -> None:
+        self.servers = bootstrap_servers(url)
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self, group: str) -> AsyncIterator[tuple[Any, list[Any]]]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = names.dead_letters(group)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.servers,
+            group_id=f"orderbus-dlq.{group}",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            if partitions:
+                consumer.assign(partitions)
+                for partition in partitions:
+                    committed = await consumer.committed(partition)
+                    if committed is None:
+                        await consumer.seek_to_beginning(partition)
+                    else:
+                        consumer.seek(partition, committed)
+            yield consumer, partitions
+        finally:
+            await consumer.stop()
+
+    async def list(self, group: str) -> list[Stored]:
+        stored: list[Stored] = []
+        async with self._cursor(group) as (consumer, partitions):
+            end = await consumer.end_offsets(partitions) if partitions else {}
+            for partition in partitions:
+                while await consumer.position(partition) < end[partition]:
+                    batch = await consumer.getmany(partition, timeout_ms=1_000)
+                    for record in batch.get(partition, []):
+                        if record.value is not None:
+                            letter = DeadLetter.model_validate_json(record.value)
+                            stored.append(Stored(f"{record.partition}:{record.offset}", letter))
+        return stored
+
+    async def remove(self, group: str, refs: set[str]) -> int:
+        return 0  # see removes_single_entries: replaying twice is harmless (the inboxes)
+
+    async def purge(self, group: str) -> int:
+        count = len(await self.list(group))
+        async with self._cursor(group) as (consumer, partitions):
+            if partitions:
+                await consumer.commit(await consumer.end_offsets(partitions))
+        return count
+
+
+class NatsStore:
+    removes_single_entries = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def list(self, group: str) -> list[Stored]:
+        import nats
+        from nats.js.errors import NotFoundError
+
+        client = await nats.connect(self.url)
+        stream = dead_letter_stream(group)
+        stored: list[Stored] = []
+        try:
+            js = client.jetstream()
+            info = await js.stream_info(stream)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                with contextlib.suppress(NotFoundError):  # a gap: removed earlier
+                    message = await js.get_msg(stream, seq)
+                    stored.append(
+                        Stored(str(seq), DeadLetter.model_validate_json(message.data or b""))
+                    )
+        except NotFoundError:
+            pass  # no stream: nothing dead-lettered yet
+        finally:
+            await client.drain()
+        return stored
+
+    async def remove(self, group: str, refs: set[str]) -> int:
+        import nats
+
+        client = await nats.connect(self.url)
+        try:
+            js = client.jetstream()
+            for ref in refs:
+                await js.delete_msg(dead_letter_stream(group), int(ref))
+        finally:
+            await client.drain()
+        return len(refs)
+
+    async def purge(self, group: str) -> int:
+        return await self.remove(group, {s.ref for s in await self.list(group)})
