@@ -26,6 +26,7 @@ BATCH = 100
 class OutboxRelay:
     def __init__(self) -> None:
         self.wake = asyncio.Event()
+        self.failing = False
 
     async def run(self, runtime: Runtime) -> None:
         while True:
@@ -34,8 +35,20 @@ class OutboxRelay:
             try:
                 while await self.publish_pending(runtime) == BATCH:
                     pass  # a full batch: there may be more right behind it
-            except Exception:
-                log.warning("outbox relay: publishing failed; retrying", exc_info=True)
+            except Exception as exc:
+                # Once with the traceback, then one line per retry: an outage of an hour
+                # should not write an hour of tracebacks.
+                log.warning(
+                    "outbox relay: publishing failed (%s); retrying every %.1fs",
+                    type(exc).__name__,
+                    runtime.settings.outbox_poll_s,
+                    exc_info=not self.failing,
+                )
+                self.failing = True
+            else:
+                if self.failing:
+                    log.info("outbox relay: publishing again")
+                self.failing = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), runtime.settings.outbox_poll_s)
 
