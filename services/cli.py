@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # bad arguments
         print(f"orderbus: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # the system could not start or keep running
+        print(f"orderbus: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -136,6 +136,23 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
 
 
 Children = list[tuple[Instance, asyncio.subprocess.Process]]
+RESTARTS_PER_MINUTE = 5
+
+
+async def _spawn(settings: ServiceSettings, instance: Instance) -> asyncio.subprocess.Process:
+    env = os.environ | {"BUS_BACKEND": settings.bus.backend, "INSTANCE_ID": instance.instance_id}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "run",
+        instance.service,
+        "--port",
+        str(instance.port),
+        env=env,
+        # Its own session: Ctrl-C reaches us only, and we stop the children in order.
+        start_new_session=True,
+    )
 
 
 async def run_processes(settings: ServiceSettings, instances: list[Instance]) -> None:
@@ -146,32 +163,41 @@ async def run_processes(settings: ServiceSettings, instances: list[Instance]) ->
         loop.add_signal_handler(sig, stop.set)
     try:
         for instance in instances:
-            env = os.environ | {
-                "BUS_BACKEND": settings.bus.backend,
-                "INSTANCE_ID": instance.instance_id,
-            }
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.cli",
-                "run",
-                instance.service,
-                "--port",
-                str(instance.port),
-                env=env,
-                # Its own session: Ctrl-C reaches us only, and we stop the children in order.
-                start_new_session=True,
-            )
-            children.append((instance, process))
+            children.append((instance, await _spawn(settings, instance)))
         await _first_of(wait_ready(settings, instances, within_s=90), _any_exit(children))
         if (dead := _dead(children)) is not None:
             raise RuntimeError(f"{dead} exited during start-up")
         print_table(settings, instances)
-        await _first_of(stop.wait(), _any_exit(children))
-        if (dead := _dead(children)) is not None:
-            print(f"{dead} exited; stopping the others", file=sys.stderr)
+        await _restart_until_stopped(settings, children, stop)
     finally:
         await _terminate(children)
+
+
+async def _restart_until_stopped(
+    settings: ServiceSettings, children: Children, stop: asyncio.Event
+) -> None:
+    """Like a container restart policy: an instance that dies is started again (its events in
+    flight are redelivered by the broker), unless it keeps dying."""
+    restarts: dict[str, list[float]] = {}
+    while True:
+        await _first_of(stop.wait(), _any_exit(children))
+        if stop.is_set():
+            return
+        for n, (instance, process) in enumerate(children):
+            if process.returncode is None:
+                continue
+            recent = [
+                t for t in restarts.get(instance.instance_id, []) if time.monotonic() - t < 60
+            ]
+            if len(recent) >= RESTARTS_PER_MINUTE:
+                raise RuntimeError(f"{instance.instance_id} keeps exiting; stopping everything")
+            restarts[instance.instance_id] = [*recent, time.monotonic()]
+            print(
+                f"{instance.instance_id} exited ({process.returncode}); restarting it",
+                file=sys.stderr,
+                flush=True,
+            )
+            children[n] = (instance, await _spawn(settings, instance))
 
 
 def _dead(children: Children) -> str | None:
