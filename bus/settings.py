@@ -39,6 +39,9 @@ class BusSettings(BaseSettings):
     """Largest encoded event the bus publishes or accepts; larger ones are refused."""
     memory_queue_size: int = Field(10_000, ge=1, le=10_000_000)
     """Bound of each group queue on the memory backend; publishers wait when it is full."""
+    dead_consumer_after_s: int = Field(3_600, ge=1, le=30 * 86_400)
+    """Redis Streams: a consumer idle this long with nothing pending is removed from its group
+    (`XGROUP DELCONSUMER`); one with pending entries stays until they are reclaimed."""
     start_timeout_s: float = Field(30.0, gt=0, le=600)
     """How long `start()` waits for subscriptions to be live (Kafka partition assignment)."""
 

@@ -13,11 +13,17 @@ what is published after it); the consumer is the instance id.
 |            | with XAUTOCLAIM after `BUS_REDELIVERY_AFTER_MS` idle |
 | ordering | per stream, with one consumer |
 
-The stream is not trimmed: nothing can drop an entry a group has not read.
+The stream is not trimmed: nothing can drop an entry a group has not read (trim it yourself,
+below the oldest entry every group has acknowledged, if it grows too long). Consumers that
+died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
+pending.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
@@ -29,8 +35,16 @@ from bus.backends._faststream import Adapt, FastStreamBus
 from bus.backends._redis_format import PlainMessageFormat
 from bus.port import Capabilities
 
+log = logging.getLogger(__name__)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
 
 class RedisStreamsBus(FastStreamBus[RedisBroker]):
+    """Adds what FastStream's stream subscriber lacks: removing the consumers that died."""
+
     name: ClassVar[str] = "redis-streams"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,
@@ -42,9 +56,41 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
     )
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
+        self._groups: list[tuple[str, str, str]] = []
+        self._sweeper: asyncio.Task[None] | None = None
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
+    async def start(self) -> None:
+        await super().start()
+        if self._groups:
+            self._sweeper = asyncio.create_task(self._sweep_dead_consumers())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await super().close()
+
+    async def _sweep_dead_consumers(self) -> None:
+        after_ms = self._settings.dead_consumer_after_s * 1_000
+        client = self._broker.config.connection.client
+        while True:
+            await asyncio.sleep(max(0.5, min(60.0, after_ms / 2_000)))
+            for topic, group, me in self._groups:
+                try:
+                    consumers = await client.xinfo_consumers(topic, group)
+                except Exception:
+                    log.debug("cannot list consumers of %s/%s", topic, group, exc_info=True)
+                    continue
+                for consumer in consumers:
+                    name = _text(consumer["name"])
+                    if name != me and consumer["pending"] == 0 and consumer["idle"] > after_ms:
+                        await client.xgroup_delconsumer(topic, group, name)
+                        log.info("removed dead consumer %s from %s/%s", name, topic, group)
+
     def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+        self._groups.append((topic, group, consumer))
         idle_ms = self._settings.redelivery_after_ms
         # Without max_records XREADGROUP has no COUNT and one consumer takes the whole
         # backlog, leaving its peers idle; the bound is also our in-flight limit.
