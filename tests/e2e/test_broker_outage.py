@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,17 @@ async def all_processed(client: httpx.AsyncClient, system: System, orders: set[s
 
 
 async def test_orders_survive_a_broker_outage_and_no_secret_leaks(
-    redis_with_password: PrivateRedis, tmp_path: Path
+    redis_with_password: PrivateRedis,
+    postgres_database: Callable[[str], Awaitable[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broker = redis_with_password
+    # Production's database for two of the services, its URL with a password too (a trust-auth
+    # server accepts it; what matters is that it is never shown).
+    db_password = f"pg-{uuid.uuid4().hex}"
+    monkeypatch.setenv("ORDER_DATABASE_URL", await postgres_database(db_password))
+    monkeypatch.setenv("BILLING_DATABASE_URL", await postgres_database(db_password))
     with orderbus_up("redis-streams", broker.url, tmp_path) as system:
         async with httpx.AsyncClient(timeout=30) as client:
             before = await place_orders(client, system, 10)
@@ -92,3 +100,4 @@ async def test_orders_survive_a_broker_outage_and_no_secret_leaks(
     assert system.process.returncode == 0
     for text in [*seen_by_http, system.log.read_text()]:
         assert broker.password not in text
+        assert db_password not in text
