@@ -49,8 +49,11 @@ class OutboxRelay:
                 if self.failing:
                     log.info("outbox relay: publishing again")
                 self.failing = False
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that lands as the wake-up completes, and shutdown then waits forever on the relay.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), runtime.settings.outbox_poll_s)
+                async with asyncio.timeout(runtime.settings.outbox_poll_s):
+                    await self.wake.wait()
 
     async def publish_pending(self, runtime: Runtime) -> int:
         async with runtime.engine.connect() as conn:
