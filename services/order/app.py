@@ -26,6 +26,7 @@ from contracts.api import (
 from contracts.catalogue import CURRENCY
 from contracts.order_created import ORDER_CREATED_SCHEMA
 from services.order.outbox import OutboxRelay
+from services.order.ratelimit import OrderRateLimit, RateLimiter, Verdict
 from services.order.store import metadata, order_items, orders, outbox, products, seed_catalogue
 from services.runtime.app import Runtime, ServiceSpec
 from services.runtime.http import error_body
@@ -43,11 +44,23 @@ def _unprocessable(field: str, reason: str) -> JSONResponse:
     return JSONResponse(error_body("invalid request", [{"field": field, "reason": reason}]), 422)
 
 
+def _too_many(verdict: Verdict) -> JSONResponse:
+    reason = (
+        f"at most {verdict.limit} orders per {verdict.window_s} s; "
+        f"retry after {verdict.retry_after_s} s"
+    )
+    return JSONResponse(
+        error_body("too many orders", [{"field": "customer_id", "reason": reason}]),
+        429,
+        headers={"Retry-After": str(verdict.retry_after_s)},
+    )
+
+
 def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
 
-def routes(runtime: Runtime, relay: OutboxRelay) -> APIRouter:
+def routes(runtime: Runtime, relay: OutboxRelay, limiter: RateLimiter | None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/products")
@@ -56,7 +69,12 @@ def routes(runtime: Runtime, relay: OutboxRelay) -> APIRouter:
             rows = (await conn.execute(select(products).order_by(products.c.sku))).mappings()
             return [ProductView.model_validate(dict(r)) for r in rows]
 
-    @router.post("/orders", status_code=202, response_model=OrderAccepted)
+    @router.post(
+        "/orders",
+        status_code=202,
+        response_model=OrderAccepted,
+        responses={429: {"description": "too many orders from this customer; see Retry-After"}},
+    )
     async def place_order(
         request: PlaceOrder,
         idempotency_key: IdempotencyKey = None,
@@ -77,6 +95,12 @@ def routes(runtime: Runtime, relay: OutboxRelay) -> APIRouter:
         for n, line in enumerate(request.items):
             if line.sku not in prices:
                 return _unprocessable(f"items.{n}.sku", f"unknown sku {line.sku!r}")
+        # Counted only once the order is known to be valid and is not a replay, and before
+        # anything is written: a refused order leaves no trace but the count.
+        if limiter is not None:
+            verdict = await limiter.hit(request.customer_id)
+            if not verdict.allowed:
+                return _too_many(verdict)
         order = OrderCreated(
             order_id=uuid.uuid4(),
             customer_id=request.customer_id,
@@ -232,10 +256,11 @@ async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
 
 def spec() -> ServiceSpec:
     relay = OutboxRelay()
+    rate_limit = OrderRateLimit()
     return ServiceSpec(
         name="order",
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, relay),
+        routes=lambda runtime: routes(runtime, relay, rate_limit.build(runtime.settings)),
         seed=seed_catalogue,
-        background=[relay.run],
+        background=[relay.run, rate_limit.close_at_shutdown],
     )

@@ -6,8 +6,9 @@ import os
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus import BusSettings
@@ -15,6 +16,7 @@ from bus import BusSettings
 ServiceName = Literal["order", "inventory", "billing", "notification"]
 SERVICES: tuple[ServiceName, ...] = ("order", "inventory", "billing", "notification")
 SUBSCRIBERS: tuple[ServiceName, ...] = ("inventory", "billing", "notification")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ServiceSettings(BaseSettings):
@@ -49,8 +51,31 @@ class ServiceSettings(BaseSettings):
         1.0, gt=0, le=60, validation_alias=AliasChoices("ORDERBUS_OUTBOX_POLL_S")
     )
     """How often the outbox relay looks for unpublished events it was not told about."""
+    rate_limit_per_minute: int = Field(
+        600, ge=0, le=1_000_000, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_PER_MINUTE")
+    )
+    """Orders one customer may place per rate-limit window (a minute by default); 0: no limit."""
+    rate_limit_window_s: int = Field(
+        60, ge=1, le=3_600, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_WINDOW_S")
+    )
+    """Length of the fixed window the order rate limit counts in."""
+    rate_limit_redis_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_REDIS_URL")
+    )
+    """Where replicas share their counts; the bus's Redis when unset on a Redis backend, else
+    each process counts alone."""
 
     bus: BusSettings = Field(default_factory=BusSettings)
+
+    @field_validator("rate_limit_redis_url")
+    @classmethod
+    def _check_rate_limit_redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        # The message names the variable, never the value: it may hold a password.
+        if url is not None and urlsplit(url.get_secret_value()).scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                "ORDERBUS_RATE_LIMIT_REDIS_URL must start redis://, rediss:// or unix://"
+            )
+        return url
 
     def database_url(self, service: ServiceName) -> str:
         url: SecretStr | None = getattr(self, f"{service}_database_url")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 
 from bus import BusSettings, create_bus
 from contracts import ORDER_CREATED
+from services.order import ratelimit
+from services.order.ratelimit import rate_limiter
 from services.runtime.settings import ServiceSettings
 from services.specs import create_app
 from tests.integration.conftest import Recorder
@@ -45,3 +48,9 @@ async def order_client(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:
             yield client
+
+
+def pin_rate_limit_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
+    """Make the order apps built after this call count rate-limit windows on `clock`, so a test
+    never straddles a window boundary and knows its Retry-After."""
+    monkeypatch.setattr(ratelimit, "rate_limiter", functools.partial(rate_limiter, clock=clock))

@@ -1,0 +1,235 @@
+"""Per-customer rate limit on `POST /orders`: a fixed-window counter per key.
+
+Time is cut into windows of `window_s` seconds aligned to the epoch, so every replica agrees
+where a window starts; each hit counts against the current window and is allowed while the
+count is at most `limit`. On Redis the count lives at `ratelimit:orders:<key>:<window-start>`
+and replicas share it; without Redis each process counts alone.
+
+The limiter protects the order path, it must never take it down: when Redis does not answer,
+or fails, the hit is allowed and a warning logged (without the URL, which may hold a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from services.runtime.app import Runtime
+from services.runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+"""Seconds since the epoch; tests pass their own to move between windows without sleeping."""
+
+KEY_PREFIX = "ratelimit:orders:"
+MAX_TRACKED_KEYS = 100_000
+REDIS_TIMEOUT_S = 0.5
+"""A Redis that does not answer delays an order by at most about this long, then it passes."""
+REDIS_BACKENDS = ("redis-pubsub", "redis-streams")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    window_s: int
+    retry_after_s: int
+    """Whole seconds until the current window ends, at least 1: the `Retry-After` value."""
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str) -> Verdict:
+        """Count one request for `key` in the current window and say whether it may go on."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def window_start(now: float, window_s: int) -> int:
+    return int(now // window_s) * window_s
+
+
+def verdict(count: int, limit: int, window_s: int, now: float) -> Verdict:
+    window_end = window_start(now, window_s) + window_s
+    retry_after_s = max(1, math.ceil(window_end - now))
+    return Verdict(count <= limit, limit, window_s, retry_after_s)
+
+
+@dataclass
+class _Window:
+    start: int
+    count: int = 0
+
+
+class InProcessRateLimiter:
+    """Counts in this process only: N replicas together allow up to N x `limit`."""
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: int,
+        *,
+        max_keys: int = MAX_TRACKED_KEYS,
+        clock: Clock = time.time,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._clock = clock
+        # Kept in the order their windows opened, so expired ones are always at the front.
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
+
+    @property
+    def tracked(self) -> int:
+        return len(self._windows)
+
+    async def hit(self, key: str) -> Verdict:
+        now = self._clock()
+        start = window_start(now, self.window_s)
+        self._drop_expired(start)
+        window = self._windows.get(key)
+        if window is None or window.start != start:
+            window = self._open(key, start)
+        window.count += 1
+        return verdict(window.count, self.limit, self.window_s, now)
+
+    async def close(self) -> None:
+        self._windows.clear()
+
+    def _drop_expired(self, current_start: int) -> None:
+        while self._windows:
+            oldest = next(iter(self._windows.values()))
+            if oldest.start >= current_start:
+                return
+            self._windows.popitem(last=False)
+
+    def _open(self, key: str, start: int) -> _Window:
+        self._windows.pop(key, None)
+        if len(self._windows) >= self.max_keys:
+            # Only live windows are left: forgetting the oldest lets that customer start over,
+            # the price of a memory bound that a flood of distinct customers cannot break.
+            self._windows.popitem(last=False)
+        window = self._windows[key] = _Window(start)
+        return window
+
+
+class RedisRateLimiter:
+    """Counts in Redis, so every replica sees the same count for a key and window."""
+
+    def __init__(
+        self,
+        url: str,
+        limit: int,
+        window_s: int,
+        *,
+        prefix: str = KEY_PREFIX,
+        clock: Clock = time.time,
+        timeout_s: float = REDIS_TIMEOUT_S,
+        client_name: str | None = None,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.prefix = prefix
+        self._clock = clock
+        # No connection yet: redis-py connects on the first command. Made here so a malformed
+        # URL stops the app at startup rather than failing each order.
+        self._client = Redis.from_url(
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            # redis-py retries with backoff by default: seconds an order would wait.
+            retry=Retry(NoBackoff(), 0),
+            client_name=client_name,
+        )
+        self._failing = False
+
+    def key(self, key: str, now: float) -> str:
+        return f"{self.prefix}{key}:{window_start(now, self.window_s)}"
+
+    async def hit(self, key: str) -> Verdict:
+        now = self._clock()
+        try:
+            count = await self._count(self.key(key, now))
+        except (RedisError, OSError) as error:
+            self._unavailable(error)
+            return Verdict(True, self.limit, self.window_s, 1)
+        if self._failing:
+            self._failing = False
+            log.info("rate limit store answers again; orders are limited again")
+        return verdict(count, self.limit, self.window_s, now)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _count(self, name: str) -> int:
+        async with self._client.pipeline(transaction=True) as pipe:
+            # MULTI/EXEC: one round trip, and no moment where the counter lives without an
+            # expiry. NX sets the expiry only if there is none, i.e. only for the INCR that
+            # created the key (Redis >= 7.0), so later hits do not push the expiry back.
+            pipe.incr(name)
+            pipe.expire(name, self.window_s, nx=True)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    def _unavailable(self, error: Exception) -> None:
+        # Only the error's class, as redis-py's messages name the host; and once per outage,
+        # not once per order.
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "rate limit store unavailable (%s); orders pass unchecked until it answers",
+                type(error).__name__,
+            )
+
+
+def redis_url(settings: ServiceSettings) -> str | None:
+    """The Redis to count in: the one configured for it, else the bus's when it is Redis."""
+    if settings.rate_limit_redis_url is not None:
+        return settings.rate_limit_redis_url.get_secret_value()
+    if settings.bus.backend in REDIS_BACKENDS:
+        return settings.bus.resolved_url
+    return None
+
+
+def rate_limiter(settings: ServiceSettings, *, clock: Clock = time.time) -> RateLimiter | None:
+    """The order rate limiter these settings ask for; None when limiting is off."""
+    limit, window_s = settings.rate_limit_per_minute, settings.rate_limit_window_s
+    if limit == 0:
+        return None
+    url = redis_url(settings)
+    if url is not None:
+        # Named so `CLIENT LIST` tells which instance holds a connection.
+        name = f"{settings.instance('order')}:ratelimit"
+        return RedisRateLimiter(url, limit, window_s, clock=clock, client_name=name)
+    return InProcessRateLimiter(limit, window_s, clock=clock)
+
+
+class OrderRateLimit:
+    """The limiter of one order app: built with its routes, closed when the app stops."""
+
+    def __init__(self) -> None:
+        self.limiter: RateLimiter | None = None
+
+    def build(self, settings: ServiceSettings) -> RateLimiter | None:
+        self.limiter = rate_limiter(settings)
+        return self.limiter
+
+    async def close_at_shutdown(self, _: Runtime) -> None:
+        """A background task: idles until cancelled at shutdown, then closes the limiter."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self.limiter is not None:
+                await self.limiter.close()
