@@ -59,8 +59,8 @@ def orderbus_up(backend: str, url: str, data_dir: Path, *args: str) -> Iterator[
             "BUS_URL": url,
             "ORDERBUS_DATA_DIR": str(data_dir),
             "PYTHONUNBUFFERED": "1",
-        # These tests place orders as fast as they can, from a handful of customer ids.
-        "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
+            # These tests place orders as fast as they can, from a handful of customer ids.
+            "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
         }
     )
     env.pop("INSTANCE_ID", None)
