@@ -80,6 +80,21 @@ def _dlq(args: argparse.Namespace) -> int:
     return code
 
 
+def _soak(args: argparse.Namespace) -> int:
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from services.soak import soak
+
+    with tempfile.TemporaryDirectory(prefix="orderbus-soak-") as data_dir:
+        table = asyncio.run(
+            soak(args.backend, args.orders, args.kills, args.concurrency, Path(data_dir))
+        )
+    print(table)
+    return 0
+
+
 def _backends(_: argparse.Namespace) -> int:
     rows = [("backend", "fan-out", "competing", "catch-up", "redelivery", "ordering")]
     yes = {True: "yes", False: "no"}
@@ -123,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--json", action="store_true", help="machine-readable output")
     dead.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
     dead.set_defaults(func=_dlq)
+
+    soak = commands.add_parser("soak", help="many orders while replicas are killed at random")
+    soak.add_argument("--backend", choices=list(BACKENDS), default="redis-streams")
+    soak.add_argument("--orders", type=int, default=2_000)
+    soak.add_argument("--kills", type=int, default=3, help="replicas to SIGKILL along the way")
+    soak.add_argument("--concurrency", type=int, default=16)
+    soak.set_defaults(func=_soak)
 
     backends = commands.add_parser("backends", help="list the backends and what each guarantees")
     backends.set_defaults(func=_backends)

@@ -174,9 +174,10 @@ def _basics(runtime: Runtime) -> APIRouter:
         async def processed(
             order_id: str | None = Query(None, max_length=64),
             limit: int = Query(100, ge=1, le=1000),
+            offset: int = Query(0, ge=0, le=10_000_000),
         ) -> dict[str, Any]:
             assert runtime.inbox is not None
-            rows = await runtime.inbox.processed(order_id, limit)
+            rows = await runtime.inbox.processed(order_id, limit, offset)
             return {"service": runtime.service, "processed": rows}
 
     return router

@@ -97,8 +97,15 @@ class Inbox:
             .values(deliveries=self.table.c.deliveries + 1)
         )
 
-    async def processed(self, order_id: str | None, limit: int) -> list[dict[str, Any]]:
-        query = select(self.table).order_by(self.table.c.processed_at.desc()).limit(limit)
+    async def processed(
+        self, order_id: str | None, limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        query = (
+            select(self.table)
+            .order_by(self.table.c.processed_at.desc(), self.table.c.event_id)
+            .limit(limit)
+            .offset(offset)
+        )
         if order_id is not None:
             query = query.where(self.table.c.order_id == order_id)
         async with self.engine.connect() as conn:

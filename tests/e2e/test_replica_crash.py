@@ -21,6 +21,7 @@ import pytest
 from bus import BACKENDS, backend_class
 from bus.backends.kafka import bootstrap_servers
 from contracts import ORDER_CREATED
+from services.soak import pid_of_port
 from tests.brokers import spawned
 from tests.e2e.system import System, orderbus_up
 from tests.integration.native import remove_topology
@@ -30,19 +31,6 @@ pytestmark = pytest.mark.timeout(300)
 
 DURABLE = [b for b in BACKENDS if backend_class(b).capabilities.offline_catch_up]
 ORDERS = 500
-
-
-def pid_listening_as(port: int) -> int:
-    """The pid of the `orderbus run ... --port PORT` process."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"services.cli" in argv and b"--port" in argv and str(port).encode() in argv:
-                return int(entry.name)
-    raise AssertionError(f"no orderbus process on port {port}")
 
 
 async def billing_rows(client: httpx.AsyncClient, system: System) -> list[dict[str, Any]]:
@@ -101,7 +89,9 @@ async def test_a_killed_replica_loses_and_doubles_nothing(
 
             await eventually(replica_two_busy, within_s=120)
             billing_two = system.url("billing-2")
-            os.kill(pid_listening_as(int(billing_two.rsplit(":", 1)[1])), signal.SIGKILL)
+            pid = pid_of_port(int(billing_two.rsplit(":", 1)[1]))
+            assert pid is not None, "billing-2 is not running"
+            os.kill(pid, signal.SIGKILL)
             orders = set(await placing)
 
             async def all_billed() -> list[dict[str, Any]] | None:
