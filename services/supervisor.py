@@ -43,7 +43,10 @@ def parse_replicas(text: str | None) -> dict[ServiceName, int]:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `port`: with SO_REUSEADDR, as uvicorn binds, so the
+    TIME_WAIT connections a busy run leaves behind do not count as "in use"."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -1,0 +1,48 @@
+"""`orderbus up`'s planning: replicas, ports, and what counts as a port in use."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from services.runtime.settings import ServiceSettings
+from services.supervisor import parse_replicas, plan, port_free
+
+
+def test_a_listening_port_is_in_use() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert not port_free("127.0.0.1", server.getsockname()[1])
+
+
+def test_a_port_with_only_time_wait_connections_is_free() -> None:
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.close()
+    assert port_free("127.0.0.1", port)
+
+
+def test_replicas_take_the_next_free_ports() -> None:
+    settings = ServiceSettings(
+        order_port=18000, inventory_port=18001, billing_port=18002, notification_port=18003
+    )
+    instances = plan(settings, parse_replicas("billing=3"))
+    billing = [(i.instance_id, i.port) for i in instances if i.service == "billing"]
+    assert billing[0] == ("billing-1", 18002)
+    assert [name for name, _ in billing] == ["billing-1", "billing-2", "billing-3"]
+    assert all(port > 18003 for _, port in billing[1:])
+    assert len({i.port for i in instances}) == len(instances)
+
+
+@pytest.mark.parametrize("text", ["billing", "billing=0", "billing=17", "billing=x"])
+def test_bad_replica_counts_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="SERVICE=N"):
+        parse_replicas(text)
