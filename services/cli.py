@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
+from services.runtime.settings import ServiceSettings
 
 
 def configure_logging() -> None:
@@ -29,9 +30,7 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _settings(backend: str | None) -> object:
-    from services.runtime.settings import ServiceSettings
-
+def _settings(backend: str | None) -> ServiceSettings:
     if backend is None:
         return ServiceSettings()
     return ServiceSettings(bus=BusSettings(backend=backend))
@@ -40,7 +39,6 @@ def _settings(backend: str | None) -> object:
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from services.runtime.settings import ServiceSettings
     from services.specs import check_service, create_app
 
     service = check_service(args.service)
@@ -57,11 +55,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.runtime.settings import ServiceSettings
     from services.supervisor import parse_replicas, up
 
     settings = _settings(args.backend)
-    assert isinstance(settings, ServiceSettings)
     configure_logging()
     up(settings, parse_replicas(args.replicas))
     return 0

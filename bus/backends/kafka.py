@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from faststream import AckPolicy, StreamMessage
 from faststream.exceptions import NackMessage
-from faststream.kafka import KafkaBroker, TopicPartition
+from faststream.kafka import KafkaBroker
 from faststream.kafka.schemas import Topic
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 
@@ -126,6 +126,3 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
 
     def _settled(self, message: StreamMessage[Any]) -> None:
         self._failures.pop(self._offset(message), None)
-
-
-__all__ = ["KafkaBus", "TopicPartition", "bootstrap_servers"]
