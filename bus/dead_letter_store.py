@@ -1,9 +1,11 @@
-"""Reading, removing and purging dead letters, for `orderbus dlq`.
+"""Reading, removing and purging dead letters, for `orderbus dlq` and the services' admin
+endpoints.
 
 FastStream publishes and consumes; it cannot browse a queue or delete one entry of a stream,
 so this module uses each broker's own client. Each entry is named by a `ref` the broker
 understands: a stream entry id (Redis), a dead letter's id (RabbitMQ), `partition:offset`
-(Kafka) or a stream sequence (NATS).
+(Kafka), a stream sequence (NATS) or a dead letter's id (memory, which only the process
+running the bus can see).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class DeadLetterStore(Protocol):
 
 def open_store(settings: BusSettings) -> DeadLetterStore:
     url = settings.resolved_url
+    if settings.backend == "memory":
+        return MemoryStore(url)
     if settings.backend.startswith("redis"):
         return RedisStore(url)
     if settings.backend == "rabbitmq":
@@ -48,10 +52,29 @@ def open_store(settings: BusSettings) -> DeadLetterStore:
         return KafkaStore(url)
     if settings.backend == "nats":
         return NatsStore(url)
-    raise ValueError(
-        "the memory backend keeps dead letters inside its running process; "
-        "`orderbus dlq` needs a broker backend"
-    )
+    raise ValueError(f"no dead-letter store for backend {settings.backend!r}")
+
+
+class MemoryStore:
+    """The memory bus's dead letters: visible only inside the process that runs the bus."""
+
+    removes_single_entries = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def list(self, group: str) -> list[Stored]:
+        from bus.backends import memory
+
+        return [Stored(str(letter.id), letter) for letter in memory.dead_letters(self.url, group)]
+
+    async def remove(self, group: str, refs: set[str]) -> int:
+        from bus.backends import memory
+
+        return memory.remove_dead_letters(self.url, group, refs)
+
+    async def purge(self, group: str) -> int:
+        return await self.remove(group, {s.ref for s in await self.list(group)})
 
 
 class RedisStore:

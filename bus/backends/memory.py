@@ -58,6 +58,18 @@ def dead_letters(url: str, group: str) -> list[DeadLetter]:
     return list(_hub(url).dead_letters.get(group, ()))
 
 
+def remove_dead_letters(url: str, group: str, ids: set[str]) -> int:
+    """Drop the dead letters of `group` whose ids are in `ids`; return how many went."""
+    kept = _hub(url).dead_letters.get(group)
+    if not kept:
+        return 0
+    keep = [letter for letter in kept if str(letter.id) not in ids]
+    removed = len(kept) - len(keep)
+    kept.clear()
+    kept.extend(keep)
+    return removed
+
+
 def _hub(url: str) -> _Hub:
     return _HUBS.setdefault(urlsplit(url).netloc or "default", _Hub())
 

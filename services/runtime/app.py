@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bus import Bus, Delivery, create_bus
 from contracts import CloudEvent
 from services.runtime.database import create_engine, create_tables, reachable
+from services.runtime.dead_letter_routes import dead_letter_routes
 from services.runtime.http import BodyLimit, install_error_handlers
 from services.runtime.inbox import Effect, Inbox, processed_events_table
 from services.runtime.metrics import Metrics
@@ -103,6 +104,8 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(_basics(runtime))
+    if spec.subscriptions:
+        app.include_router(dead_letter_routes(runtime))
     app.include_router(spec.routes(runtime))
     return app
 

@@ -65,6 +65,12 @@ class ServiceSettings(BaseSettings):
     """Where replicas share their counts; the bus's Redis when unset on a Redis backend, else
     each process counts alone."""
 
+    admin_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ORDERBUS_ADMIN_TOKEN")
+    )
+    """Bearer token for admin endpoints (dashboard controls, dead-letter replay); unset, they
+    answer 403. At least 16 characters."""
+
     bus: BusSettings = Field(default_factory=BusSettings)
 
     @field_validator("rate_limit_redis_url")
@@ -76,6 +82,13 @@ class ServiceSettings(BaseSettings):
                 "ORDERBUS_RATE_LIMIT_REDIS_URL must start redis://, rediss:// or unix://"
             )
         return url
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("ORDERBUS_ADMIN_TOKEN must be at least 16 characters")
+        return token
 
     def database_url(self, service: ServiceName) -> str:
         url: SecretStr | None = getattr(self, f"{service}_database_url")

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import BusSettings, create_bus
+from bus import Bus, BusSettings, create_bus
 from contracts import ORDER_CREATED
 from services.order import ratelimit
 from services.order.ratelimit import rate_limiter
@@ -26,6 +26,15 @@ def settings(tmp_path: Path) -> ServiceSettings:
         bus=BusSettings(backend="memory", url=f"memory://{uuid.uuid4().hex[:8]}"),
         outbox_poll_s=0.1,
     )
+
+
+@pytest.fixture
+async def publisher(settings: ServiceSettings) -> AsyncIterator[Bus]:
+    """A bus on the services' memory hub, for publishing to them as another service would."""
+    bus = create_bus(settings.bus)
+    await bus.start()
+    yield bus
+    await bus.close()
 
 
 @pytest.fixture

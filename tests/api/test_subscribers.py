@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bus import Bus, create_bus
+from bus import Bus
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
 from contracts.catalogue import CATALOGUE
 from services.runtime.settings import ServiceName, ServiceSettings
@@ -22,14 +22,6 @@ from tests.polling import eventually
 PRICES = {p.sku: p.unit_price for p in CATALOGUE}
 
 Running = Callable[[ServiceName], AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@pytest.fixture
-async def publisher(settings: ServiceSettings) -> AsyncIterator[Bus]:
-    bus = create_bus(settings.bus)
-    await bus.start()
-    yield bus
-    await bus.close()
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""What can be done with a service's dead letters, for the CLI and for the admin endpoints.
+
+Replay republishes the message exactly as it was received to its original topic. The event
+keeps its id, so a service that had in fact processed it changes nothing twice (its inbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from bus import Bus
+from bus.dead_letter_store import DeadLetterStore, Stored
+from contracts import CloudEvent
+
+
+class NoSuchDeadLetter(LookupError):
+    pass
+
+
+def row(stored: Stored, full: bool) -> dict[str, Any]:
+    """A dead letter for display; without `full`, the envelope and traceback are left out."""
+    shown = {"ref": stored.ref} | stored.letter.model_dump(mode="json")
+    if not full:
+        shown.pop("envelope")
+        shown.pop("traceback")
+    return shown
+
+
+def choose(stored: Sequence[Stored], refs: Sequence[str], every: bool) -> list[Stored]:
+    """The dead letters named by `refs` (all of them with `every`); unknown refs raise."""
+    if every:
+        return list(stored)
+    missing = set(refs) - {s.ref for s in stored}
+    if missing:
+        raise NoSuchDeadLetter(", ".join(sorted(missing)))
+    wanted = set(refs)
+    return [s for s in stored if s.ref in wanted]
+
+
+async def purge(
+    store: DeadLetterStore, group: str, chosen: Sequence[Stored], every: bool, total: int
+) -> dict[str, Any]:
+    if every:
+        removed = await store.purge(group)
+    elif store.removes_single_entries:
+        removed = await store.remove(group, {s.ref for s in chosen})
+    else:
+        raise ValueError("this backend keeps dead letters in an append-only log: purge them all")
+    return {"purged": removed, "kept": total - removed}
+
+
+async def replay(
+    store: DeadLetterStore, group: str, chosen: Sequence[Stored], bus: Bus
+) -> dict[str, Any]:
+    """Republish each chosen letter to its original topic, then remove the replayed ones.
+
+    A letter whose body is not a CloudEvent (invalid JSON, a schema violation) is refused and
+    kept: replaying it would only dead-letter it again.
+    """
+    replayable: list[tuple[Stored, CloudEvent]] = []
+    refused: list[dict[str, str]] = []
+    for s in chosen:
+        try:
+            replayable.append((s, CloudEvent.from_json(s.letter.envelope)))
+        except ValidationError:
+            refused.append({"ref": s.ref, "reason": "not a valid CloudEvent; purge it instead"})
+    for s, event in replayable:
+        await bus.publish(s.letter.topic, event)
+    removed = await store.remove(group, {s.ref for s, _ in replayable})
+    return {"replayed": len(replayable), "removed": removed, "refused": refused}

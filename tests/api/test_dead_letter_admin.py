@@ -1,0 +1,145 @@
+"""The dead-letter admin endpoints: behind the admin token, and a replay is harmless twice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bus import Bus, BusSettings, Delivery
+from contracts import ORDER_CREATED, CloudEvent
+from services.billing import app as billing_app
+from services.runtime.settings import ServiceSettings
+from services.specs import create_app
+from tests.api.test_subscribers import order_event, processed_once
+from tests.polling import eventually
+
+TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def settings(settings: ServiceSettings) -> ServiceSettings:
+    """Two attempts 1 ms apart, so a failing event is dead-lettered at once."""
+    bus = BusSettings(backend="memory", url=settings.bus.url, max_attempts=2, retry_backoff_ms=1)
+    return settings.model_copy(update={"bus": bus, "admin_token": SecretStr(TOKEN)})
+
+
+@asynccontextmanager
+async def billing(settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app("billing", settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://billing") as client:
+            yield client
+
+
+async def test_without_a_configured_token_the_admin_endpoints_are_off(
+    settings: ServiceSettings,
+) -> None:
+    async with billing(settings.model_copy(update={"admin_token": None})) as client:
+        answer = await client.get("/dead-letters", headers=ADMIN)
+    assert answer.status_code == 403
+    assert "ORDERBUS_ADMIN_TOKEN" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"}],
+    ids=["no token", "wrong token", "wrong scheme"],
+)
+async def test_admin_endpoints_refuse_a_missing_or_wrong_token(
+    settings: ServiceSettings, headers: dict[str, str]
+) -> None:
+    async with billing(settings) as client:
+        for method, path in [
+            ("GET", "/dead-letters"),
+            ("POST", "/dead-letters/replay"),
+            ("POST", "/dead-letters/purge"),
+        ]:
+            answer = await client.request(method, path, headers=headers, json={"all": True})
+            assert answer.status_code == 401, (method, path)
+            assert answer.headers["www-authenticate"] == "Bearer"
+            assert "wrong-token" not in answer.text  # what was presented is never echoed
+
+
+def test_a_short_admin_token_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters") as refused:
+        ServiceSettings(admin_token="hunter2")
+    assert "hunter2" not in str(refused.value)
+
+
+async def test_replaying_the_same_dead_letter_twice_bills_once(
+    settings: ServiceSettings, publisher: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Billing's database is 'down': the event is delivered twice and dead-lettered twice.
+    Once it is back, replaying both copies issues one invoice and counts two deliveries."""
+    down = True
+    from services.billing.handlers import issue_invoice as real
+
+    async def flaky(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
+        if down:
+            raise ConnectionError("billing database unreachable")
+        await real(conn, event, delivery)
+
+    monkeypatch.setattr(billing_app, "issue_invoice", flaky)
+    async with billing(settings) as client:
+        event = order_event(("MN-003", 1))
+        await publisher.publish(ORDER_CREATED, event)
+        await publisher.publish(ORDER_CREATED, event)
+
+        async def two_letters() -> list[dict[str, Any]] | None:
+            listing = (await client.get("/dead-letters", headers=ADMIN)).json()
+            return listing["dead_letters"] if listing["count"] == 2 else None
+
+        letters = await eventually(two_letters, within_s=10)
+        assert {letter["event_id"] for letter in letters} == {str(event.id)}
+        assert all(letter["attempts"] == 2 for letter in letters)
+        assert all("billing database unreachable" in letter["error"] for letter in letters)
+        assert (await client.get(f"/invoices/{event.subject}")).status_code == 404
+
+        down = False
+        refs = [letter["ref"] for letter in letters]
+        replayed = await client.post("/dead-letters/replay", headers=ADMIN, json={"refs": refs})
+        assert replayed.json() == {"replayed": 2, "removed": 2, "refused": []}
+
+        async def delivered_twice() -> dict[str, Any] | None:
+            row = await processed_once(client, event)
+            return row if row["deliveries"] == 2 else None
+
+        await eventually(delivered_twice, within_s=10)
+        invoice = (await client.get(f"/invoices/{event.subject}")).json()
+        assert invoice["total"] == "219.99"
+        assert (await client.get("/dead-letters", headers=ADMIN)).json()["count"] == 0
+        again = await client.post("/dead-letters/replay", headers=ADMIN, json={"refs": refs[:1]})
+        assert again.status_code == 404  # replayed letters are gone, not replayable again
+
+
+async def test_poison_is_refused_on_replay_and_purged_by_ref(
+    settings: ServiceSettings, publisher: Bus
+) -> None:
+    async with billing(settings) as client:
+        poison = order_event(("MN-003", 1)).model_copy(update={"data": {"order_id": "nope"}})
+        await publisher.publish(ORDER_CREATED, poison)
+
+        async def one_letter() -> dict[str, Any] | None:
+            listing = (await client.get("/dead-letters?full=true", headers=ADMIN)).json()
+            return listing["dead_letters"][0] if listing["count"] else None
+
+        letter = await eventually(one_letter, within_s=10)
+        assert "order_id" in letter["traceback"]
+        empty = await client.post("/dead-letters/replay", headers=ADMIN, json={})
+        assert empty.status_code == 422
+        assert "name dead letters in refs" in empty.json()["errors"][0]["reason"]
+        unknown = await client.post("/dead-letters/purge", headers=ADMIN, json={"refs": ["x"]})
+        assert unknown.status_code == 404
+        assert "no dead letter x" in unknown.json()["detail"]
+        purged = await client.post(
+            "/dead-letters/purge", headers=ADMIN, json={"refs": [letter["ref"]]}
+        )
+        assert purged.json() == {"purged": 1, "kept": 0}
