@@ -42,6 +42,7 @@ IMAGES: dict[Kind, str] = {
     "kafka": "confluentinc/cp-kafka:7.8.0",
     "nats": "nats:2.10.24-alpine",
 }
+POSTGRES_IMAGE = "postgres:17.2-alpine"
 
 LOOPBACK: dict[Kind, tuple[str, int, str]] = {
     "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/0"),
@@ -234,22 +235,22 @@ def spawned(kind: Kind, port: int | None = None) -> Iterator[tuple[str, subproce
 @contextlib.contextmanager
 def container(kind: Kind) -> Iterator[str]:
     if kind == "redis":
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
         with RedisContainer(IMAGES[kind]) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(6379)))
     elif kind == "rabbitmq":
-        from testcontainers.rabbitmq import RabbitMqContainer
+        from testcontainers.community.rabbitmq import RabbitMqContainer
 
         with RabbitMqContainer(IMAGES[kind]) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(5672)))
     elif kind == "kafka":
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
         with KafkaContainer(IMAGES[kind]).with_kraft() as c:
             yield f"kafka://{c.get_bootstrap_server()}"
     else:
-        from testcontainers.nats import NatsContainer
+        from testcontainers.community.nats import NatsContainer
 
         with NatsContainer(IMAGES[kind], jetstream=True) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(4222)))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
-from tests.brokers import KINDS, Kind, Offer, brokers_required, choose, env_var
+from tests import brokers
+from tests.brokers import KINDS, Choice, Kind, Offer, brokers_required, choose, env_var
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -35,3 +39,44 @@ def test_ci_requires_brokers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not brokers_required()
     monkeypatch.setenv("ORDERBUS_REQUIRE_BROKERS", "1")
     assert brokers_required()
+
+
+def test_offer_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(brokers, "docker_reachable", lambda: False)
+    monkeypatch.setattr(brokers, "port_open", lambda host, port, timeout=0.5: port == 6379)
+    monkeypatch.setenv("ORDERBUS_TEST_REDIS_URL", "redis://elsewhere:1/0")
+    monkeypatch.delenv("ORDERBUS_TEST_NATS_URL", raising=False)
+    assert brokers.offer("redis") == Offer("redis://elsewhere:1/0", False, False, True)
+    # Only Kafka has a spawnable binary in the fixture layer (Tansu).
+    assert brokers.offer("nats") == Offer(None, False, False, False)
+
+
+@pytest.mark.parametrize(
+    ("offer", "expected"),
+    [
+        (Offer("redis://env:1/0", True, True, True), "redis://env:1/0"),
+        (Offer(None, True, True, True), "redis://container:32768/0"),
+        (Offer(None, False, False, True), "redis://127.0.0.1:6379/0"),
+    ],
+)
+def test_provide_follows_the_choice(
+    monkeypatch: pytest.MonkeyPatch, offer: Offer, expected: str
+) -> None:
+    @contextlib.contextmanager
+    def fake_container(kind: Kind) -> Iterator[str]:
+        yield f"{kind}://container:32768/0"
+
+    monkeypatch.setattr(brokers, "offer", lambda kind: offer)
+    monkeypatch.setattr(brokers, "container", fake_container)
+    if offer.env_url:
+        monkeypatch.setenv("ORDERBUS_TEST_REDIS_URL", offer.env_url)
+    with brokers.provide("redis") as url:
+        assert url == expected
+
+
+def test_provide_without_a_broker_yields_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(brokers, "offer", lambda kind: Offer(None, False, False, False))
+    with brokers.provide("nats") as found:
+        assert isinstance(found, Choice)
+        assert found.source is None
+        assert "ORDERBUS_TEST_NATS_URL" in found.reason

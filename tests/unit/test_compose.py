@@ -1,0 +1,148 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+The compose file must be valid Compose (the Compose Specification's JSON Schema, copied into
+tests/data so a clean clone has it), use the image tags the test fixtures pin, set only
+variables the settings models read, and run only commands the CLI has.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from bus import BACKENDS, BusSettings
+from services.cli import build_parser
+from services.runtime.settings import SERVICES, ServiceSettings
+from services.specs import check_service
+from tests.brokers import BACKEND_KIND, IMAGES, POSTGRES_IMAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SCHEMA = json.loads((ROOT / "tests/data/compose-spec.json").read_text())
+BROKER_BACKENDS = [name for name in BACKENDS if BACKEND_KIND[name] is not None]
+APP_SERVICES = {
+    name: spec
+    for name, spec in COMPOSE["services"].items()
+    if spec.get("command", [""])[0] == "run"
+}
+
+
+def env_names(model: type[BaseSettings]) -> set[str]:
+    """Every environment variable a settings model reads (aliases included), upper-cased."""
+    prefix = str(model.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for field_name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            continue  # a nested model reads its own variables
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+SETTINGS_ENV = env_names(BusSettings) | env_names(ServiceSettings)
+
+
+def env_file(backend: str) -> dict[str, str]:
+    lines = (ROOT / f"deploy/bus/{backend}.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_compose_file_is_valid_compose() -> None:
+    jsonschema.Draft7Validator(SCHEMA).validate(COMPOSE)
+
+
+def test_env_names_of_the_settings_models_include_aliases() -> None:
+    assert {"BUS_BACKEND", "BUS_URL", "INSTANCE_ID", "BILLING_DATABASE_URL"} <= SETTINGS_ENV
+    assert {"ORDERBUS_HOST", "ORDERBUS_DATA_DIR", "ORDERBUS_OUTBOX_POLL_S"} <= SETTINGS_ENV
+    assert "BUS" not in SETTINGS_ENV
+    assert "HOST" not in SETTINGS_ENV
+
+
+def test_brokers_use_the_images_the_tests_pin() -> None:
+    services = COMPOSE["services"]
+    for kind, image in IMAGES.items():
+        assert services[kind]["image"] == image, kind
+    assert services["postgres"]["image"] == POSTGRES_IMAGE
+
+
+def test_every_service_runs_from_the_image_with_a_cli_command() -> None:
+    assert set(APP_SERVICES) == set(SERVICES)
+    for name, spec in APP_SERVICES.items():
+        args = build_parser().parse_args(spec["command"])
+        assert args.command == "run"
+        assert check_service(args.service) == name
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_variable_set_on_a_service_is_a_setting(service: str) -> None:
+    spec = APP_SERVICES[service]
+    assert set(spec["environment"]) <= SETTINGS_ENV, set(spec["environment"]) - SETTINGS_ENV
+    [template] = spec["env_file"]
+    assert template == "deploy/bus/${COMPOSE_PROFILES:-redis-streams}.env"
+
+
+@pytest.mark.parametrize("backend", BROKER_BACKENDS)
+def test_each_broker_backend_has_a_profile_and_a_valid_bus_env_file(backend: str) -> None:
+    values = env_file(backend)
+    assert set(values) <= SETTINGS_ENV
+    assert values["BUS_BACKEND"] == backend
+    BusSettings(backend=values["BUS_BACKEND"], url=values["BUS_URL"])  # a URL it accepts
+    kind = BACKEND_KIND[backend]
+    assert kind is not None
+    assert backend in COMPOSE["services"][kind]["profiles"]
+    host = re.split(r"[@/:]", values["BUS_URL"].split("//", 1)[1].split("@")[-1])[0]
+    assert host == kind  # the broker's service name on the compose network
+
+
+def test_default_profile_is_a_backend() -> None:
+    dotenv = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert dotenv["COMPOSE_PROFILES"] in BROKER_BACKENDS
+
+
+def test_services_wait_for_healthy_dependencies() -> None:
+    services: dict[str, Any] = COMPOSE["services"]
+    for name, spec in APP_SERVICES.items():
+        assert "healthcheck" in spec, name
+        for dependency, rule in spec["depends_on"].items():
+            assert rule["condition"] == "service_healthy", (name, dependency)
+            assert "healthcheck" in services[dependency], dependency
+            # Optional exactly when the dependency sits in a profile that may be off.
+            assert rule.get("required", True) == ("profiles" not in services[dependency])
+
+
+@pytest.mark.parametrize("service", ["inventory", "billing", "notification"])
+def test_scalable_services_take_no_fixed_host_port(service: str) -> None:
+    port = ServiceSettings.model_fields[f"{service}_port"].default
+    assert APP_SERVICES[service]["ports"] == [str(port)]  # container port only: --scale works
+
+
+def test_healthchecks_probe_each_services_own_port() -> None:
+    for name, spec in APP_SERVICES.items():
+        port = ServiceSettings.model_fields[f"{name}_port"].default
+        assert f"127.0.0.1:{port}/ready" in " ".join(spec["healthcheck"]["test"]), name
+
+
+def test_dockerfile_is_pinned_non_root_and_without_dev_dependencies() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert bases, "no FROM"
+    for base in bases:
+        assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert "[dev]" not in dockerfile
+    assert 'ENTRYPOINT ["orderbus"]' in dockerfile
