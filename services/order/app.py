@@ -25,6 +25,7 @@ from contracts.api import (
 )
 from contracts.catalogue import CURRENCY
 from contracts.order_created import ORDER_CREATED_SCHEMA
+from services import asyncapi
 from services.order.outbox import OutboxRelay
 from services.order.ratelimit import OrderRateLimit, RateLimiter, Verdict
 from services.order.store import metadata, order_items, orders, outbox, products, seed_catalogue
@@ -159,6 +160,7 @@ def routes(runtime: Runtime, relay: OutboxRelay, limiter: RateLimiter | None) ->
             total = (await conn.execute(count)).scalar_one()
         return OrderPage(orders=page, limit=limit, offset=offset, total=total)
 
+    router.include_router(asyncapi.router(runtime.settings.bus.backend))
     return router
 
 
@@ -263,4 +265,5 @@ def spec() -> ServiceSpec:
         routes=lambda runtime: routes(runtime, relay, rate_limit.build(runtime.settings)),
         seed=seed_catalogue,
         background=[relay.run, rate_limit.close_at_shutdown],
+        publishes=[ORDER_CREATED],
     )

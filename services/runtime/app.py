@@ -61,6 +61,8 @@ class ServiceSpec:
     seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
     background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
     """Long-running tasks (the outbox relay), cancelled at shutdown."""
+    publishes: Sequence[str] = ()
+    """Topics this service publishes (for the AsyncAPI document)."""
 
 
 def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from contracts import OrderCreated
+from services.asyncapi import document
 from tests.integration.conftest import Recorder
 from tests.polling import eventually
 
@@ -277,3 +278,21 @@ async def test_products_health_ready_metrics(
     assert 'service="order"' in line
     assert 'type="order_created"' in line
     assert line.endswith(" 1.0")
+
+
+async def test_asyncapi_is_served_as_json_and_as_a_page_without_scripts(
+    order_client: httpx.AsyncClient,
+) -> None:
+    served = await order_client.get("/asyncapi.json")
+    assert served.status_code == 200
+    assert served.json() == document("redis-streams")  # memory shows the default broker's
+    page = await order_client.get("/asyncapi")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "order_created.billing" not in page.text  # redis-streams: groups, not queues
+    assert "as group billing" in page.text
+    assert "OrderCreatedEvent" in page.text
+    # Renders offline: nothing is fetched from anywhere.
+    assert "<script" not in page.text
+    assert "http://" not in page.text
+    assert "https://" not in page.text

@@ -1,0 +1,68 @@
+"""The AsyncAPI documents: generated from the code, committed, current, and what they say."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.asyncapi import Channel, specification
+from contracts import ORDER_CREATED, OrderCreated
+from services.asyncapi import DOCS, DOCUMENTED, document, render
+from services.runtime.settings import SUBSCRIBERS
+
+
+@pytest.mark.parametrize("backend", DOCUMENTED)
+def test_committed_document_is_current(backend: str) -> None:
+    committed = (DOCS / f"{backend}.json").read_text()
+    assert committed == render(backend), "run `python -m services.asyncapi` and commit docs/"
+
+
+@pytest.mark.parametrize("backend", DOCUMENTED)
+def test_document_has_every_subscriber_and_the_order_publisher(backend: str) -> None:
+    doc = document(backend)
+    assert doc["asyncapi"] == "3.0.0"
+    receive = [op for op in doc["operations"].values() if op["action"] == "receive"]
+    send = [op for op in doc["operations"].values() if op["action"] == "send"]
+    descriptions = [
+        doc["channels"][op["channel"]["$ref"].rsplit("/", 1)[-1]]["description"] for op in receive
+    ]
+    for group in SUBSCRIBERS:
+        assert any(f"as group {group}" in text for text in descriptions), group
+    assert len(send) == 1
+    # The payload is the CloudEvent envelope whose data is the event's contract.
+    schemas = doc["components"]["schemas"]
+    event = schemas["OrderCreatedEvent"]
+    assert event["properties"]["type"]["const"] == ORDER_CREATED
+    assert event["properties"]["data"]["$ref"].endswith("/OrderCreated")
+    assert set(OrderCreated.model_fields) == set(schemas["OrderCreated"]["properties"])
+    assert "traceparent" in event["properties"]
+
+
+def test_physical_names_follow_the_contract() -> None:
+    rabbit = document("rabbitmq")
+    queues = {
+        channel["bindings"]["amqp"]["queue"]["name"]
+        for channel in rabbit["channels"].values()
+        if channel["bindings"]["amqp"]["is"] == "queue"
+    }
+    assert queues == {f"{ORDER_CREATED}.{group}" for group in SUBSCRIBERS}
+    streams = document("redis-streams")
+    groups = {
+        channel["bindings"]["redis"].get("groupName") for channel in streams["channels"].values()
+    }
+    assert set(SUBSCRIBERS) <= groups
+
+
+def test_no_password_in_a_document() -> None:
+    assert "guest" not in render("rabbitmq")
+
+
+def test_memory_has_no_wire_protocol_to_document() -> None:
+    with pytest.raises(ValueError, match="no wire protocol"):
+        specification(
+            "memory",
+            subscriptions=[(Channel(ORDER_CREATED, OrderCreated), "billing")],
+            publications=[],
+            title="t",
+            version="1",
+            description="d",
+        )
