@@ -40,3 +40,14 @@ def group_queue(topic: str, group: str) -> str:
 def dead_letters(group: str) -> str:
     """Where a group's dead letters go, in the backend's own kind of destination."""
     return f"dlq.{group}"
+
+
+def instance_group(instance: str) -> str:
+    """A group of one instance's own, for events every instance must receive (fan-out to
+    every instance, not competition): `instance-notification-1`.
+
+    On a durable backend the group outlives the process, so give instances stable ids (as
+    `orderbus up` does) or the broker keeps a group per retired instance.
+    """
+    check_consumer(instance)
+    return check_group(f"instance-{instance.lower()}"[:64])

@@ -5,6 +5,23 @@ Services import `contracts` and `bus`, never each other. Each event's JSON Schem
 """
 
 from contracts.envelope import CloudEvent
+from contracts.live import (
+    INSTANCE_ACTIVITY,
+    NOTIFICATION_PUSHED,
+    HandledEvent,
+    InstanceActivity,
+    NotificationPushed,
+)
 from contracts.order_created import ORDER_CREATED, OrderCreated, OrderItem
 
-__all__ = ["ORDER_CREATED", "CloudEvent", "OrderCreated", "OrderItem"]
+__all__ = [
+    "INSTANCE_ACTIVITY",
+    "NOTIFICATION_PUSHED",
+    "ORDER_CREATED",
+    "CloudEvent",
+    "HandledEvent",
+    "InstanceActivity",
+    "NotificationPushed",
+    "OrderCreated",
+    "OrderItem",
+]

@@ -1,21 +1,28 @@
-"""Notification HTTP API: `GET /notifications?order_id=` and the WebSocket `/ws`."""
+"""Notification HTTP API: `GET /notifications?order_id=`, the WebSocket `/ws`, the dashboard."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 from sqlalchemy import select
 
-from contracts import ORDER_CREATED
+from contracts import NOTIFICATION_PUSHED, ORDER_CREATED
 from services.notification.handlers import record_notification, send_and_push
-from services.notification.live import LiveClients
+from services.notification.live import Client, LiveClients
+from services.notification.protocol import MAX_MESSAGE_CHARS, Feeds, Incoming, Ping, Subscribe
+from services.notification.relay import LiveRelay
 from services.notification.store import metadata, notifications
-from services.runtime.app import Runtime, ServiceSpec, Subscription
+from services.runtime.app import Broadcast, Runtime, ServiceSpec, Subscription
+from services.runtime.http import field_name
 
 
-def routes(runtime: Runtime, live: LiveClients) -> APIRouter:
+def routes(runtime: Runtime, relay: LiveRelay) -> APIRouter:
     router = APIRouter()
+    relay.bind(runtime)
+    live = relay.clients
 
     @router.get("/notifications")
     async def list_notifications(
@@ -28,16 +35,21 @@ def routes(runtime: Runtime, live: LiveClients) -> APIRouter:
         async with runtime.engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
+    @router.get("/presence")
+    async def presence() -> dict[str, Any]:
+        return {"instance": runtime.instance, "clients": len(live), "online": live.online()}
+
     @router.websocket("/ws")
-    async def websocket(client: WebSocket) -> None:
-        await client.accept()
-        if not live.admit(client):
-            await client.close(code=1013, reason="too many clients")
+    async def websocket(socket: WebSocket) -> None:
+        await socket.accept()
+        client = live.admit(socket)
+        if client is None:
+            await socket.close(code=1013, reason="too many clients")
             return
         try:
-            await client.send_json({"type": "hello", "instance": runtime.instance})
-            while True:  # clients only listen; reading notices when they go away
-                await client.receive_text()
+            await socket.send_json({"type": "hello", "instance": runtime.instance})
+            while True:
+                await _answer(client, await socket.receive_text())
         except WebSocketDisconnect:
             pass
         finally:
@@ -46,13 +58,46 @@ def routes(runtime: Runtime, live: LiveClients) -> APIRouter:
     return router
 
 
+async def _answer(client: Client, text: str) -> None:
+    """Apply one client message and answer it."""
+    client.last_seen = time.monotonic()
+    if len(text) > MAX_MESSAGE_CHARS:
+        await _error(client, "body", f"longer than {MAX_MESSAGE_CHARS} characters")
+        return
+    try:
+        message = Incoming.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        await _error(client, field_name(tuple(first["loc"])), str(first["msg"]))
+        return
+    if isinstance(message, Subscribe):
+        kind, value = message.key()
+        try:
+            client.subscribe(kind, value)
+        except ValueError as exc:
+            await _error(client, "type", str(exc))
+            return
+        await client.socket.send_json({"type": "subscribed", "keys": sorted(client.keys)})
+    elif isinstance(message, Feeds):
+        client.feeds = set(message.feeds)
+        await client.socket.send_json({"type": "subscribed", "feeds": sorted(client.feeds)})
+    elif isinstance(message, Ping):
+        client.client_id = message.client_id or client.client_id
+        await client.socket.send_json({"type": "pong"})
+
+
+async def _error(client: Client, field: str, reason: str) -> None:
+    await client.socket.send_json({"type": "error", "field": field, "reason": reason})
+
+
 def spec() -> ServiceSpec:
-    live = LiveClients()
+    relay = LiveRelay(LiveClients())
     return ServiceSpec(
         name="notification",
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, live),
+        routes=lambda runtime: routes(runtime, relay),
         subscriptions=[
-            Subscription(ORDER_CREATED, record_notification, after_commit=send_and_push(live))
+            Subscription(ORDER_CREATED, record_notification, after_commit=send_and_push(relay))
         ],
+        broadcasts=[Broadcast(NOTIFICATION_PUSHED, relay.forward)],
     )

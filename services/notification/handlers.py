@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Delivery
 from contracts import CloudEvent, OrderCreated
-from services.notification.live import LiveClients
+from services.notification.relay import LiveRelay
 from services.notification.store import notifications
 
 email = logging.getLogger("notification.email")
@@ -37,7 +37,7 @@ async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery
     )
 
 
-def send_and_push(live: LiveClients) -> Callable[[CloudEvent], Awaitable[None]]:
+def send_and_push(live: LiveRelay) -> Callable[[CloudEvent], Awaitable[None]]:
     async def after_commit(event: CloudEvent) -> None:
         order = OrderCreated.model_validate(event.data)
         text = message_for(order)

@@ -1,46 +1,95 @@
-"""Browser clients connected to this instance over WebSocket, and pushing to them."""
+"""Browser clients connected to this instance over WebSocket, and what each listens to.
+
+Each notification instance holds only its own connections. A push is published once to the
+broker (`notification_pushed`) by the instance that handled the order, and every instance
+receives it under a group of its own and forwards it to its local clients that listen to that
+order or customer: the notes' recipe for scaling WebSocket servers behind a load balancer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import WebSocket
 
 log = logging.getLogger(__name__)
 
+EVERYTHING = "*"
+"""What a client listens to until it subscribes to something narrower."""
+MAX_KEYS = 100
+"""Orders and customers one client may listen to at once."""
+FEEDS = frozenset({"notifications", "activity"})
+
+
+@dataclass(eq=False)
+class Client:
+    socket: WebSocket
+    keys: set[str] = field(default_factory=lambda: {EVERYTHING})
+    """`order:<id>`, `customer:<id>`, or `*` for every notification."""
+    feeds: set[str] = field(default_factory=lambda: {"notifications"})
+    client_id: str | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    """Refreshed by every message from the client (it pings): presence with a TTL."""
+
+    def subscribe(self, kind: str, value: str) -> None:
+        if EVERYTHING in self.keys:
+            self.keys.clear()  # the first explicit subscription narrows the default
+        if kind == "all":
+            self.keys.add(EVERYTHING)
+            return
+        if len(self.keys) >= MAX_KEYS:
+            raise ValueError(f"at most {MAX_KEYS} subscriptions per client")
+        self.keys.add(f"{kind}:{value}")
+
+    def wants(self, feed: str, keys: set[str]) -> bool:
+        return feed in self.feeds and (EVERYTHING in self.keys or not self.keys.isdisjoint(keys))
+
 
 class LiveClients:
     """Bounded: at most `limit` clients, and a client too slow to take a message is dropped
     rather than allowed to hold up every other client."""
 
-    def __init__(self, limit: int = 1_000, send_timeout_s: float = 2.0) -> None:
-        self._clients: set[WebSocket] = set()
+    def __init__(
+        self, limit: int = 1_000, send_timeout_s: float = 2.0, presence_ttl_s: float = 30.0
+    ) -> None:
+        self._clients: set[Client] = set()
         self._limit = limit
         self._send_timeout_s = send_timeout_s
+        self.presence_ttl_s = presence_ttl_s
 
     def __len__(self) -> int:
         return len(self._clients)
 
-    def admit(self, client: WebSocket) -> bool:
+    def admit(self, socket: WebSocket) -> Client | None:
         if len(self._clients) >= self._limit:
-            return False
+            return None
+        client = Client(socket)
         self._clients.add(client)
-        return True
+        return client
 
-    def leave(self, client: WebSocket) -> None:
+    def leave(self, client: Client) -> None:
         self._clients.discard(client)
 
-    async def push(self, message: dict[str, Any]) -> None:
-        clients = list(self._clients)
+    def online(self) -> list[str]:
+        """Ids of the clients that said who they are and were heard from within the TTL."""
+        horizon = time.monotonic() - self.presence_ttl_s
+        return sorted(c.client_id for c in self._clients if c.client_id and c.last_seen > horizon)
+
+    async def deliver(self, feed: str, keys: set[str], message: dict[str, Any]) -> int:
+        """Send `message` to this instance's clients of `feed` listening to any of `keys`."""
+        clients = [c for c in self._clients if c.wants(feed, keys)]
         results = await asyncio.gather(
-            *(asyncio.wait_for(c.send_json(message), self._send_timeout_s) for c in clients),
+            *(asyncio.wait_for(c.socket.send_json(message), self._send_timeout_s) for c in clients),
             return_exceptions=True,
         )
         for client, result in zip(clients, results, strict=True):
             if isinstance(result, BaseException):
                 self.leave(client)
                 with contextlib.suppress(Exception):
-                    await client.close(code=1011)
+                    await client.socket.close(code=1011)
+        return len(clients)

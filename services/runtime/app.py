@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Response
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bus import Bus, Delivery, create_bus
+from bus import Bus, Delivery, create_bus, names
 from contracts import CloudEvent
 from services.runtime.database import create_engine, create_tables, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
@@ -37,6 +38,20 @@ class Subscription:
     after_commit: Callable[[CloudEvent], Awaitable[None]] | None = None
     """Runs once the effect is committed (never for a duplicate): side effects outside the
     database, such as pushing to WebSocket clients."""
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """A topic every instance of the service receives in full: subscribed under a group of
+    the instance's own (`bus.names.instance_group`), so the broker fans it out to each
+    instance instead of sharing it among them. Handled without an inbox: these events are
+    live views (a push to browsers), not business effects."""
+
+    topic: str
+    handle: Callable[[CloudEvent], Awaitable[None]]
+    max_age_s: float = 30.0
+    """Older events are dropped: a durable backend keeps an instance's group while it is
+    down, and what it missed then is stale by the time it returns."""
 
 
 @dataclass
@@ -58,6 +73,7 @@ class ServiceSpec:
     metadata: MetaData
     routes: Callable[[Runtime], APIRouter]
     subscriptions: Sequence[Subscription] = ()
+    broadcasts: Sequence[Broadcast] = ()
     seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
     background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
     """Long-running tasks (the outbox relay), cancelled at shutdown."""
@@ -84,6 +100,13 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
                 subscription.topic,
                 _handler(runtime, subscription),
                 group=spec.name,
+                consumer=instance,
+            )
+        for broadcast in spec.broadcasts:
+            runtime.bus.subscribe(
+                broadcast.topic,
+                _broadcast_handler(broadcast),
+                group=names.instance_group(instance),
                 consumer=instance,
             )
         await runtime.bus.start()
@@ -142,6 +165,17 @@ def _handler(
         )
         if subscription.after_commit is not None:
             await subscription.after_commit(event)
+
+    return handle
+
+
+def _broadcast_handler(broadcast: Broadcast) -> Callable[[CloudEvent, Delivery], Awaitable[None]]:
+    async def handle(event: CloudEvent, delivery: Delivery) -> None:
+        age_s = (datetime.now(UTC) - event.time).total_seconds()
+        if age_s > broadcast.max_age_s:
+            log.debug("dropped %s %s: %.0fs old", event.type, event.id, age_s)
+            return
+        await broadcast.handle(event)
 
     return handle
 

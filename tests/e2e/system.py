@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus import names
+from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, ORDER_CREATED
 from tests.brokers import free_port
+from tests.integration.native import remove_topology
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,15 @@ def orderbus_up(backend: str, url: str, data_dir: Path, *args: str) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+LIVE_TOPICS = [NOTIFICATION_PUSHED, INSTANCE_ACTIVITY]
+"""Topics each notification instance receives under a group of its own."""
+
+
+async def remove_system_topology(backend: str, url: str, groups: list[str]) -> None:
+    """Delete what `orderbus up` declares on the broker: the business topic with `groups`, and
+    the live topics with the notification instances' own groups (up to four replicas)."""
+    live_groups = [names.instance_group(f"notification-{n}") for n in range(1, 5)]
+    await remove_topology(backend, url, [ORDER_CREATED], groups)
+    await remove_topology(backend, url, LIVE_TOPICS, live_groups)

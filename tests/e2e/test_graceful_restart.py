@@ -19,9 +19,7 @@ import httpx
 import pytest
 
 from bus import BACKENDS, backend_class
-from contracts import ORDER_CREATED
-from tests.e2e.system import System, orderbus_up
-from tests.integration.native import remove_topology
+from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,7 +49,7 @@ async def place_until_refused(client: httpx.AsyncClient, system: System) -> set[
 async def test_sigterm_under_load_then_restart_loses_and_doubles_nothing(
     backend: str, backend_url: str, tmp_path: Path
 ) -> None:
-    await remove_topology(backend, backend_url, [ORDER_CREATED], GROUPS)
+    await remove_system_topology(backend, backend_url, GROUPS)
     async with httpx.AsyncClient(timeout=10) as client:
         with orderbus_up(backend, backend_url, tmp_path) as first:
             placing = asyncio.create_task(place_until_refused(client, first))
@@ -83,4 +81,4 @@ async def test_sigterm_under_load_then_restart_loses_and_doubles_nothing(
                 print(
                     f"{backend} {service}: {len(accepted)} accepted, {after} handled after restart"
                 )
-    await remove_topology(backend, backend_url, [ORDER_CREATED], GROUPS)
+    await remove_system_topology(backend, backend_url, GROUPS)

@@ -20,11 +20,9 @@ import pytest
 
 from bus import BACKENDS, backend_class
 from bus.backends.kafka import bootstrap_servers
-from contracts import ORDER_CREATED
 from services.soak import pid_of_port
 from tests.brokers import spawned
-from tests.e2e.system import System, orderbus_up
-from tests.integration.native import remove_topology
+from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(300)
@@ -69,7 +67,7 @@ async def test_a_killed_replica_loses_and_doubles_nothing(
     backend_url = crash_url
     monkeypatch.setenv("BUS_REDELIVERY_AFTER_MS", "2000")
     groups = ["inventory", "billing", "notification"]
-    await remove_topology(backend, backend_url, [ORDER_CREATED], groups)
+    await remove_system_topology(backend, backend_url, groups)
     with orderbus_up(backend, backend_url, tmp_path, "--replicas", "billing=2") as system:
         async with httpx.AsyncClient(timeout=30) as client:
             gate = asyncio.Semaphore(20)
@@ -115,4 +113,4 @@ async def test_a_killed_replica_loses_and_doubles_nothing(
 
             await eventually(restarted, within_s=60)
     assert "billing-2 exited (-9); restarting it" in system.log.read_text()
-    await remove_topology(backend, backend_url, [ORDER_CREATED], groups)
+    await remove_system_topology(backend, backend_url, groups)
