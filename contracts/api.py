@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.order_created import CustomerId, Sku
+from contracts.base import CustomerId, Sku
 
 OrderStatus = Literal["pending"]
 """Issue-3 orders stay `pending`: no service reports an outcome back yet."""

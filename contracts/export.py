@@ -9,14 +9,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from contracts.envelope import CloudEvent
+from contracts.events import EVENTS
 from contracts.live import InstanceActivity, NotificationPushed
-from contracts.order_created import OrderCreated
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "cloudevent.json": CloudEvent,
-    "order_created.v1.json": OrderCreated,
+    **{contract.schema_file: contract.model for contract in EVENTS.values()},
     "notification_pushed.v1.json": NotificationPushed,
     "instance_activity.v1.json": InstanceActivity,
 }

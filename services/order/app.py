@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
 from contracts.api import (
     OrderAccepted,
     OrderPage,
@@ -24,13 +24,12 @@ from contracts.api import (
     ProductView,
 )
 from contracts.catalogue import CURRENCY
-from contracts.order_created import ORDER_CREATED_SCHEMA
 from services import asyncapi
-from services.order.outbox import OutboxRelay
 from services.order.ratelimit import OrderRateLimit, RateLimiter, Verdict
 from services.order.store import metadata, order_items, orders, outbox, products, seed_catalogue
 from services.runtime.app import Runtime, ServiceSpec
 from services.runtime.http import error_body
+from services.runtime.outbox import enqueue
 
 SOURCE = "/services/order"
 IdempotencyKey = Annotated[
@@ -61,7 +60,7 @@ def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
 
-def routes(runtime: Runtime, relay: OutboxRelay, limiter: RateLimiter | None) -> APIRouter:
+def routes(runtime: Runtime, limiter: RateLimiter | None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/products")
@@ -113,13 +112,8 @@ def routes(runtime: Runtime, relay: OutboxRelay, limiter: RateLimiter | None) ->
             currency=CURRENCY,
             created_at=datetime.now(UTC),
         )
-        event = CloudEvent.of(
-            order,
-            type=ORDER_CREATED,
-            source=SOURCE,
-            subject=str(order.order_id),
-            dataschema=ORDER_CREATED_SCHEMA,
-            correlationid=correlation_id or str(uuid.uuid4()),
+        event = wrap(
+            ORDER_CREATED, order, source=SOURCE, correlationid=correlation_id or str(uuid.uuid4())
         )
         try:
             async with runtime.engine.begin() as conn:
@@ -132,7 +126,8 @@ def routes(runtime: Runtime, relay: OutboxRelay, limiter: RateLimiter | None) ->
             if earlier is None:
                 raise
             return earlier
-        relay.wake.set()
+        assert runtime.relay is not None
+        runtime.relay.wake.set()
         return OrderAccepted(order_id=order.order_id, status="pending")
 
     @router.get("/orders/{order_id}")
@@ -197,14 +192,7 @@ async def _store(
             for n, item in enumerate(order.items)
         ],
     )
-    await conn.execute(
-        insert(outbox).values(
-            event_id=str(event.id),
-            topic=ORDER_CREATED,
-            payload=event.to_json().decode(),
-            created_at=order.created_at,
-        )
-    )
+    await enqueue(conn, outbox, ORDER_CREATED, event)
 
 
 async def _by_idempotency_key(
@@ -257,13 +245,13 @@ async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
 
 
 def spec() -> ServiceSpec:
-    relay = OutboxRelay()
     rate_limit = OrderRateLimit()
     return ServiceSpec(
         name="order",
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, relay, rate_limit.build(runtime.settings)),
+        routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings)),
         seed=seed_catalogue,
-        background=[relay.run, rate_limit.close_at_shutdown],
+        outbox=outbox,
+        background=[rate_limit.close_at_shutdown],
         publishes=[ORDER_CREATED],
     )

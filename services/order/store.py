@@ -9,7 +9,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     insert,
     select,
 )
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.catalogue import CATALOGUE
 from services.runtime.database import UtcDateTime
+from services.runtime.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -52,16 +52,7 @@ order_items = Table(
     Column("unit_price", String(20), nullable=False),
 )
 
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", String(36), nullable=False, unique=True),
-    Column("topic", String(64), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("published_at", UtcDateTime, index=True),
-)
+outbox = outbox_table(metadata)
 
 
 async def seed_catalogue(engine: AsyncEngine) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus, names
@@ -26,6 +26,7 @@ from services.runtime.dead_letter_routes import dead_letter_routes
 from services.runtime.http import BodyLimit, install_error_handlers
 from services.runtime.inbox import Effect, Inbox, processed_events_table
 from services.runtime.metrics import Metrics
+from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import ServiceName, ServiceSettings
 
 log = logging.getLogger("services")
@@ -65,6 +66,8 @@ class Runtime:
     engine: AsyncEngine = field(init=False)
     bus: Bus = field(init=False)
     inbox: Inbox | None = field(init=False, default=None)
+    relay: OutboxRelay | None = None
+    """Publishes the service's outbox; `relay.wake.set()` after a commit that enqueued."""
 
 
 @dataclass(frozen=True)
@@ -75,15 +78,20 @@ class ServiceSpec:
     subscriptions: Sequence[Subscription] = ()
     broadcasts: Sequence[Broadcast] = ()
     seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
+    outbox: Table | None = None
+    """The service's outbox table (`services.runtime.outbox.outbox_table`), if it publishes:
+    a relay then runs with the app and is woken after every handled event."""
     background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
-    """Long-running tasks (the outbox relay), cancelled at shutdown."""
+    """Long-running tasks, cancelled at shutdown."""
     publishes: Sequence[str] = ()
     """Topics this service publishes (for the AsyncAPI document)."""
 
 
 def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     instance = settings.instance(spec.name)
-    runtime = Runtime(spec.name, instance, settings, Metrics(spec.name, instance))
+    relay = OutboxRelay(spec.outbox) if spec.outbox is not None else None
+    runtime = Runtime(spec.name, instance, settings, Metrics(spec.name, instance), relay)
+    background = [*spec.background, *([relay.run] if relay is not None else [])]
     inbox_table = processed_events_table(spec.metadata) if spec.subscriptions else None
 
     @contextlib.asynccontextmanager
@@ -111,7 +119,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
             )
         await runtime.bus.start()
         tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(task(runtime)) for task in spec.background
+            asyncio.create_task(task(runtime)) for task in background
         ]
         log.info("%s started as %s on bus %s", spec.name, instance, settings.bus.backend)
         try:
@@ -128,7 +136,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    app.include_router(_basics(runtime))
+    app.include_router(_basics(runtime, subscriber=bool(spec.subscriptions)))
     if spec.subscriptions:
         app.include_router(dead_letter_routes(runtime))
     app.include_router(spec.routes(runtime))
@@ -156,6 +164,8 @@ def _handler(
             )
             return
         runtime.metrics.count(runtime.metrics.consumed, event.type)
+        if runtime.relay is not None:
+            runtime.relay.wake.set()  # the effect may have enqueued events: publish them now
         log.info(
             "handled %s %s for order %s on %s",
             event.type,
@@ -180,7 +190,7 @@ def _broadcast_handler(broadcast: Broadcast) -> Callable[[CloudEvent, Delivery],
     return handle
 
 
-def _basics(runtime: Runtime) -> APIRouter:
+def _basics(runtime: Runtime, *, subscriber: bool) -> APIRouter:
     router = APIRouter()
 
     @router.get("/health")
@@ -207,7 +217,7 @@ def _basics(runtime: Runtime) -> APIRouter:
     async def metrics() -> Response:
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    if runtime.service != "order":
+    if subscriber:
 
         @router.get("/processed")
         async def processed(

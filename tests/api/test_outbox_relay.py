@@ -1,20 +1,28 @@
-"""The outbox relay stops when the app stops, even if an order woke it at that very moment."""
+"""The outbox relay: it stops when the app stops, even if an order woke it at that very moment,
+and replicas sharing one outbox publish each event once."""
 
 from __future__ import annotations
 
 import asyncio
 
-from services.order.outbox import OutboxRelay
+from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bus import Delivery, create_bus
+from contracts import CloudEvent
 from services.runtime.app import Runtime
+from services.runtime.database import create_engine, create_tables
 from services.runtime.metrics import Metrics
+from services.runtime.outbox import OutboxRelay, enqueue, outbox_table
 from services.runtime.settings import ServiceSettings
+from tests.polling import eventually
 
 
 class IdleRelay(OutboxRelay):
     """Finds nothing to publish, and says each time it has looked."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(outbox_table(MetaData()))
         self.looked = asyncio.Event()
 
     async def publish_pending(self, runtime: Runtime) -> int:
@@ -36,3 +44,58 @@ async def test_a_wake_up_and_a_shutdown_at_once_still_stop_the_relay(
     done, _ = await asyncio.wait({task}, timeout=10)
     assert task in done, "the relay ignored its cancellation: shutdown would hang"
     assert task.cancelled()
+
+
+async def test_replicas_sharing_an_outbox_publish_each_event_once(
+    settings: ServiceSettings,
+) -> None:
+    """Two relays on one database (two replicas of a service) race for the same rows: each
+    event is claimed, and so published, by one of them."""
+    table = outbox_table(MetaData())
+    engine = create_engine(settings.database_url("billing"))
+    await create_tables(engine, table.metadata)
+    seen: list[str] = []
+
+    async def record(event: CloudEvent, _: Delivery) -> None:
+        seen.append(str(event.id))
+
+    probe = create_bus(settings.bus)
+    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
+    await probe.start()
+    relays: list[tuple[OutboxRelay, Runtime]] = []
+    for instance in ("billing-1", "billing-2"):
+        runtime = Runtime("billing", instance, settings, Metrics("billing", instance))
+        runtime.engine, runtime.bus = engine, create_bus(settings.bus)
+        await runtime.bus.start()
+        relays.append((OutboxRelay(table), runtime))
+    try:
+        events = [CloudEvent(source="/tests", type="relay_test", data={"n": n}) for n in range(250)]
+        async with engine.begin() as conn:
+            for event in events:
+                await enqueue(conn, table, "relay_test", event)
+
+        async def drain(relay: OutboxRelay, runtime: Runtime) -> int:
+            published = 0
+            while await unpublished(engine, table):
+                published += await relay.publish_pending(runtime)
+            return published
+
+        counts = await asyncio.gather(*(drain(relay, runtime) for relay, runtime in relays))
+        assert sum(counts) == 250, counts
+        await eventually(lambda: _all(seen, 250), within_s=10)
+        assert sorted(seen) == sorted(str(e.id) for e in events), "each event once"
+    finally:
+        for _, runtime in relays:
+            await runtime.bus.close()
+        await probe.close()
+        await engine.dispose()
+
+
+async def unpublished(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        query = select(func.count()).where(table.c.published_at.is_(None))
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def _all(seen: list[str], n: int) -> bool | None:
+    return True if len(seen) >= n else None

@@ -9,8 +9,20 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from bus import names
 from bus.codec import PoisonMessage, decode, encode
-from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from contracts import (
+    EVENTS,
+    INVENTORY_REJECTED,
+    ORDER_CREATED,
+    TOPICS,
+    CloudEvent,
+    InventoryRejected,
+    InvoiceVoided,
+    OrderCreated,
+    OrderItem,
+    wrap,
+)
 from contracts.export import SCHEMA_DIR, SCHEMAS, render
 
 
@@ -106,3 +118,44 @@ def test_codec_names_what_is_wrong_with_a_poison_message_but_not_its_content() -
         decode(b"\xff not json", 10_000)
     with pytest.raises(PoisonMessage, match="exceeds the limit"):
         decode(b"x" * 2_000, 1_024)
+
+
+def test_every_event_type_is_a_valid_topic_with_a_versioned_schema() -> None:
+    assert set(TOPICS) == {
+        "order_created",
+        "inventory_reserved",
+        "inventory_rejected",
+        "invoice_issued",
+        "invoice_voided",
+        "order_confirmed",
+        "order_rejected",
+    }
+    for event_type, contract in EVENTS.items():
+        assert names.check_topic(event_type) == event_type
+        assert contract.dataschema == f"urn:orderbus:schema:{event_type}:1"
+        assert contract.schema_file in SCHEMAS
+
+
+def test_wrap_makes_the_order_the_subject_and_names_the_schema() -> None:
+    rejected = InventoryRejected(
+        order_id=uuid.uuid4(), reason="insufficient stock", rejected_at=datetime.now(UTC)
+    )
+    event = wrap(INVENTORY_REJECTED, rejected, source="/services/inventory", correlationid="c-1")
+    assert event.type == "inventory_rejected"
+    assert event.subject == str(rejected.order_id)
+    assert event.dataschema == "urn:orderbus:schema:inventory_rejected:1"
+    assert event.correlationid == "c-1"
+    assert InventoryRejected.model_validate(event.data) == rejected
+    with pytest.raises(TypeError, match="inventory_rejected carries InventoryRejected"):
+        wrap(INVENTORY_REJECTED, order(), source="/x", correlationid=None)
+
+
+@pytest.mark.parametrize("reason", ["", "x" * 201])
+def test_a_reason_is_said_in_1_to_200_characters(reason: str) -> None:
+    with pytest.raises(ValidationError, match="reason"):
+        InvoiceVoided(
+            order_id=uuid.uuid4(),
+            invoice_id=uuid.uuid4(),
+            reason=reason,
+            voided_at=datetime.now(UTC),
+        )

@@ -1,0 +1,72 @@
+"""Every business event of an order's life: its topic, data model and schema version, in one
+table (the live-view events of `contracts.live` are not about one order and are kept there).
+
+The event type is the topic (`bus.names`). Services wrap their payloads with `wrap()`, so every
+event gets the same `dataschema` and `subject` (the order id, which is also the Kafka key);
+`contracts.export` writes one JSON Schema file per entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contracts.base import OrderEventData
+from contracts.envelope import CloudEvent
+from contracts.inventory_outcome import (
+    INVENTORY_REJECTED,
+    INVENTORY_RESERVED,
+    InventoryRejected,
+    InventoryReserved,
+)
+from contracts.invoice import INVOICE_ISSUED, INVOICE_VOIDED, InvoiceIssued, InvoiceVoided
+from contracts.order_created import ORDER_CREATED, OrderCreated
+from contracts.order_outcome import ORDER_CONFIRMED, ORDER_REJECTED, OrderConfirmed, OrderRejected
+
+
+@dataclass(frozen=True)
+class EventContract:
+    event_type: str
+    model: type[OrderEventData]
+    version: int = 1
+
+    @property
+    def dataschema(self) -> str:
+        return f"urn:orderbus:schema:{self.event_type}:{self.version}"
+
+    @property
+    def schema_file(self) -> str:
+        return f"{self.event_type}.v{self.version}.json"
+
+
+EVENTS: dict[str, EventContract] = {
+    contract.event_type: contract
+    for contract in (
+        EventContract(ORDER_CREATED, OrderCreated),
+        EventContract(INVENTORY_RESERVED, InventoryReserved),
+        EventContract(INVENTORY_REJECTED, InventoryRejected),
+        EventContract(INVOICE_ISSUED, InvoiceIssued),
+        EventContract(INVOICE_VOIDED, InvoiceVoided),
+        EventContract(ORDER_CONFIRMED, OrderConfirmed),
+        EventContract(ORDER_REJECTED, OrderRejected),
+    )
+}
+
+TOPICS: tuple[str, ...] = tuple(EVENTS)
+"""Every business topic: what a clean-up or a native tool needs to know."""
+
+
+def wrap(
+    event_type: str, payload: OrderEventData, *, source: str, correlationid: str | None
+) -> CloudEvent:
+    """`payload` as a CloudEvent of `event_type`, about its order, with its schema version."""
+    contract = EVENTS[event_type]
+    if not isinstance(payload, contract.model):
+        raise TypeError(f"{event_type} carries {contract.model.__name__}, not {type(payload)}")
+    return CloudEvent.of(
+        payload,
+        type=event_type,
+        source=source,
+        subject=str(payload.order_id),
+        dataschema=contract.dataschema,
+        correlationid=correlationid,
+    )

@@ -1,0 +1,151 @@
+"""The transactional outbox: an event is written in the same transaction as the state it
+announces, and a relay publishes it once that transaction has committed.
+
+A service's handler (or route) calls `enqueue(conn, outbox, topic, event)` inside its
+transaction; the relay of each instance claims unpublished rows, publishes them in order,
+waits for the broker to accept each one, then marks it published. If the broker is down, rows
+wait and go out when it returns; a crash between publish and mark publishes a row twice, which
+the consumers' inboxes absorb.
+
+Replicas of a service share its database, so they share its outbox: a relay claims a batch for
+`CLAIM_S` before publishing it, and the other replicas skip claimed rows. A relay that dies
+holding a claim leaves its rows to the others once the claim runs out (or to itself at once
+when it restarts under the same instance id, as `orderbus up` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bus import names
+from contracts import CloudEvent
+from services.runtime.database import UtcDateTime
+
+if TYPE_CHECKING:
+    from services.runtime.app import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+CLAIM_S = 30.0
+"""How long a relay may hold rows it claimed before another replica may publish them: far
+longer than publishing `BATCH` events takes, as a second publisher only makes duplicates."""
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    if "outbox" in metadata.tables:  # replicas in one process share the metadata
+        return metadata.tables["outbox"]
+    return Table(
+        "outbox",
+        metadata,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("topic", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("claimed_by", String(64)),
+        Column("claimed_until", UtcDateTime),
+        Column("published_at", UtcDateTime, index=True),
+    )
+
+
+async def enqueue(conn: AsyncConnection, outbox: Table, topic: str, event: CloudEvent) -> None:
+    """Add `event` to the outbox, in the caller's transaction: it is published iff that commits."""
+    await conn.execute(
+        insert(outbox).values(
+            event_id=str(event.id),
+            topic=names.check_topic(topic),
+            payload=event.to_json().decode(),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes one service's outbox. `wake` it after a commit that enqueued something; it
+    also looks every `ORDERBUS_OUTBOX_POLL_S` for rows it was not woken for."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.wake = asyncio.Event()
+        self.failing = False
+
+    async def run(self, runtime: Runtime) -> None:
+        while True:
+            # Clear before reading the table, so a wake-up set while we publish is kept.
+            self.wake.clear()
+            try:
+                while await self.publish_pending(runtime) == BATCH:
+                    pass  # a full batch: there may be more right behind it
+            except Exception as exc:
+                # Once with the traceback, then one line per retry: an outage of an hour
+                # should not write an hour of tracebacks.
+                log.warning(
+                    "outbox relay: publishing failed (%s); retrying every %.1fs",
+                    type(exc).__name__,
+                    runtime.settings.outbox_poll_s,
+                    exc_info=not self.failing,
+                )
+                self.failing = True
+            else:
+                if self.failing:
+                    log.info("outbox relay: publishing again")
+                self.failing = False
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that lands as the wake-up completes, and shutdown then waits forever on the relay.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(runtime.settings.outbox_poll_s):
+                    await self.wake.wait()
+
+    async def publish_pending(self, runtime: Runtime) -> int:
+        """Claim up to `BATCH` unpublished rows, publish them in order; return how many."""
+        rows = await self._claim(runtime.engine, runtime.instance)
+        t = self.table
+        for seq, topic, payload in rows:
+            event = CloudEvent.from_json(payload)
+            await runtime.bus.publish(topic, event)  # returns once the broker has it
+            async with runtime.engine.begin() as conn:
+                await conn.execute(
+                    update(t).where(t.c.seq == seq).values(published_at=datetime.now(UTC))
+                )
+            runtime.metrics.count(runtime.metrics.published, event.type)
+            log.info("published %s %s for order %s", event.type, event.id, event.subject)
+        return len(rows)
+
+    async def _claim(self, engine: AsyncEngine, instance: str) -> list[tuple[int, str, str]]:
+        t = self.table
+        now = datetime.now(UTC)
+        claimable = (
+            t.c.published_at.is_(None),
+            or_(t.c.claimed_until.is_(None), t.c.claimed_until < now, t.c.claimed_by == instance),
+        )
+        # Look before claiming: an idle relay then never takes the write lock (SQLite has one).
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(select(t.c.seq).where(*claimable).order_by(t.c.seq).limit(BATCH))
+            ).scalars()
+            candidates = list(found)
+        if not candidates:
+            return []
+        async with engine.begin() as conn:
+            # The conditions again: a replica may have claimed some of them since we looked.
+            await conn.execute(
+                update(t)
+                .where(t.c.seq.in_(candidates), *claimable)
+                .values(claimed_by=instance, claimed_until=now + timedelta(seconds=CLAIM_S))
+            )
+            mine = await conn.execute(
+                select(t.c.seq, t.c.topic, t.c.payload)
+                .where(
+                    t.c.seq.in_(candidates), t.c.claimed_by == instance, t.c.published_at.is_(None)
+                )
+                .order_by(t.c.seq)
+            )
+            return [(seq, topic, payload) for seq, topic, payload in mine]
