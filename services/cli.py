@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from pydantic import ValidationError
 
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
+from services.runtime.logs import configure_logging
 from services.runtime.settings import ServiceSettings
-
-
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
-    # The drivers' per-connection chatter is noise at INFO.
-    for noisy in (
-        "aiokafka",
-        "aio_pika",
-        "aiormq",
-        "nats",
-        "faststream",
-        "bus.faststream",
-        "httpx",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _settings(backend: str | None) -> ServiceSettings:
@@ -43,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
 
     service = check_service(args.service)
     settings = ServiceSettings()
-    configure_logging()
+    configure_logging(settings.log_format)
     uvicorn.run(
         create_app(service, settings),
         host=settings.host,
@@ -58,7 +41,7 @@ def _up(args: argparse.Namespace) -> int:
     from services.supervisor import parse_replicas, up
 
     settings = _settings(args.backend)
-    configure_logging()
+    configure_logging(settings.log_format)
     up(settings, parse_replicas(args.replicas))
     return 0
 

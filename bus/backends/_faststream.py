@@ -20,6 +20,7 @@ from faststream.exceptions import NackMessage
 
 from bus import names
 from bus.codec import PoisonMessage, decode, encode
+from bus.logfields import event_fields
 from bus.port import Capabilities, Delivery, Handler
 from bus.retry import DeadLetter
 from bus.settings import BusSettings
@@ -166,8 +167,9 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             message: StreamMessage[Any],
             attempts: int,
             error: BaseException | str,
-            event_id: str | None,
+            event: CloudEvent | None,
         ) -> None:
+            event_id = str(event.id) if event is not None else None
             record = DeadLetter.of(
                 message.body,
                 topic=topic,
@@ -186,6 +188,14 @@ class FastStreamBus(ABC, Generic[BrokerT]):
                 group,
                 attempts,
                 record.error,
+                extra=event_fields(
+                    "dead_letter",
+                    event,
+                    topic=topic,
+                    service=group,
+                    instance=consumer,
+                    attempt=attempts,
+                ),
             )
 
         async def on_message(message: StreamMessage[Any]) -> None:
@@ -202,7 +212,7 @@ class FastStreamBus(ABC, Generic[BrokerT]):
                     message,
                     attempt - 1,
                     "no outcome after the last attempt (did the consumer die?)",
-                    str(event.id),
+                    event,
                 )
                 return
             delivery = Delivery(topic, group, consumer, attempt)
@@ -212,7 +222,7 @@ class FastStreamBus(ABC, Generic[BrokerT]):
                 except Exception as failure:  # noqa: BLE001 - every failure gets the policy
                     n = attempt or 1
                     if not self.capabilities.redelivery or policy.gives_up(n):
-                        await dead_letter(message, n, failure, str(event.id))
+                        await dead_letter(message, n, failure, event)
                         return
                     delay = policy.delay_s(n)
                     log.warning(
@@ -226,6 +236,9 @@ class FastStreamBus(ABC, Generic[BrokerT]):
                         policy.max_attempts,
                         failure,
                         delay,
+                        extra=event_fields(
+                            "retry", event, topic=topic, service=group, instance=consumer, attempt=n
+                        ),
                     )
                 else:
                     self._settled(message)

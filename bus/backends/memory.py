@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from bus import names
 from bus.codec import PoisonMessage, decode, encode
+from bus.logfields import event_fields
 from bus.port import Capabilities, Delivery, Handler
 from bus.retry import DeadLetter
 from bus.settings import BusSettings
@@ -144,7 +145,7 @@ class MemoryBus:
             except Exception as failure:  # noqa: BLE001 - every failure gets the retry policy
                 policy = self._settings.retry
                 if policy.gives_up(attempt):
-                    self._dead_letter(sub, body, attempt, failure, str(event.id))
+                    self._dead_letter(sub, body, attempt, failure, event)
                 else:
                     delay = policy.delay_s(attempt)
                     log.warning(
@@ -154,6 +155,14 @@ class MemoryBus:
                         attempt,
                         failure,
                         delay,
+                        extra=event_fields(
+                            "retry",
+                            event,
+                            topic=sub.topic,
+                            service=sub.group,
+                            instance=sub.consumer,
+                            attempt=attempt,
+                        ),
                     )
                     retry = asyncio.create_task(self._requeue(group, body, attempt + 1, delay))
                     self._retries.add(retry)
@@ -175,8 +184,9 @@ class MemoryBus:
         body: bytes,
         attempts: int,
         error: BaseException,
-        event_id: str | None,
+        event: CloudEvent | None,
     ) -> None:
+        event_id = str(event.id) if event is not None else None
         record = DeadLetter.of(
             body,
             topic=sub.topic,
@@ -194,6 +204,14 @@ class MemoryBus:
             sub.group,
             attempts,
             record.error,
+            extra=event_fields(
+                "dead_letter",
+                event,
+                topic=sub.topic,
+                service=sub.group,
+                instance=sub.consumer,
+                attempt=attempts,
+            ),
         )
 
     async def ping(self) -> bool:

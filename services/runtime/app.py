@@ -20,6 +20,7 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus, names
+from bus.logfields import Action, event_fields
 from contracts import CloudEvent
 from services.runtime.database import create_engine, create_tables, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
@@ -148,6 +149,17 @@ def _handler(
 ) -> Callable[[CloudEvent, Delivery], Awaitable[None]]:
     async def handle(event: CloudEvent, delivery: Delivery) -> None:
         assert runtime.inbox is not None
+
+        def fields(action: Action) -> dict[str, Any]:
+            return event_fields(
+                action,
+                event,
+                topic=delivery.topic,
+                service=runtime.service,
+                instance=runtime.instance,
+                attempt=delivery.attempt,
+            )
+
         try:
             first = await runtime.inbox.handle(event, delivery, subscription.effect)
         except Exception:
@@ -161,6 +173,7 @@ def _handler(
                 event.id,
                 runtime.instance,
                 delivery.attempt,
+                extra=fields("duplicate"),
             )
             return
         runtime.metrics.count(runtime.metrics.consumed, event.type)
@@ -172,6 +185,7 @@ def _handler(
             event.id,
             event.subject,
             runtime.instance,
+            extra=fields("handle"),
         )
         if subscription.after_commit is not None:
             await subscription.after_commit(event)

@@ -25,6 +25,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, o
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bus import names
+from bus.logfields import event_fields
 from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
 
@@ -116,7 +117,19 @@ class OutboxRelay:
                     update(t).where(t.c.seq == seq).values(published_at=datetime.now(UTC))
                 )
             runtime.metrics.count(runtime.metrics.published, event.type)
-            log.info("published %s %s for order %s", event.type, event.id, event.subject)
+            log.info(
+                "published %s %s for order %s",
+                event.type,
+                event.id,
+                event.subject,
+                extra=event_fields(
+                    "publish",
+                    event,
+                    topic=topic,
+                    service=runtime.service,
+                    instance=runtime.instance,
+                ),
+            )
         return len(rows)
 
     async def _claim(self, engine: AsyncEngine, instance: str) -> list[tuple[int, str, str]]:

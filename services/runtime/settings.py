@@ -71,6 +71,11 @@ class ServiceSettings(BaseSettings):
     """Bearer token for admin endpoints (dashboard controls, dead-letter replay); unset, they
     answer 403. At least 16 characters."""
 
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", validation_alias=AliasChoices("ORDERBUS_LOG_FORMAT")
+    )
+    """`auto`: readable text in a terminal, one JSON object per line otherwise."""
+
     bus: BusSettings = Field(default_factory=BusSettings)
 
     @field_validator("rate_limit_redis_url")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -296,3 +297,26 @@ async def test_asyncapi_is_served_as_json_and_as_a_page_without_scripts(
     assert "<script" not in page.text
     assert "http://" not in page.text
     assert "https://" not in page.text
+
+
+async def test_publishing_logs_one_line_with_the_event_fields(
+    order_client: httpx.AsyncClient, published: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    answer = await order_client.post(
+        "/orders",
+        json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]},
+        headers={"X-Correlation-ID": "corr-logs-1"},
+    )
+    assert answer.status_code == 202
+    await published.wait_for_count(1)
+    [event] = [e for e, _ in published.received]
+
+    async def publish_line() -> logging.LogRecord | None:
+        lines = [r for r in caplog.records if getattr(r, "action", None) == "publish"]
+        return lines[0] if lines else None
+
+    line = await eventually(publish_line, within_s=5)
+    assert line.event_id == str(event.id)  # type: ignore[attr-defined]
+    assert line.correlation_id == "corr-logs-1"  # type: ignore[attr-defined]
+    assert line.service == "order"  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -111,3 +112,19 @@ async def test_a_duplicated_event_is_counted_but_billed_once(
         duplicates = [m for m in metrics.splitlines() if m.startswith("orderbus_events_duplicate_")]
         assert [m.rsplit(" ", 1)[1] for m in consumed if "_total{" in m] == ["1.0"]
         assert [m.rsplit(" ", 1)[1] for m in duplicates if "_total{" in m] == ["1.0"]
+
+
+async def test_handling_logs_one_line_with_the_event_fields(
+    publisher: Bus, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with running("billing") as billing:
+        event = order_event(("MN-003", 1))
+        await publisher.publish(ORDER_CREATED, event)
+        await processed_once(billing, event)
+    [line] = [r for r in caplog.records if getattr(r, "event_id", None) == str(event.id)]
+    assert line.action == "handle"  # type: ignore[attr-defined]
+    assert line.event_type == ORDER_CREATED  # type: ignore[attr-defined]
+    assert line.service == "billing"  # type: ignore[attr-defined]
+    assert line.attempt == 1  # type: ignore[attr-defined]
+    assert line.instance.startswith("billing-")  # type: ignore[attr-defined]
