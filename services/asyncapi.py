@@ -20,7 +20,14 @@ from pydantic import BaseModel
 
 from bus import BACKENDS
 from bus.asyncapi import Channel, specification
-from contracts import ORDER_CREATED, OrderCreated
+from contracts import (
+    EVENTS,
+    INSTANCE_ACTIVITY,
+    NOTIFICATION_PUSHED,
+    ORDER_CREATED,
+    InstanceActivity,
+    NotificationPushed,
+)
 from services.runtime.settings import SERVICES
 from services.specs import service_spec
 
@@ -29,7 +36,11 @@ DOCUMENTED = tuple(name for name in BACKENDS if name != "memory")
 """Backends with a wire protocol; `memory` is served the default broker's document."""
 DEFAULT = "redis-streams"
 
-EVENT_DATA: dict[str, type[BaseModel]] = {ORDER_CREATED: OrderCreated}
+EVENT_DATA: dict[str, type[BaseModel]] = {
+    **{topic: contract.model for topic, contract in EVENTS.items()},
+    NOTIFICATION_PUSHED: NotificationPushed,
+    INSTANCE_ACTIVITY: InstanceActivity,
+}
 """The contract of each topic's `data`; a topic missing here is documented as any object."""
 DESCRIPTIONS = {ORDER_CREATED: "An order was accepted: the order service's outbox relay."}
 
