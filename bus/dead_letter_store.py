@@ -235,7 +235,8 @@ class NatsStore:
         try:
             js = client.jetstream()
             info = await js.stream_info(stream)
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            # An empty stream reports first_seq 0, and asking for message 0 is a 400.
+            for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
                 with contextlib.suppress(NotFoundError):  # a gap: removed earlier
                     message = await js.get_msg(stream, seq)
                     stored.append(

@@ -59,6 +59,21 @@ def _dlq(args: argparse.Namespace) -> int:
     return code
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.demo.run import SCENARIOS, run
+
+    numbers = args.scenario or list(SCENARIOS)
+    unknown = sorted(set(numbers) - set(SCENARIOS))
+    if unknown:
+        raise ValueError(f"--scenario: no scenario {unknown[0]} (choose 1 to {len(SCENARIOS)})")
+    settings = BusSettings() if args.backend is None else BusSettings(backend=args.backend)
+    logging.basicConfig(level=logging.CRITICAL)  # the tables tell the story; logs would not
+    asyncio.run(run(settings, numbers))
+    return 0
+
+
 def _soak(args: argparse.Namespace) -> int:
     import asyncio
     import tempfile
@@ -117,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--json", action="store_true", help="machine-readable output")
     dead.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
     dead.set_defaults(func=_dlq)
+
+    demo = commands.add_parser("demo", help="scripted scenarios: fan-out, competing consumers, ...")
+    demo.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
+    demo.add_argument(
+        "--scenario", type=int, action="append", metavar="N", help="run only these (1-6)"
+    )
+    demo.set_defaults(func=_demo)
 
     soak = commands.add_parser("soak", help="many orders while replicas are killed at random")
     soak.add_argument("--backend", choices=list(BACKENDS), default="redis-streams")

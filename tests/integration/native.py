@@ -3,60 +3,14 @@ clean up after a test."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
-
-from bus import BusSettings, names
+from bus import BusSettings
 from bus.backends import memory
 from bus.backends.kafka import bootstrap_servers
-from bus.backends.nats import dead_letter_stream
 from bus.dead_letter_store import REDIS_DATA_FIELD, open_store
 from bus.retry import DeadLetter
+from bus.topology import remove_topology
 
-
-async def remove_topology(
-    backend: str, url: str, topics: Iterable[str], groups: Iterable[str]
-) -> None:
-    """Delete what a test declared, so the shared brokers do not fill up run after run."""
-    topics, groups = list(topics), list(groups)
-    dlqs = [names.dead_letters(g) for g in groups]
-    if backend.startswith("redis"):
-        import redis.asyncio as redis
-
-        redis_client = redis.from_url(url)
-        if topics or dlqs:
-            await redis_client.delete(*topics, *dlqs)
-        await redis_client.aclose()
-    elif backend == "rabbitmq":
-        import aio_pika
-
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel()
-            for topic in topics:
-                for group in groups:
-                    await channel.queue_delete(names.group_queue(topic, group))
-                await channel.exchange_delete(topic)
-            for dlq in dlqs:
-                await channel.queue_delete(dlq)
-    elif backend == "nats":
-        import nats
-        from nats.js.errors import NotFoundError
-
-        client = await nats.connect(url)
-        js = client.jetstream()
-        for stream in [*topics, *(dead_letter_stream(g) for g in groups)]:
-            with contextlib.suppress(NotFoundError):
-                await js.delete_stream(stream)
-        await client.drain()
-    elif backend == "kafka":
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(url))
-        await admin.start()
-        with contextlib.suppress(Exception):  # not every Kafka-protocol broker deletes
-            await admin.delete_topics([*topics, *dlqs])
-        await admin.close()
+__all__ = ["inject_raw", "read_dead_letters", "remove_topology"]
 
 
 async def inject_raw(backend: str, url: str, topic: str, body: bytes) -> None:
