@@ -71,6 +71,12 @@ def remove_dead_letters(url: str, group: str, ids: set[str]) -> int:
     return removed
 
 
+def queued(url: str, topic: str, group: str) -> int:
+    """Events waiting in `group`'s queue of `topic` (0 when the group has no consumer)."""
+    found = _hub(url).topics.get(topic, {}).get(group)
+    return found.queue.qsize() if found is not None else 0
+
+
 def _hub(url: str) -> _Hub:
     return _HUBS.setdefault(urlsplit(url).netloc or "default", _Hub())
 

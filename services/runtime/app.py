@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus, names
 from bus.logfields import Action, event_fields
+from bus.probes import Probe, open_probe
+from bus.prometheus import instrument
 from contracts import CloudEvent
+from services.runtime import backlog
 from services.runtime.database import create_engine, create_tables, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
 from services.runtime.http import BodyLimit, install_error_handlers
@@ -67,6 +71,8 @@ class Runtime:
     engine: AsyncEngine = field(init=False)
     bus: Bus = field(init=False)
     inbox: Inbox | None = field(init=False, default=None)
+    probe: Probe | None = field(init=False, default=None)
+    """Asks the broker how much waits for this service (scrape-time gauges)."""
     relay: OutboxRelay | None = None
     """Publishes the service's outbox; `relay.wake.set()` after a commit that enqueued."""
 
@@ -102,6 +108,8 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         if spec.seed is not None:
             await spec.seed(runtime.engine)
         runtime.bus = create_bus(settings.bus)
+        instrument(runtime.bus, runtime.metrics.registry, service=spec.name, instance=instance)
+        runtime.probe = open_probe(settings.bus) if spec.subscriptions else None
         if inbox_table is not None:
             runtime.inbox = Inbox(runtime.engine, inbox_table, instance)
         for subscription in spec.subscriptions:
@@ -130,6 +138,8 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.bus.close()  # finishes the event in flight, then acknowledges it
+            if runtime.probe is not None:
+                await runtime.probe.close()
             await runtime.engine.dispose()
             log.info("%s %s stopped", spec.name, instance)
 
@@ -137,7 +147,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    app.include_router(_basics(runtime, subscriber=bool(spec.subscriptions)))
+    app.include_router(_basics(runtime, [sub.topic for sub in spec.subscriptions]))
     if spec.subscriptions:
         app.include_router(dead_letter_routes(runtime))
     app.include_router(spec.routes(runtime))
@@ -160,11 +170,16 @@ def _handler(
                 attempt=delivery.attempt,
             )
 
+        if (delivery.attempt or 1) > 1:
+            runtime.metrics.count(runtime.metrics.redelivered, event.type)
+        started = time.perf_counter()
         try:
             first = await runtime.inbox.handle(event, delivery, subscription.effect)
         except Exception:
             runtime.metrics.count(runtime.metrics.failures, event.type)
             raise
+        finally:
+            runtime.metrics.observe_handling(event.type, time.perf_counter() - started)
         if not first:
             runtime.metrics.count(runtime.metrics.duplicates, event.type)
             log.info(
@@ -204,7 +219,7 @@ def _broadcast_handler(broadcast: Broadcast) -> Callable[[CloudEvent, Delivery],
     return handle
 
 
-def _basics(runtime: Runtime, *, subscriber: bool) -> APIRouter:
+def _basics(runtime: Runtime, topics: Sequence[str]) -> APIRouter:
     router = APIRouter()
 
     @router.get("/health")
@@ -229,9 +244,10 @@ def _basics(runtime: Runtime, *, subscriber: bool) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics() -> Response:
+        await backlog.refresh(runtime, topics)
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    if subscriber:
+    if topics:
 
         @router.get("/processed")
         async def processed(

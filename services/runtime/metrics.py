@@ -1,43 +1,139 @@
-"""Prometheus metrics of one service instance (its own registry: services may share a process)."""
+"""Prometheus metrics of one service instance (its own registry: services may share a process).
+
+Every name and label is listed in docs/metrics.md, and a test keeps that table and this
+registry in agreement. Counters and the latency histogram move on the handler path; the
+backlog gauges are asked of the broker and the database at scrape time (`refresh`), on
+their own connections and within a timeout, so a scrape never holds up a handler and a slow
+broker never holds up a scrape for long.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+import asyncio
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bus.probes import Backlog
 
 LABELS = ("service", "instance", "type")
+TOPIC_LABELS = ("service", "instance", "topic")
+INSTANCE_LABELS = ("service", "instance")
+HANDLER_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
     def __init__(self, service: str, instance: str) -> None:
         self.registry = CollectorRegistry()
         self._labels = {"service": service, "instance": instance}
+        self._refreshing = asyncio.Lock()
+        r = self.registry
         self.published = Counter(
             "orderbus_events_published",
             "Events the broker accepted from this instance",
             LABELS,
-            registry=self.registry,
+            registry=r,
         )
         self.consumed = Counter(
             "orderbus_events_consumed",
             "Events handled with effect (first delivery of an id)",
             LABELS,
-            registry=self.registry,
+            registry=r,
         )
         self.duplicates = Counter(
             "orderbus_events_duplicate",
-            "Deliveries of an already processed event id (no effect)",
+            "Deliveries of an already processed event id, suppressed by the inbox (no effect)",
             LABELS,
-            registry=self.registry,
+            registry=r,
         )
         self.failures = Counter(
             "orderbus_handler_failures",
-            "Handler runs that raised (the event is redelivered)",
+            "Handler runs that raised (the event is retried or dead-lettered)",
             LABELS,
-            registry=self.registry,
+            registry=r,
+        )
+        self.redelivered = Counter(
+            "orderbus_events_redelivered",
+            "Deliveries after the first of one event: retries and redeliveries after a crash",
+            LABELS,
+            registry=r,
+        )
+        self.handler_seconds = Histogram(
+            "orderbus_handler_duration_seconds",
+            "Time one handling took, its database transaction included (failures too)",
+            LABELS,
+            buckets=HANDLER_SECONDS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "orderbus_group_lag",
+            "Events published to the topic, not yet delivered to this service's group",
+            TOPIC_LABELS,
+            registry=r,
+        )
+        self.pending = Gauge(
+            "orderbus_group_pending",
+            "Events delivered to this service's group, not yet acknowledged",
+            TOPIC_LABELS,
+            registry=r,
+        )
+        self.stream_length = Gauge(
+            "orderbus_stream_length",
+            "Entries in the topic's stream (Redis Streams)",
+            TOPIC_LABELS,
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "orderbus_dead_letters",
+            "Entries in this service's dlq.<group>",
+            INSTANCE_LABELS,
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "orderbus_outbox_backlog",
+            "Outbox rows not yet published",
+            INSTANCE_LABELS,
+            registry=r,
+        )
+        self.probe_failures = Counter(
+            "orderbus_probe_failures",
+            "Scrapes whose broker or database backlog query failed or timed out",
+            INSTANCE_LABELS,
+            registry=r,
         )
 
     def count(self, counter: Counter, event_type: str) -> None:
         counter.labels(type=event_type, **self._labels).inc()
+
+    def observe_handling(self, event_type: str, seconds: float) -> None:
+        self.handler_seconds.labels(type=event_type, **self._labels).observe(seconds)
+
+    def set_backlog(self, topic: str, backlog: Backlog) -> None:
+        """Set the topic's gauges; a figure the backend cannot give is left out."""
+        labelled = {"topic": topic, **self._labels}
+        for gauge, value in (
+            (self.lag, backlog.lag),
+            (self.pending, backlog.pending),
+            (self.stream_length, backlog.stream_length),
+        ):
+            if value is not None:
+                gauge.labels(**labelled).set(value)
+            else:
+                with contextlib.suppress(KeyError):  # never set: nothing to leave out
+                    gauge.remove(*(labelled[name] for name in TOPIC_LABELS))
+        if backlog.dead_letters is not None:
+            self.dead_letters.labels(**self._labels).set(backlog.dead_letters)
+
+    def set_outbox_backlog(self, rows: int) -> None:
+        self.outbox_backlog.labels(**self._labels).set(rows)
+
+    def probe_failed(self) -> None:
+        self.probe_failures.labels(**self._labels).inc()
+
+    @property
+    def refreshing(self) -> asyncio.Lock:
+        """Held by the scrape that is asking the broker: one at a time."""
+        return self._refreshing
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -71,6 +71,10 @@ class ServiceSettings(BaseSettings):
     """Bearer token for admin endpoints (dashboard controls, dead-letter replay); unset, they
     answer 403. At least 16 characters."""
 
+    metrics_probe_timeout_s: float = Field(
+        2.0, gt=0, le=30, validation_alias=AliasChoices("ORDERBUS_METRICS_PROBE_TIMEOUT_S")
+    )
+    """How long a `/metrics` scrape may wait for the broker and database backlog gauges."""
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", validation_alias=AliasChoices("ORDERBUS_LOG_FORMAT")
     )

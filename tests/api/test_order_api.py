@@ -320,3 +320,33 @@ async def test_publishing_logs_one_line_with_the_event_fields(
     assert line.event_id == str(event.id)  # type: ignore[attr-defined]
     assert line.correlation_id == "corr-logs-1"  # type: ignore[attr-defined]
     assert line.service == "order"  # type: ignore[attr-defined]
+
+
+async def test_outbox_backlog_counts_what_the_relay_could_not_publish(
+    order_client: httpx.AsyncClient, published: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = order_client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+    real_publish = runtime.bus.publish
+
+    async def broker_down(topic: str, event: object) -> None:
+        raise ConnectionError("broker down")
+
+    async def backlog_is(rows: float) -> str | None:
+        text = (await order_client.get("/metrics")).text
+        lines = [m for m in text.splitlines() if m.startswith("orderbus_outbox_backlog{")]
+        return lines[0] if lines and float(lines[0].rsplit(" ", 1)[1]) == rows else None
+
+    monkeypatch.setattr(runtime.bus, "publish", broker_down)
+    for _ in range(2):
+        answer = await order_client.post(
+            "/orders", json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
+        )
+        assert answer.status_code == 202
+    line = await eventually(lambda: backlog_is(2), within_s=5)
+    assert 'service="order"' in line
+    monkeypatch.setattr(runtime.bus, "publish", real_publish)
+    runtime.relay.wake.set()
+    await published.wait_for_count(2)
+    await eventually(lambda: backlog_is(0), within_s=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from bus import Bus
+from bus.probes import Backlog
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
 from contracts.catalogue import CATALOGUE
 from services.runtime.settings import ServiceName, ServiceSettings
@@ -128,3 +130,42 @@ async def test_handling_logs_one_line_with_the_event_fields(
     assert line.service == "billing"  # type: ignore[attr-defined]
     assert line.attempt == 1  # type: ignore[attr-defined]
     assert line.instance.startswith("billing-")  # type: ignore[attr-defined]
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text, matched on the labels given."""
+    for line in metrics.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_metrics_show_latency_lag_and_dead_letters(publisher: Bus, running: Running) -> None:
+    async with running("billing") as billing:
+        event = order_event(("MN-003", 1))
+        await publisher.publish(ORDER_CREATED, event)
+        await processed_once(billing, event)
+        metrics = (await billing.get("/metrics")).text
+    assert sample(metrics, "orderbus_handler_duration_seconds_count", type=ORDER_CREATED) == 1
+    assert sample(metrics, "orderbus_group_lag", topic=ORDER_CREATED, service="billing") == 0
+    assert sample(metrics, "orderbus_dead_letters", service="billing") == 0
+    assert sample(metrics, "orderbus_probe_failures_total") is None  # never failed
+
+
+async def test_a_hanging_broker_probe_does_not_hang_the_scrape(settings: ServiceSettings) -> None:
+    class Hangs:
+        async def backlog(self, topic: str, group: str) -> Backlog:
+            await asyncio.Event().wait()  # a broker that never answers
+            raise AssertionError("unreachable")
+
+        async def close(self) -> None:
+            pass
+
+    app = create_app("billing", settings.model_copy(update={"metrics_probe_timeout_s": 0.2}))
+    async with app.router.lifespan_context(app):
+        app.state.runtime.probe = Hangs()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            async with asyncio.timeout(5):
+                metrics = (await client.get("/metrics")).text
+    assert sample(metrics, "orderbus_probe_failures_total", service="billing") == 1
