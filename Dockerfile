@@ -8,9 +8,10 @@ COPY pyproject.toml README.md ./
 COPY bus ./bus
 COPY contracts ./contracts
 COPY services ./services
-# A wheel of the project, then a virtualenv holding it and its pinned runtime dependencies.
+# A virtualenv holding the project, its pinned runtime dependencies and the OTLP span
+# exporter (tracing stays off until OTEL_* variables ask for it).
 RUN python -m venv /opt/orderbus \
- && /opt/orderbus/bin/pip install --no-compile . \
+ && /opt/orderbus/bin/pip install --no-compile ".[otlp]" \
  && /opt/orderbus/bin/python -m compileall -q /opt/orderbus/lib
 
 FROM python:3.11.11-slim-bookworm

@@ -12,6 +12,7 @@ from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
 from services.runtime.logs import configure_logging
 from services.runtime.settings import ServiceSettings
+from services.runtime.tracing import configure_tracing
 
 
 def _settings(backend: str | None) -> ServiceSettings:
@@ -28,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     service = check_service(args.service)
     settings = ServiceSettings()
     configure_logging(settings.log_format)
+    configure_tracing(service, settings.instance(service))
     uvicorn.run(
         create_app(service, settings),
         host=settings.host,
@@ -43,6 +45,7 @@ def _up(args: argparse.Namespace) -> int:
 
     settings = _settings(args.backend)
     configure_logging(settings.log_format)
+    configure_tracing("orderbus", "up")  # spans of the services `up` runs in this process
     up(settings, parse_replicas(args.replicas))
     return 0
 

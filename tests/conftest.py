@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bus import BACKENDS
 from tests.brokers import BACKEND_KIND, Choice, Kind, brokers_required, provide
@@ -43,3 +44,29 @@ def backend_url(backend: str, broker_url: Callable[[Kind], str]) -> str:
     if kind is None:
         return f"memory://{uuid.uuid4().hex[:8]}"  # a hub of its own per test
     return broker_url(kind)
+
+
+def reset_tracer_provider() -> None:
+    # The API lets a process set its tracer provider once; tests need one each, then none.
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test only, every finished span kept in memory."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reset_tracer_provider()
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    reset_tracer_provider()

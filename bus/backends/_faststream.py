@@ -18,7 +18,7 @@ from faststream import StreamMessage
 from faststream._internal.broker import BrokerUsecase
 from faststream.exceptions import NackMessage
 
-from bus import names
+from bus import names, tracing
 from bus.codec import PoisonMessage, decode, encode
 from bus.logfields import event_fields
 from bus.port import Capabilities, Delivery, Handler
@@ -99,8 +99,9 @@ class FastStreamBus(ABC, Generic[BrokerT]):
     # -- the port ----------------------------------------------------------------------------
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
-        body = encode(event, self._settings.max_event_bytes)
-        await self._publish(names.check_topic(topic), body, event.subject or str(event.id))
+        with tracing.publishing(topic, event, self.name) as event:
+            body = encode(event, self._settings.max_event_bytes)
+            await self._publish(names.check_topic(topic), body, event.subject or str(event.id))
         log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
 
     def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
@@ -218,7 +219,8 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             delivery = Delivery(topic, group, consumer, attempt)
             async with one_at_a_time:
                 try:
-                    await handler(event, delivery)
+                    with tracing.handling(topic, group, consumer, event, attempt, self.name):
+                        await handler(event, delivery)
                 except Exception as failure:  # noqa: BLE001 - every failure gets the policy
                     n = attempt or 1
                     if not self.capabilities.redelivery or policy.gives_up(n):

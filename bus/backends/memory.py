@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from bus import names
+from bus import names, tracing
 from bus.codec import PoisonMessage, decode, encode
 from bus.logfields import event_fields
 from bus.port import Capabilities, Delivery, Handler
@@ -111,9 +111,10 @@ class MemoryBus:
         self._closing = False
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
-        body = encode(event, self._settings.max_event_bytes)
-        for group in list(self._hub.topics.get(names.check_topic(topic), {}).values()):
-            await group.queue.put((body, 1))
+        with tracing.publishing(topic, event, self.name) as stamped:
+            body = encode(stamped, self._settings.max_event_bytes)
+            for group in list(self._hub.topics.get(names.check_topic(topic), {}).values()):
+                await group.queue.put((body, 1))
         log.debug("published %s %s to %s", event.type, event.id, topic)
 
     def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
@@ -145,7 +146,11 @@ class MemoryBus:
             self._busy.add(me)
             try:
                 event = decode(body, self._settings.max_event_bytes)
-                await sub.handler(event, Delivery(sub.topic, sub.group, sub.consumer, attempt))
+                delivery = Delivery(sub.topic, sub.group, sub.consumer, attempt)
+                with tracing.handling(
+                    sub.topic, sub.group, sub.consumer, event, attempt, self.name
+                ):
+                    await sub.handler(event, delivery)
             except PoisonMessage as poison:
                 self._dead_letter(sub, body, attempt, poison, None)
             except Exception as failure:  # noqa: BLE001 - every failure gets the retry policy

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bus import names
+from bus import names, tracing
 from bus.logfields import event_fields
 from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
@@ -58,7 +58,13 @@ def outbox_table(metadata: MetaData) -> Table:
 
 
 async def enqueue(conn: AsyncConnection, outbox: Table, topic: str, event: CloudEvent) -> None:
-    """Add `event` to the outbox, in the caller's transaction: it is published iff that commits."""
+    """Add `event` to the outbox, in the caller's transaction: it is published iff that commits.
+
+    The row keeps the trace context of the request or handling that wrote it (the event's
+    `traceparent`), so the relay's publish, later and in another task, continues that trace.
+    """
+    if event.traceparent is None and (current := tracing.traceparent()) is not None:
+        event = event.model_copy(update={"traceparent": current})
     await conn.execute(
         insert(outbox).values(
             event_id=str(event.id),
