@@ -93,19 +93,36 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._ensure_topic(topic)
-        await self._broker.publish(body, topic=topic, key=key.encode())
+        try:
+            await self._broker.publish(body, topic=topic, key=key.encode())
+        except Exception:
+            self._forget(topic)
+            raise
 
     async def _ensure_topic(self, topic: str) -> None:
-        if topic not in self._declared:
-            # Auto-created topics get the broker's default partition count (often 1), which
-            # caps competing consumers at one: create it with ours before the first publish.
-            await self._broker.config.admin.create_topics([self._topic(topic)])
-            self._declared.add(topic)
+        if topic in self._declared:
+            return
+        # Auto-created topics get the broker's default partition count (often 1), which caps
+        # competing consumers at one: create it with ours before the first publish.
+        # FastStream reports a failure (already-exists is success) rather than raising it.
+        [result] = await self._broker.config.admin.create_topics([self._topic(topic)])
+        if result.error is not None:
+            raise result.error
+        self._declared.add(topic)
+
+    def _forget(self, topic: str) -> None:
+        # A failed publish may mean the broker lost the topic (a restart of a broker without
+        # storage, an operator's delete): declare it again before the caller's next attempt.
+        self._declared.discard(topic)
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         topic = names.dead_letters(group)
         await self._ensure_topic(topic)
-        await self._broker.publish(body, topic=topic)
+        try:
+            await self._broker.publish(body, topic=topic)
+        except Exception:
+            self._forget(topic)
+            raise
 
     # Kafka keeps no delivery count: a failed record is sought back and read again at the
     # same offset, so this process counts failures per offset. A crash forgets the count.

@@ -5,8 +5,10 @@ events) and `/ready` says the broker is down. Once it is back, publishers and co
 reconnect by themselves and every order reaches every service exactly once in effect. The
 broker and database URLs carry passwords that must appear in no log line, error or endpoint.
 
-Each run gets brokers of its own (Redis with an append-only file, NATS with a JetStream store
-on disk), since the test kills them.
+Each run gets brokers of its own (Redis with an append-only file, a RabbitMQ node with its own
+Mnesia directory, NATS with a JetStream store on disk), since the test kills them. Kafka is
+not here: Tansu, the Kafka-protocol broker these tests can start without Docker, keeps its
+log and committed offsets in memory, so a restart loses what this test checks is kept.
 """
 
 from __future__ import annotations
