@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -93,6 +94,39 @@ def _soak(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.bench.figures import render, write_json
+    from services.bench.runner import SECTIONS, Plan, machine, resolve_urls, run
+
+    backends = args.backend or ["redis-streams", "redis-pubsub", "rabbitmq", "kafka", "nats"]
+    sections = set(args.sections.split(",")) if args.sections else set(SECTIONS)
+    if unknown := sections - set(SECTIONS):
+        raise ValueError(f"--sections: unknown {', '.join(sorted(unknown))}")
+    system_backend = args.system_backend or (
+        "redis-streams" if "redis-streams" in backends else backends[0]
+    )
+    urls = resolve_urls(sorted({*backends, system_backend}), args.url or [])
+    plan = Plan.quick() if args.quick else Plan.full()
+    logging.basicConfig(level=logging.ERROR)
+    # FastStream logs a traceback when a blocked read is cut short by close(): noise here.
+    logging.getLogger("bus.faststream").setLevel(logging.CRITICAL)
+    before = machine()
+    figures = asyncio.run(run(backends, urls, plan, sections, system_backend))
+    after = machine()
+    header = (
+        f"orderbus bench{' --quick' if args.quick else ''}: {before['cpu']}, {before['cores']} "
+        f"cores, {before['memory_gib']} GiB; load average {before['load_average'][0]:.2f} at "
+        f"start, {after['load_average'][0]:.2f} at end; each figure the median of {plan.runs} "
+        "runs; cost = bus / baseline in time per message (1.00x: no overhead)"
+    )
+    print(render(figures, header))
+    if args.json:
+        write_json(args.json, figures, before | {"load_average_end": after["load_average"]})
+    return 0
+
+
 def _backends(_: argparse.Namespace) -> int:
     rows = [("backend", "fan-out", "competing", "catch-up", "redelivery", "ordering")]
     yes = {True: "yes", False: "no"}
@@ -150,6 +184,35 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--kills", type=int, default=3, help="replicas to SIGKILL along the way")
     soak.add_argument("--concurrency", type=int, default=16)
     soak.set_defaults(func=_soak)
+
+    bench = commands.add_parser(
+        "bench", help="measure the bus and the services next to the raw clients (a benchmark)"
+    )
+    bench.add_argument(
+        "--backend",
+        action="append",
+        choices=[b for b in BACKENDS if b != "memory"],
+        help="repeat for several (default: every broker backend)",
+    )
+    bench.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
+    bench.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    bench.add_argument(
+        "--url",
+        action="append",
+        metavar="BACKEND=URL",
+        help="broker of a backend (default: BUS_URL for BUS_BACKEND, else the loopback default)",
+    )
+    bench.add_argument(
+        "--sections",
+        help="comma-separated subset of "
+        + ",".join(("publish", "consume", "latency", "http", "system")),
+    )
+    bench.add_argument(
+        "--system-backend",
+        choices=[b for b in BACKENDS if b != "memory"],
+        help="backend of the POST /orders and whole-system runs (default: redis-streams)",
+    )
+    bench.set_defaults(func=_bench)
 
     backends = commands.add_parser("backends", help="list the backends and what each guarantees")
     backends.set_defaults(func=_backends)

@@ -1,0 +1,246 @@
+"""Sections 4-5: `POST /orders` through the real order service, and the whole system.
+
+Both start the real processes (`orderbus run order`, `orderbus up`) on a fresh data
+directory and drive them with the load generator over loopback HTTP. The system run uses
+the contract's physical names (`order_created`, groups `inventory`, `billing`,
+`notification`) and deletes them on the broker before and after: point the benchmark at a
+broker of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bus import names
+from contracts import ORDER_CREATED
+from services.bench.load import ORDER_BODY, LoadResult, load
+from services.bench.raw import RAW_CLIENTS
+from services.runtime.settings import SUBSCRIBERS
+from services.soak import pid_of_port
+from services.supervisor import port_free
+
+CONNECTIONS = 16
+
+
+def free_ports(count: int, start: int = 18_100) -> list[int]:
+    found = [p for p in range(start, start + 500) if port_free("127.0.0.1", p)]
+    if len(found) < count:
+        raise RuntimeError("no free ports for the services under test")
+    return found[:count]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _env(backend: str, url: str, data_dir: Path, ports: list[int]) -> dict[str, str]:
+    return os.environ | {
+        "BUS_BACKEND": backend,
+        "BUS_URL": url,
+        "ORDERBUS_DATA_DIR": str(data_dir),
+        "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
+        **{
+            f"{service.upper()}_PORT": str(port)
+            for service, port in zip(("order", *SUBSCRIBERS), ports, strict=False)
+        },
+    }
+
+
+async def reset_topology(backend: str, url: str) -> None:
+    """Delete `order_created` and the services' groups and dead letters on the broker."""
+    raw = RAW_CLIENTS[backend](url)
+    await raw.open()
+    try:
+        await raw.remove([ORDER_CREATED, *map(names.dead_letters, SUBSCRIBERS)], SUBSCRIBERS)
+    finally:
+        await raw.close()
+
+
+async def _wait_ready(base: str, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{base}/ready")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{base} not ready within {within_s:.0f}s")
+            await asyncio.sleep(0.1)  # polling HTTP: there is no event to await
+
+
+@contextlib.contextmanager
+def _stopping(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- 4. POST /orders ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRound:
+    orders: LoadResult
+    health: LoadResult
+
+
+async def order_service_rounds(
+    backend: str, url: str, data_dir: Path, runs: int, seconds: float
+) -> tuple[list[HttpRound], float]:
+    """`runs` interleaved rounds of `POST /orders` and of `GET /health` (the baseline: the
+    same process and framework doing no work), then the service's resident memory."""
+    await reset_topology(backend, url)
+    (port,) = free_ports(1)
+    log = (data_dir / "order.log").open("w")
+    # Popen, not asyncio's: the process is only started here and stopped by signal later.
+    process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI
+        [sys.executable, "-m", "services.cli", "run", "order", "--port", str(port)],
+        env=_env(backend, url, data_dir, [port]) | {"INSTANCE_ID": "bench-order"},
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    rounds = []
+    try:
+        with _stopping(process):
+            await _wait_ready(base)
+            await load(f"{base}/orders", "POST", ORDER_BODY, connections=CONNECTIONS, seconds=1)
+            for _ in range(runs):
+                health = await load(
+                    f"{base}/health", "GET", None, connections=CONNECTIONS, seconds=seconds
+                )
+                orders = await load(
+                    f"{base}/orders", "POST", ORDER_BODY, connections=CONNECTIONS, seconds=seconds
+                )
+                rounds.append(HttpRound(orders, health))
+            memory = rss_mib(process.pid)
+    finally:
+        await reset_topology(backend, url)
+    return rounds, memory
+
+
+# -- 5. the whole system --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SystemRound:
+    accepted: int
+    accepted_per_s: float
+    """REST: orders the order service accepted per second while the load ran."""
+    committed_per_s: float
+    """Orders per second from the first request to the last commit in the slowest service."""
+
+
+@dataclass(frozen=True)
+class SystemResult:
+    rounds: list[SystemRound]
+    lost: dict[str, int]
+    """Per subscriber: accepted orders it never processed (after waiting for it)."""
+    rss_mib: dict[str, float]
+
+
+_CONSUMED = re.compile(r'^orderbus_events_consumed_total\{[^}]*type="order_created"[^}]*\} (\S+)$')
+
+
+async def _consumed(client: httpx.AsyncClient, base: str) -> int:
+    text = (await client.get(f"{base}/metrics")).text
+    return sum(int(float(m.group(1))) for m in map(_CONSUMED.match, text.splitlines()) if m)
+
+
+async def _order_ids(client: httpx.AsyncClient, base: str) -> set[str]:
+    found: set[str] = set()
+    while True:
+        page = (
+            await client.get(f"{base}/orders", params={"limit": 200, "offset": len(found)})
+        ).json()
+        found |= {o["order_id"] for o in page["orders"]}
+        if len(page["orders"]) < 200:
+            return found
+
+
+async def _processed_ids(client: httpx.AsyncClient, base: str) -> set[str]:
+    found: list[str] = []
+    while True:
+        page = (
+            await client.get(f"{base}/processed", params={"limit": 1000, "offset": len(found)})
+        ).json()["processed"]
+        found += [row["order_id"] for row in page]
+        if len(page) < 1000:
+            return set(found)
+
+
+async def whole_system(
+    backend: str, url: str, data_dir: Path, runs: int, seconds: float, drain_s: float = 120
+) -> SystemResult:
+    await reset_topology(backend, url)
+    ports = free_ports(4)
+    order, *subscribers = (f"http://127.0.0.1:{p}" for p in ports)
+    log = (data_dir / "system.log").open("w")
+    # Popen, not asyncio's: the process is only started here and stopped by signal later.
+    process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI
+        [sys.executable, "-m", "services.cli", "up", "--backend", backend],
+        env=_env(backend, url, data_dir, ports),
+        stdout=log,
+        stderr=log,
+    )
+    rounds = []
+    try:
+        with _stopping(process):
+            for base in (order, *subscribers):
+                await _wait_ready(base, within_s=90)
+            async with httpx.AsyncClient(timeout=30) as client:
+                done = 0
+                for _ in range(runs):
+                    began = time.perf_counter()
+                    rest = await load(
+                        f"{order}/orders",
+                        "POST",
+                        ORDER_BODY,
+                        connections=CONNECTIONS,
+                        seconds=seconds,
+                    )
+                    total = (await client.get(f"{order}/orders", params={"limit": 1})).json()
+                    accepted = int(total["total"]) - done
+                    deadline = time.perf_counter() + drain_s
+                    while time.perf_counter() < deadline:
+                        counts = [await _consumed(client, base) for base in subscribers]
+                        if min(counts) >= done + accepted:
+                            break
+                        await asyncio.sleep(0.05)  # polling HTTP: no event to await
+                    finished = time.perf_counter()
+                    done += accepted
+                    rounds.append(SystemRound(accepted, rest.rate, accepted / (finished - began)))
+                placed = await _order_ids(client, order)
+                lost: dict[str, int] = {
+                    service: len(placed - await _processed_ids(client, base))
+                    for service, base in zip(SUBSCRIBERS, subscribers, strict=True)
+                }
+            memory: dict[str, float] = {
+                service: rss_mib(pid)
+                for service, port in zip(("order", *SUBSCRIBERS), ports, strict=True)
+                if (pid := pid_of_port(port)) is not None
+            }
+    finally:
+        await reset_topology(backend, url)
+    return SystemResult(rounds, lost, memory)

@@ -1,0 +1,49 @@
+"""`orderbus bench --quick` runs and prints its table: a smoke test, never a timed one.
+
+No figure is asserted: the numbers belong to the machine, the table's shape to the code.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.brokers import Kind
+
+
+def test_bench_quick_prints_the_table_and_writes_the_same_figures(
+    broker_url: Callable[[Kind], str], tmp_path: Path
+) -> None:
+    redis, nats = broker_url("redis"), broker_url("nats")
+    out = tmp_path / "bench.json"
+    # redis-streams for every section; nats for the broker sections, a second raw client.
+    finished = subprocess.run(
+        [
+            sys.executable, "-m", "services.cli", "bench", "--quick",
+            "--backend", "redis-streams", "--backend", "nats",
+            "--url", f"redis-streams={redis}", "--url", f"nats={nats}",
+            "--json", str(out),
+        ],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3_000:]
+    lines = finished.stdout.splitlines()
+    assert lines[0].startswith("orderbus bench --quick:")
+    assert lines[1].split()[:4] == ["section", "backend", "metric", "bus"]
+    rows = {(line.split()[0], line.split()[1]) for line in lines[2:]}
+    for backend in ("redis-streams", "nats"):
+        assert {("publish", backend), ("consume", backend), ("latency", backend)} <= rows
+    assert {("http", "redis-streams"), ("system", "redis-streams")} <= rows
+    figures = json.loads(out.read_text())["figures"]
+    assert len(figures) == len(lines) - 2
+    assert {f["metric"] for f in figures} >= {
+        "publish awaited",
+        "consume",
+        "p99 at 1,000/s",
+        "POST /orders p99",
+        "orders committed by all 3",
+        "orders lost (billing)",
+    }
