@@ -11,8 +11,11 @@ running the bus can see).
 from __future__ import annotations
 
 import contextlib
+import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bus import names
@@ -137,7 +140,7 @@ class RabbitStore:
                 return [], 0  # nothing dead-lettered yet: the queue is declared on first use
             held = []
             while (message := await queue.get(fail=False)) is not None:
-                letter = DeadLetter.model_validate_json(message.body)
+                letter = _rabbit_letter(message, group)
                 if remove is not None and str(letter.id) in remove:
                     await message.ack()
                     removed += 1
@@ -156,6 +159,31 @@ class RabbitStore:
 
     async def purge(self, group: str) -> int:
         return await self.remove(group, {s.ref for s in await self.list(group)})
+
+
+def _rabbit_letter(message: Any, group: str) -> DeadLetter:
+    """The bus's own record, or one made from what RabbitMQ's net dead-lettered: the event as
+    it was, with an `x-death` header saying where from and why."""
+    deaths = message.headers.get("x-death") if message.headers else None
+    if not deaths:
+        return DeadLetter.model_validate_json(message.body)
+    death = deaths[0]
+    ident = uuid.uuid5(uuid.NAMESPACE_URL, f"{message.message_id}:{death.get('time')}")
+    failed_at = death.get("time")
+    event_id = None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        event_id = str(json.loads(message.body)["id"])
+    return DeadLetter(
+        id=ident,
+        topic=str(death.get("exchange") or ""),
+        group=group,
+        consumer="",
+        attempts=int(message.headers.get("x-delivery-count", death.get("count", 1))),
+        error=f"dead-lettered by RabbitMQ: {death.get('reason')} (from {death.get('queue')})",
+        failed_at=failed_at.replace(tzinfo=UTC) if failed_at else datetime.now(UTC),
+        event_id=event_id,
+        envelope=message.body.decode("utf-8", errors="replace"),
+    )
 
 
 class KafkaStore:

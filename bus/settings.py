@@ -11,6 +11,9 @@ from bus.registry import backend_info
 from bus.retry import RetryPolicy
 from bus.urls import check_url, redact
 
+MAX_ATTEMPTS_LIMIT = 100
+"""The most `BUS_MAX_ATTEMPTS` may be; RabbitMQ's dead-letter net sits above it."""
+
 
 class BusSettings(BaseSettings):
     # hide_input_in_errors: a ValidationError would otherwise quote BUS_URL, password and all.
@@ -29,7 +32,7 @@ class BusSettings(BaseSettings):
     (Redis Streams idle time before XAUTOCLAIM, NATS ack wait)."""
     kafka_partitions: int = Field(6, ge=1, le=10_000)
     """Partitions of each Kafka topic created by the bus: the ceiling on competing consumers."""
-    max_attempts: int = Field(5, ge=1, le=100)
+    max_attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS_LIMIT)
     """Deliveries of one event before it is dead-lettered to `dlq.<group>`."""
     retry_backoff_ms: int = Field(200, ge=1, le=600_000)
     """Delay after the first failed attempt; doubles per attempt, with jitter."""

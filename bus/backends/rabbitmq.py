@@ -14,12 +14,20 @@ The topic is a durable fanout exchange; each group consumes its own durable quor
 
 Quorum queues rather than classic ones: they are replicated, durable by construction, and
 count deliveries (`x-delivery-count`), which the retry policy relies on.
+
+Dead letters are written by the bus (with the error and its traceback). Under that, each
+group queue has RabbitMQ's own net: `x-delivery-limit` above any `BUS_MAX_ATTEMPTS`, and
+a dead-letter exchange routing to the same `dlq.<group>`. It only acts when the bus cannot,
+for instance when publishing the dead letter itself keeps failing; such an entry carries
+RabbitMQ's `x-death` header instead of an error.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
+import aio_pika
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import (
     Channel,
@@ -33,10 +41,22 @@ from faststream.rabbit import (
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
+from bus.settings import MAX_ATTEMPTS_LIMIT
+
+log = logging.getLogger("bus")
+
+NET_DELIVERY_LIMIT = MAX_ATTEMPTS_LIMIT + 2
+"""Deliveries after which RabbitMQ dead-letters a message itself. Above any
+`BUS_MAX_ATTEMPTS`, so the net acts only when the bus could not, and fixed, so that changing
+the setting never changes a queue's arguments (which RabbitMQ refuses)."""
 
 
 def _exchange(topic: str) -> RabbitExchange:
     return RabbitExchange(topic, type=ExchangeType.FANOUT, durable=True)
+
+
+def _dead_letter_queue(group: str) -> RabbitQueue:
+    return RabbitQueue(names.dead_letters(group), queue_type=QueueType.QUORUM, durable=True)
 
 
 class RabbitMQBus(FastStreamBus[RabbitBroker]):
@@ -51,6 +71,7 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
     )
 
     def _create_broker(self, url: str, **common: Any) -> RabbitBroker:
+        self._group_queues: list[tuple[str, str, RabbitQueue]] = []  # (topic, group, queue)
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
         # lets one consumer take the whole queue: bound it.
         return RabbitBroker(
@@ -59,20 +80,66 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
 
     def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
         queue = RabbitQueue(
-            names.group_queue(topic, group), queue_type=QueueType.QUORUM, durable=True
+            names.group_queue(topic, group),
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": "",  # the default exchange: routes by queue name
+                "x-dead-letter-routing-key": names.dead_letters(group),
+                "x-delivery-limit": NET_DELIVERY_LIMIT,
+            },
         )
+        self._group_queues.append((topic, group, queue))
         # REJECT_ON_ERROR, the default, drops the message (or dead-letters it, with a DLX);
         # NACK requeues it so it is delivered again.
         self._broker.subscriber(queue, _exchange(topic), ack_policy=AckPolicy.NACK_ON_ERROR)(
             adapt(self._attempt)
         )
 
+    async def _declare(self) -> None:
+        import aiormq
+
+        connection = self._broker._connection  # FastStream has no "try this declare"
+        assert connection is not None
+        for topic, group, queue in self._group_queues:
+            # The net's target must exist first: RabbitMQ drops what it cannot route.
+            await self._broker.declare_queue(_dead_letter_queue(group))
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                # Declared by an earlier version without the net; queue arguments cannot
+                # change, and deleting a queue could lose events. Use it as it is.
+                log.warning(
+                    "queue %s exists without the dead-letter net (x-delivery-limit); "
+                    "delete it once drained to get the net",
+                    queue.name,
+                )
+                queue.declare = False  # FastStream then declares it passively, and skips
+                await self._bind(queue.name, topic)  # the binding, so bind it here
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+    async def _bind(self, queue_name: str, topic: str) -> None:
+        connection = self._broker._connection
+        assert connection is not None
+        channel = await connection.channel()
+        try:
+            exchange = await channel.declare_exchange(
+                topic, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            existing = await channel.declare_queue(queue_name, passive=True)
+            await existing.bind(exchange)
+        finally:
+            await channel.close()
+
     async def _attempt(self, message: StreamMessage[Any]) -> int:
         # Quorum queues count earlier deliveries in `x-delivery-count` (absent on the first).
         return int(message.headers.get("x-delivery-count", 0)) + 1
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
-        queue = RabbitQueue(names.dead_letters(group), queue_type=QueueType.QUORUM, durable=True)
+        queue = _dead_letter_queue(group)
         await self._broker.declare_queue(queue)  # cached after the first time
         await self._broker.publish(body, queue=queue, persist=True, content_type="application/json")
 
