@@ -29,12 +29,14 @@ def _run(args: argparse.Namespace) -> int:
 
     service = check_service(args.service)
     settings = ServiceSettings()
+    if args.port:  # the port it really listens on, which the instance advertises
+        settings = settings.model_copy(update={f"{service}_port": args.port})
     configure_logging(settings.log_format)
     configure_tracing(service, settings.instance(service))
     uvicorn.run(
         create_app(service, settings),
         host=settings.host,
-        port=args.port or settings.port(service),
+        port=settings.port(service),
         log_config=None,
         timeout_graceful_shutdown=20,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -19,7 +20,9 @@ from typing import Any
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 
+from services.runtime.admin import ADMIN_TOKEN_ENV
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 from services.specs import check_service, create_app
 
@@ -78,7 +81,30 @@ def print_table(settings: ServiceSettings, instances: list[Instance]) -> None:
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(dashboard_line(settings, instances))
     print(f"backend: {settings.bus.backend}; Ctrl-C stops everything", flush=True)
+
+
+def dashboard_line(settings: ServiceSettings, instances: list[Instance]) -> str:
+    """Where to watch: the first notification instance's dashboard. A token `up` generated is
+    shown in the URL's fragment (browsers never send it to a server); one the user set is not
+    echoed."""
+    notification = next(i for i in instances if i.service == "notification")
+    page = f"{url(settings, notification)}/dashboard"
+    token = settings.admin_token
+    if token is None:
+        return f"dashboard: {page} (controls off: {ADMIN_TOKEN_ENV} is empty)"
+    if os.environ.get(ADMIN_TOKEN_ENV):
+        return f"dashboard: {page} (controls: your {ADMIN_TOKEN_ENV})"
+    return f"dashboard: {page}#token={token.get_secret_value()}"
+
+
+def with_admin_token(settings: ServiceSettings) -> ServiceSettings:
+    """The settings with an admin token: the user's, or one made for this session only, so
+    the dashboard's controls work out of the box and nobody else can use them."""
+    if settings.admin_token is not None:
+        return settings
+    return settings.model_copy(update={"admin_token": SecretStr(secrets.token_urlsafe(24))})
 
 
 async def wait_ready(settings: ServiceSettings, instances: list[Instance], within_s: float) -> None:
@@ -107,7 +133,12 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
     servers = [
         _QuietServer(
             uvicorn.Config(
-                create_app(i.service, settings.model_copy(update={"instance_id": i.instance_id})),
+                create_app(
+                    i.service,
+                    settings.model_copy(
+                        update={"instance_id": i.instance_id, f"{i.service}_port": i.port}
+                    ),
+                ),
                 host=settings.host,
                 port=i.port,
                 log_config=None,
@@ -144,6 +175,8 @@ RESTARTS_PER_MINUTE = 5
 
 async def _spawn(settings: ServiceSettings, instance: Instance) -> asyncio.subprocess.Process:
     env = os.environ | {"BUS_BACKEND": settings.bus.backend, "INSTANCE_ID": instance.instance_id}
+    if settings.admin_token is not None:
+        env[ADMIN_TOKEN_ENV] = settings.admin_token.get_secret_value()
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -252,6 +285,7 @@ def up(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> None:
                 f"set {service.upper()}_PORT"
             )
     instances = plan(settings, replicas)
+    settings = with_admin_token(settings)
     if settings.bus.backend == "memory":
         asyncio.run(run_in_process(settings, instances))
     else:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from contracts import NOTIFICATION_PUSHED, ORDER_CREATED
+from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, ORDER_CREATED
+from services.notification.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
 from services.notification.live import Client, LiveClients
 from services.notification.protocol import MAX_MESSAGE_CHARS, Feeds, Incoming, Ping, Subscribe
@@ -19,10 +20,12 @@ from services.runtime.app import Broadcast, Runtime, ServiceSpec, Subscription
 from services.runtime.http import field_name
 
 
-def routes(runtime: Runtime, relay: LiveRelay) -> APIRouter:
+def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRouter:
     router = APIRouter()
     relay.bind(runtime)
     live = relay.clients
+    runtime.activity.extra["clients"] = lambda: len(live)
+    router.include_router(dashboard_routes(runtime, dashboard))
 
     @router.get("/notifications")
     async def list_notifications(
@@ -92,12 +95,16 @@ async def _error(client: Client, field: str, reason: str) -> None:
 
 def spec() -> ServiceSpec:
     relay = LiveRelay(LiveClients())
+    dashboard = Dashboard(relay.clients)
     return ServiceSpec(
         name="notification",
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, relay),
+        routes=lambda runtime: routes(runtime, relay, dashboard),
         subscriptions=[
             Subscription(ORDER_CREATED, record_notification, after_commit=send_and_push(relay))
         ],
-        broadcasts=[Broadcast(NOTIFICATION_PUSHED, relay.forward)],
+        broadcasts=[
+            Broadcast(NOTIFICATION_PUSHED, relay.forward),
+            Broadcast(INSTANCE_ACTIVITY, dashboard.on_activity, max_age_s=10),
+        ],
     )

@@ -46,8 +46,11 @@ class Client:
             raise ValueError(f"at most {MAX_KEYS} subscriptions per client")
         self.keys.add(f"{kind}:{value}")
 
-    def wants(self, feed: str, keys: set[str]) -> bool:
-        return feed in self.feeds and (EVERYTHING in self.keys or not self.keys.isdisjoint(keys))
+    def wants(self, feed: str, keys: set[str] | None) -> bool:
+        """Whether this client listens to `feed` and to one of `keys` (None: to anything)."""
+        if feed not in self.feeds:
+            return False
+        return keys is None or EVERYTHING in self.keys or not self.keys.isdisjoint(keys)
 
 
 class LiveClients:
@@ -80,8 +83,9 @@ class LiveClients:
         horizon = time.monotonic() - self.presence_ttl_s
         return sorted(c.client_id for c in self._clients if c.client_id and c.last_seen > horizon)
 
-    async def deliver(self, feed: str, keys: set[str], message: dict[str, Any]) -> int:
-        """Send `message` to this instance's clients of `feed` listening to any of `keys`."""
+    async def deliver(self, feed: str, keys: set[str] | None, message: dict[str, Any]) -> int:
+        """Send `message` to this instance's clients of `feed` listening to any of `keys`
+        (every client of the feed when `keys` is None)."""
         clients = [c for c in self._clients if c.wants(feed, keys)]
         results = await asyncio.gather(
             *(asyncio.wait_for(c.socket.send_json(message), self._send_timeout_s) for c in clients),

@@ -13,21 +13,24 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus, names
 from bus.logfields import Action, event_fields
 from bus.probes import Probe, open_probe
 from bus.prometheus import instrument
-from contracts import CloudEvent
+from contracts import ORDER_CREATED, CloudEvent
 from services.runtime import backlog
+from services.runtime.activity import Activity
+from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, create_tables, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
+from services.runtime.faults import Faults
 from services.runtime.http import BodyLimit, install_error_handlers
 from services.runtime.inbox import Effect, Inbox, processed_events_table
 from services.runtime.metrics import Metrics
@@ -75,6 +78,17 @@ class Runtime:
     """Asks the broker how much waits for this service (scrape-time gauges)."""
     relay: OutboxRelay | None = None
     """Publishes the service's outbox; `relay.wake.set()` after a commit that enqueued."""
+    faults: Faults = field(default_factory=Faults)
+    activity: Activity = field(init=False)
+    """What this instance handled lately, published for the dashboard."""
+
+    def __post_init__(self) -> None:
+        self.activity = Activity(
+            self.service,
+            self.instance,
+            self.settings.advertised_url(self.service),
+            self.settings.bus.backend,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,9 +141,13 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
                 consumer=instance,
             )
         await runtime.bus.start()
+        runtime.activity.totals = lambda: totals(runtime, spec.outbox)
+        runtime.activity.extra["paused"] = lambda: runtime.faults.paused
+        runtime.activity.extra["fail_next"] = lambda: runtime.faults.fail_next
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(task(runtime)) for task in background
         ]
+        tasks.append(asyncio.create_task(runtime.activity.run(runtime.bus)))
         log.info("%s started as %s on bus %s", spec.name, instance, settings.bus.backend)
         try:
             yield
@@ -137,6 +155,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            runtime.faults.resume()  # a paused handler must finish for the bus to close
             await runtime.bus.close()  # finishes the event in flight, then acknowledges it
             if runtime.probe is not None:
                 await runtime.probe.close()
@@ -150,6 +169,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.include_router(_basics(runtime, [sub.topic for sub in spec.subscriptions]))
     if spec.subscriptions:
         app.include_router(dead_letter_routes(runtime))
+        app.include_router(control_routes(runtime))
     app.include_router(spec.routes(runtime))
     return app
 
@@ -172,15 +192,19 @@ def _handler(
 
         if (delivery.attempt or 1) > 1:
             runtime.metrics.count(runtime.metrics.redelivered, event.type)
+        await runtime.faults.wait_running()
         started = time.perf_counter()
         try:
+            runtime.faults.check(str(event.id))
             first = await runtime.inbox.handle(event, delivery, subscription.effect)
-        except Exception:
+        except Exception as failure:
             runtime.metrics.count(runtime.metrics.failures, event.type)
+            runtime.activity.record(event, _failure_outcome(runtime, delivery), delivery, failure)
             raise
         finally:
             runtime.metrics.observe_handling(event.type, time.perf_counter() - started)
         if not first:
+            runtime.activity.record(event, "duplicate", delivery)
             runtime.metrics.count(runtime.metrics.duplicates, event.type)
             log.info(
                 "duplicate %s %s on %s (attempt %s): no effect",
@@ -192,6 +216,7 @@ def _handler(
             )
             return
         runtime.metrics.count(runtime.metrics.consumed, event.type)
+        runtime.activity.record(event, "handled", delivery)
         if runtime.relay is not None:
             runtime.relay.wake.set()  # the effect may have enqueued events: publish them now
         log.info(
@@ -206,6 +231,32 @@ def _handler(
             await subscription.after_commit(event)
 
     return handle
+
+
+def _failure_outcome(runtime: Runtime, delivery: Delivery) -> Literal["failed", "dead_lettered"]:
+    """What the bus will do with a failed event: retry it, or (last attempt, or a backend that
+    cannot redeliver) dead-letter it."""
+    bus = runtime.settings.bus
+    if not runtime.bus.capabilities.redelivery or bus.retry.gives_up(delivery.attempt or 1):
+        return "dead_lettered"
+    return "failed"
+
+
+async def totals(runtime: Runtime, outbox: Table | None) -> dict[str, int]:
+    """Durable counts for the dashboard's lag: `order_created` events this service processed
+    (its inbox) or published (its outbox). Replicas share the database, so they agree."""
+    found: dict[str, int] = {}
+    async with runtime.engine.connect() as conn:
+        if runtime.inbox is not None:
+            inbox = runtime.inbox.table
+            query = select(func.count()).where(inbox.c.type == ORDER_CREATED)
+            found["processed"] = int((await conn.execute(query)).scalar_one())
+        if outbox is not None:
+            query = select(func.count()).where(
+                outbox.c.topic == ORDER_CREATED, outbox.c.published_at.is_not(None)
+            )
+            found["published"] = int((await conn.execute(query)).scalar_one())
+    return found
 
 
 def _broadcast_handler(broadcast: Broadcast) -> Callable[[CloudEvent, Delivery], Awaitable[None]]:

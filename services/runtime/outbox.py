@@ -123,6 +123,7 @@ class OutboxRelay:
                     update(t).where(t.c.seq == seq).values(published_at=datetime.now(UTC))
                 )
             runtime.metrics.count(runtime.metrics.published, event.type)
+            runtime.activity.record(event, "published")
             log.info(
                 "published %s %s for order %s",
                 event.type,

@@ -108,5 +108,11 @@ class ServiceSettings(BaseSettings):
     def port(self, service: ServiceName) -> int:
         return int(getattr(self, f"{service}_port"))
 
+    def advertised_url(self, service: ServiceName) -> str:
+        """Where peers reach this instance: its host (the machine's name when it listens on
+        every interface, as in a container) and port."""
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port(service)}"
+
     def instance(self, service: ServiceName) -> str:
         return self.instance_id or f"{service}-{socket.gethostname()[:32]}-{os.getpid()}"

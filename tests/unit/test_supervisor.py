@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from services.runtime.settings import ServiceSettings
-from services.supervisor import parse_replicas, plan, port_free
+from services.supervisor import dashboard_line, parse_replicas, plan, port_free, with_admin_token
 
 
 def test_a_listening_port_is_in_use() -> None:
@@ -46,3 +46,24 @@ def test_replicas_take_the_next_free_ports() -> None:
 def test_bad_replica_counts_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="SERVICE=N"):
         parse_replicas(text)
+
+
+def test_up_makes_a_session_token_and_prints_it_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ORDERBUS_ADMIN_TOKEN", raising=False)
+    settings = with_admin_token(ServiceSettings(notification_port=18203))
+    assert settings.admin_token is not None
+    token = settings.admin_token.get_secret_value()
+    assert len(token) >= 16
+    instances = plan(settings, parse_replicas(None))
+    line = dashboard_line(settings, instances)
+    assert line == f"dashboard: http://127.0.0.1:18203/dashboard#token={token}"
+
+    monkeypatch.setenv("ORDERBUS_ADMIN_TOKEN", "the-users-own-token-0123")
+    mine = with_admin_token(ServiceSettings(notification_port=18203))
+    assert mine.admin_token is not None
+    assert mine.admin_token.get_secret_value() == "the-users-own-token-0123"
+    line = dashboard_line(mine, instances)
+    assert "the-users-own-token" not in line
+    assert line.endswith("(controls: your ORDERBUS_ADMIN_TOKEN)")

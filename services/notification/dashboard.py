@@ -1,0 +1,144 @@
+"""The live dashboard, served by every notification instance: `GET /dashboard`.
+
+Its feed: every service instance publishes `instance_activity` (what it handled, its counters,
+a heartbeat); every notification instance receives all of them (a group of its own) and
+forwards them over `/ws` to its dashboard clients, the same relay as notifications. The page
+needs nothing else live. `GET /dashboard/api/state` gives the backend and its guarantees, the
+instances (alive if heard from within `ALIVE_S`), the lag per service and dead-letter counts.
+The controls are admin endpoints (`Authorization: Bearer <ORDERBUS_ADMIN_TOKEN>`); they reach
+the instances at the URL each one advertises in its activity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.responses import FileResponse
+
+from bus import backend_class
+from bus.dead_letter_store import open_store
+from contracts import CloudEvent, InstanceActivity
+from services.notification.controls import ControlsClient
+from services.notification.live import LiveClients
+from services.runtime.admin import admin_guard
+from services.runtime.app import Runtime
+from services.runtime.settings import SUBSCRIBERS
+
+STATIC = Path(__file__).parent / "dashboard"
+FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+ALIVE_S = 6.0
+"""An instance unheard for longer (three missed heartbeats) is shown as gone."""
+FORGET_S = 300.0
+MAX_INSTANCES = 256
+DEAD_LETTERS_EVERY_S = 3.0
+
+
+class Dashboard:
+    def __init__(self, clients: LiveClients) -> None:
+        self.clients = clients
+        self.latest: dict[str, InstanceActivity] = {}
+        self.heard_at: dict[str, float] = {}
+        self._dead_letters: dict[str, int | None] = {}
+        self._dead_letters_at = 0.0
+
+    async def on_activity(self, event: CloudEvent) -> None:
+        """A broadcast handler: remember the instance's latest report, forward the event."""
+        activity = InstanceActivity.model_validate(event.data)
+        self._forget_old()
+        if activity.instance in self.latest or len(self.latest) < MAX_INSTANCES:
+            self.latest[activity.instance] = activity.model_copy(update={"events": []})
+            self.heard_at[activity.instance] = time.monotonic()
+        await self.clients.deliver("activity", None, {"type": "activity"} | event.data)
+
+    def _forget_old(self) -> None:
+        horizon = time.monotonic() - FORGET_S
+        for instance in [i for i, t in self.heard_at.items() if t < horizon]:
+            self.latest.pop(instance, None)
+            self.heard_at.pop(instance, None)
+
+    def alive(self, service: str | None = None) -> list[InstanceActivity]:
+        horizon = time.monotonic() - ALIVE_S
+        return sorted(
+            (
+                a
+                for i, a in self.latest.items()
+                if self.heard_at[i] > horizon and service in (None, a.service)
+            ),
+            key=lambda a: a.instance,
+        )
+
+    def lag(self) -> dict[str, dict[str, int]]:
+        """Per subscriber service: `order_created` events published and not yet processed
+        (dead-lettered ones count as waiting: they were never processed)."""
+        published = max((a.totals.get("published", 0) for a in self.alive("order")), default=0)
+        lag: dict[str, dict[str, int]] = {}
+        for service in SUBSCRIBERS:
+            reports = self.alive(service)
+            if reports:
+                processed = max(a.totals.get("processed", 0) for a in reports)
+                lag[service] = {
+                    "published": published,
+                    "processed": processed,
+                    "waiting": max(0, published - processed),
+                }
+        return lag
+
+    async def dead_letters(self, runtime: Runtime) -> dict[str, int | None]:
+        """How many entries each subscriber's `dlq.<group>` holds (None: cannot be read)."""
+        if time.monotonic() - self._dead_letters_at < DEAD_LETTERS_EVERY_S:
+            return self._dead_letters
+        store = open_store(runtime.settings.bus)
+        counts: dict[str, int | None] = {}
+        for service in SUBSCRIBERS:
+            try:
+                counts[service] = len(await store.list(service))
+            except Exception:  # noqa: BLE001 - a view: show "?" rather than fail the page
+                counts[service] = None
+        self._dead_letters, self._dead_letters_at = counts, time.monotonic()
+        return counts
+
+
+def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
+    router = APIRouter(prefix="/dashboard")
+    admin = APIRouter(
+        prefix="/api",
+        tags=["admin"],
+        dependencies=[Depends(admin_guard(runtime.settings.admin_token))],
+    )
+    controls = ControlsClient(runtime, dashboard)
+
+    @router.get("", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @router.get("/{name}", include_in_schema=False)
+    async def asset(name: str) -> FileResponse:
+        if name not in FILES:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dashboard file {name!r}")
+        return FileResponse(STATIC / name, media_type=FILES[name])
+
+    @router.get("/api/state")
+    async def state() -> dict[str, Any]:
+        backend = runtime.settings.bus.backend
+        now = time.monotonic()
+        return {
+            "served_by": runtime.instance,
+            "backend": backend,
+            "capabilities": asdict(backend_class(backend).capabilities),
+            "admin": runtime.settings.admin_token is not None,
+            "instances": [
+                a.model_dump(mode="json", exclude={"events"})
+                | {"heard_s_ago": round(now - dashboard.heard_at[a.instance], 1)}
+                for a in dashboard.alive()
+            ],
+            "lag": dashboard.lag(),
+            "dead_letters": await dashboard.dead_letters(runtime),
+        }
+
+    controls.install(admin)
+    router.include_router(admin)
+    return router

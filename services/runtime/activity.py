@@ -1,0 +1,127 @@
+"""What this instance handled lately, published for the live dashboard (`instance_activity`).
+
+Every instance records each delivery (handled, duplicate, failed, dead-lettered; the order
+service its publishes) and publishes them in batches: within `BATCH_S` of the first record
+when busy, and a heartbeat every `HEARTBEAT_S` when idle, so the dashboard knows who is alive
+(presence with a TTL). Batching keeps the cost to a few small events a second per instance,
+whatever the load. It is a view, best effort: the records are bounded, and a batch the broker
+refuses is dropped, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from bus import Bus, Delivery
+from contracts import INSTANCE_ACTIVITY, CloudEvent, HandledEvent, InstanceActivity
+from contracts.live import ACTIVITY_EVENTS_MAX, INSTANCE_ACTIVITY_SCHEMA, Outcome
+
+log = logging.getLogger(__name__)
+
+BATCH_S = 0.25
+HEARTBEAT_S = 2.0
+TOTALS_EVERY_S = 1.0
+KEPT = 1_000
+"""Records waiting for the next batch; past that the oldest are dropped (and counted)."""
+
+Totals = Callable[[], Awaitable[dict[str, int]]]
+
+
+class Activity:
+    def __init__(self, service: str, instance: str, url: str, backend: str) -> None:
+        self.service = service
+        self.instance = instance
+        self.url = url
+        self.backend = backend
+        self.started_at = datetime.now(UTC)
+        self.counters: dict[Outcome, int] = dict.fromkeys(
+            ("handled", "duplicate", "failed", "dead_lettered", "published"), 0
+        )
+        self._pending: deque[HandledEvent] = deque(maxlen=KEPT)
+        self._dropped = 0
+        self._wake = asyncio.Event()
+        self.totals: Totals | None = None
+        self.extra: dict[str, Callable[[], int | bool]] = {}
+        """Fields read for each report: `paused`, `fail_next`, `clients`."""
+
+    def record(
+        self,
+        event: CloudEvent,
+        outcome: Outcome,
+        delivery: Delivery | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        now = datetime.now(UTC)
+        self.counters[outcome] += 1
+        if len(self._pending) == self._pending.maxlen:
+            self._dropped += 1
+        self._pending.append(
+            HandledEvent(
+                event_id=str(event.id),
+                type=event.type,
+                order_id=event.subject,
+                attempt=delivery.attempt if delivery is not None else None,
+                outcome=outcome,
+                latency_ms=max(0.0, (now - event.time).total_seconds() * 1000),
+                at=now,
+                error=f"{type(error).__name__}: {error}"[:200] if error is not None else None,
+            )
+        )
+        self._wake.set()
+
+    async def run(self, bus: Bus) -> None:
+        """Publish batches until cancelled."""
+        totals: dict[str, int] = {}
+        totals_at = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_S):
+                    await self._wake.wait()
+            await asyncio.sleep(BATCH_S)  # gather what arrives right behind the first record
+            self._wake.clear()
+            if self.totals is not None and loop.time() - totals_at >= TOTALS_EVERY_S:
+                with contextlib.suppress(Exception):  # a view: an unreachable database skips
+                    totals = await self.totals()
+                totals_at = loop.time()
+            await self._publish(bus, totals)
+            if self._pending:  # more than one batch was waiting
+                self._wake.set()
+
+    def report(self, totals: dict[str, int]) -> InstanceActivity:
+        events = [
+            self._pending.popleft() for _ in range(min(len(self._pending), ACTIVITY_EVENTS_MAX))
+        ]
+        dropped, self._dropped = self._dropped, 0
+        return InstanceActivity.model_validate(
+            {
+                "service": self.service,
+                "instance": self.instance,
+                "url": self.url,
+                "backend": self.backend,
+                "started_at": self.started_at,
+                "counters": self.counters,
+                "totals": totals,
+                "events": events,
+                "dropped": dropped,
+                **{name: read() for name, read in self.extra.items()},
+            }
+        )
+
+    async def _publish(self, bus: Bus, totals: dict[str, int]) -> None:
+        report = self.report(totals)
+        event = CloudEvent.of(
+            report,
+            type=INSTANCE_ACTIVITY,
+            source=f"/services/{self.service}/{self.instance}",
+            dataschema=INSTANCE_ACTIVITY_SCHEMA,
+        )
+        try:
+            await bus.publish(INSTANCE_ACTIVITY, event)
+        except Exception:  # best effort: the next heartbeat says the same and more
+            log.debug("activity of %s not published", self.instance, exc_info=True)

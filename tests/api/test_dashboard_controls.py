@@ -1,0 +1,139 @@
+"""The dashboard's page, its state, and its controls: every control behind the admin token.
+
+Apps in-process on one memory bus: billing's `/admin/fail` makes the next event fail on every
+attempt until it is dead-lettered, `/admin/pause` holds events until `/admin/resume`, and the
+notification service's `/dashboard/api/state` sees every instance through its activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from bus import Bus, BusSettings
+from bus.backends import memory
+from bus.retry import DeadLetter
+from contracts import ORDER_CREATED
+from services.runtime.settings import ServiceName, ServiceSettings
+from services.specs import create_app
+from tests.api.test_subscribers import order_event, processed_once
+from tests.polling import eventually
+
+TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def settings(settings: ServiceSettings) -> ServiceSettings:
+    bus = BusSettings(backend="memory", url=settings.bus.url, max_attempts=2, retry_backoff_ms=1)
+    return settings.model_copy(update={"bus": bus, "admin_token": SecretStr(TOKEN)})
+
+
+@asynccontextmanager
+async def service(name: ServiceName, settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(name, settings.model_copy(update={"instance_id": f"{name}-1"}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/admin/fail", {"count": 1}),
+        ("POST", "/admin/pause", {"seconds": 5}),
+        ("POST", "/admin/resume", None),
+    ],
+)
+async def test_instance_controls_need_the_token(
+    settings: ServiceSettings, method: str, path: str, body: object
+) -> None:
+    async with service("billing", settings) as billing:
+        assert (await billing.request(method, path, json=body)).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-token-0123456789"}
+        assert (await billing.request(method, path, json=body, headers=wrong)).status_code == 401
+        assert (await billing.request(method, path, json=body, headers=ADMIN)).status_code == 200
+    async with service("billing", settings.model_copy(update={"admin_token": None})) as off:
+        assert (await off.request(method, path, json=body, headers=ADMIN)).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/dashboard/api/orders", "/dashboard/api/fail"])
+async def test_dashboard_controls_need_the_token(settings: ServiceSettings, path: str) -> None:
+    async with service("notification", settings) as notification:
+        assert (await notification.post(path, json={"count": 1})).status_code == 401
+
+
+async def test_bad_control_input_names_the_field(settings: ServiceSettings) -> None:
+    async with service("billing", settings) as billing:
+        answer = await billing.post("/admin/fail", json={"count": -1}, headers=ADMIN)
+        assert answer.status_code == 422
+        assert answer.json()["errors"][0]["field"] == "count"
+        answer = await billing.post("/admin/pause", json={"seconds": 10_000}, headers=ADMIN)
+        assert answer.json()["errors"][0]["field"] == "seconds"
+
+
+async def test_fail_next_sends_one_event_to_the_dead_letters(
+    settings: ServiceSettings, publisher: Bus
+) -> None:
+    async with service("billing", settings) as billing:
+        answer = await billing.post("/admin/fail", json={"count": 1}, headers=ADMIN)
+        assert answer.json() == {"instance": "billing-1", "fail_next": 1, "paused": False}
+        doomed, fine = order_event(("KB-001", 1)), order_event(("KB-001", 1))
+        await publisher.publish(ORDER_CREATED, doomed)
+        await publisher.publish(ORDER_CREATED, fine)
+        await processed_once(billing, fine)  # the next one is not affected
+        url = settings.bus.resolved_url
+        letters = await eventually(lambda: _nonempty(memory.dead_letters(url, "billing")))
+        assert [letter.event_id for letter in letters] == [str(doomed.id)]
+        assert letters[0].attempts == 2
+        assert "injected failure" in letters[0].error
+
+
+async def _nonempty(items: list[DeadLetter]) -> list[DeadLetter] | None:
+    return items or None
+
+
+async def _true_or_none(value: bool) -> bool | None:
+    return value or None
+
+
+async def test_pause_holds_events_until_resume(settings: ServiceSettings, publisher: Bus) -> None:
+    async with service("billing", settings) as billing:
+        await billing.post("/admin/pause", json={"seconds": 60}, headers=ADMIN)
+        event = order_event(("KB-001", 1))
+        await publisher.publish(ORDER_CREATED, event)
+        # Once billing took the event off its queue, it is held, unprocessed.
+        queue = memory._hub(settings.bus.resolved_url).topics[ORDER_CREATED]["billing"].queue
+        await eventually(lambda: _true_or_none(queue.empty()))
+        rows = await billing.get("/processed", params={"order_id": event.subject})
+        assert rows.json()["processed"] == []
+        answer = await billing.post("/admin/resume", headers=ADMIN)
+        assert answer.json()["paused"] is False
+        await processed_once(billing, event)
+
+
+async def test_the_dashboard_sees_every_instance(settings: ServiceSettings) -> None:
+    async with (
+        service("notification", settings) as notification,
+        service("billing", settings),
+    ):
+        page = await notification.get("/dashboard")
+        assert page.status_code == 200
+        assert "<title>orderbus live</title>" in page.text
+        assert (await notification.get("/dashboard/app.js")).status_code == 200
+        assert (await notification.get("/dashboard/../app.py")).status_code == 404
+
+        async def both() -> dict[str, object] | None:
+            state = (await notification.get("/dashboard/api/state")).json()
+            seen = {i["instance"] for i in state["instances"]}
+            return state if {"billing-1", "notification-1"} <= seen else None
+
+        state = await eventually(both, within_s=10)
+        assert state["backend"] == "memory"
+        assert state["admin"] is True
+        assert state["dead_letters"] == {"inventory": 0, "billing": 0, "notification": 0}

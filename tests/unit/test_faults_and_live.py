@@ -1,0 +1,81 @@
+"""Injected faults and WebSocket client subscriptions, without a network."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from fastapi import WebSocket
+
+from services.notification.live import MAX_KEYS, Client
+from services.notification.protocol import Incoming
+from services.runtime.faults import Faults, InjectedFailure
+
+
+def test_fail_next_fails_k_new_events_on_every_attempt() -> None:
+    faults = Faults()
+    faults.fail(2)
+    for event_id in ("a", "b"):
+        with pytest.raises(InjectedFailure):
+            faults.check(event_id)
+    faults.check("c")  # the third new event passes
+    with pytest.raises(InjectedFailure):
+        faults.check("a")  # a redelivery of a chosen one fails again
+    assert faults.fail_next == 0
+
+
+def test_fault_bounds() -> None:
+    faults = Faults()
+    with pytest.raises(ValueError, match="count"):
+        faults.fail(-1)
+    with pytest.raises(ValueError, match="seconds"):
+        faults.pause(0)
+
+
+async def test_pause_resumes_by_itself_and_on_request() -> None:
+    faults = Faults()
+    faults.pause(0.01)
+    assert faults.paused
+    await faults.wait_running()  # returns once the pause runs out
+    faults.pause(60)
+    faults.resume()
+    assert not faults.paused
+
+
+def client() -> Client:
+    return Client(cast(WebSocket, object()))
+
+
+def test_a_client_gets_everything_until_it_subscribes() -> None:
+    c = client()
+    assert c.wants("notifications", {"order:1"})
+    c.subscribe("customer", "alice")
+    assert c.wants("notifications", {"order:1", "customer:alice"})
+    assert not c.wants("notifications", {"order:2", "customer:bob"})
+    assert not c.wants("activity", None), "activity only for clients that ask for it"
+
+
+def test_subscriptions_are_bounded() -> None:
+    c = client()
+    for n in range(MAX_KEYS):
+        c.subscribe("order", str(n))
+    with pytest.raises(ValueError, match="at most"):
+        c.subscribe("order", "one-more")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "subscribe"},
+        {"type": "subscribe", "order_id": "1", "customer_id": "2"},
+        {"type": "feeds", "feeds": ["everything"]},
+        {"type": "shout"},
+    ],
+)
+def test_bad_client_messages_are_refused(message: dict[str, Any]) -> None:
+    import json
+
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Incoming.validate_json(json.dumps(message))
