@@ -42,12 +42,15 @@ def dead_letters(group: str) -> str:
     return f"dlq.{group}"
 
 
-def instance_group(instance: str) -> str:
-    """A group of one instance's own, for events every instance must receive (fan-out to
-    every instance, not competition): `instance-notification-1`.
+def instance_group(instance: str, topic: str) -> str:
+    """A group of one instance's own for one topic, for events every instance must receive
+    (fan-out to every instance, not competition): `notification-1-instance_activity`.
 
-    On a durable backend the group outlives the process, so give instances stable ids (as
-    `orderbus up` does) or the broker keeps a group per retired instance.
+    One topic per group: a Kafka group whose members subscribe to different topics keeps
+    rebalancing on some brokers (Tansu), and nothing is gained by sharing. On a durable
+    backend the group outlives the process, so give instances stable ids (as `orderbus up`
+    does) or the broker keeps a group per retired instance.
     """
     check_consumer(instance)
-    return check_group(f"instance-{instance.lower()}"[:64])
+    check_topic(topic)
+    return check_group(f"{instance.lower()}-{topic}"[:64])

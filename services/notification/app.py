@@ -103,6 +103,7 @@ def spec() -> ServiceSpec:
         subscriptions=[
             Subscription(ORDER_CREATED, record_notification, after_commit=send_and_push(relay))
         ],
+        background=[dashboard.watch_backlog],
         broadcasts=[
             Broadcast(NOTIFICATION_PUSHED, relay.forward),
             Broadcast(INSTANCE_ACTIVITY, dashboard.on_activity, max_age_s=10),

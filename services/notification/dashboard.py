@@ -4,13 +4,18 @@ Its feed: every service instance publishes `instance_activity` (what it handled,
 a heartbeat); every notification instance receives all of them (a group of its own) and
 forwards them over `/ws` to its dashboard clients, the same relay as notifications. The page
 needs nothing else live. `GET /dashboard/api/state` gives the backend and its guarantees, the
-instances (alive if heard from within `ALIVE_S`), the lag per service and dead-letter counts.
+instances (alive if heard from within `ALIVE_S`), published/processed per service from their
+outbox and inbox, and what waits in the broker (`bus.probes`: queued, unacknowledged, dead
+letters).
 The controls are admin endpoints (`Authorization: Bearer <ORDERBUS_ADMIN_TOKEN>`); they reach
 the instances at the URL each one advertises in its activity.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,13 +25,15 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse
 
 from bus import backend_class
-from bus.dead_letter_store import open_store
-from contracts import CloudEvent, InstanceActivity
+from bus.probes import open_probe
+from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.notification.controls import ControlsClient
 from services.notification.live import LiveClients
 from services.runtime.admin import admin_guard
 from services.runtime.app import Runtime
 from services.runtime.settings import SUBSCRIBERS
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "dashboard"
 FILES = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -34,7 +41,7 @@ ALIVE_S = 6.0
 """An instance unheard for longer (three missed heartbeats) is shown as gone."""
 FORGET_S = 300.0
 MAX_INSTANCES = 256
-DEAD_LETTERS_EVERY_S = 3.0
+BACKLOG_EVERY_S = 2.0
 
 
 class Dashboard:
@@ -42,8 +49,8 @@ class Dashboard:
         self.clients = clients
         self.latest: dict[str, InstanceActivity] = {}
         self.heard_at: dict[str, float] = {}
-        self._dead_letters: dict[str, int | None] = {}
-        self._dead_letters_at = 0.0
+        self.backlog: dict[str, dict[str, int | None]] = {}
+        """Per subscriber service, from the broker: `lag`, `pending`, `dead_letters`..."""
 
     async def on_activity(self, event: CloudEvent) -> None:
         """A broadcast handler: remember the instance's latest report, forward the event."""
@@ -71,35 +78,37 @@ class Dashboard:
             key=lambda a: a.instance,
         )
 
-    def lag(self) -> dict[str, dict[str, int]]:
-        """Per subscriber service: `order_created` events published and not yet processed
-        (dead-lettered ones count as waiting: they were never processed)."""
+    def progress(self) -> dict[str, dict[str, int]]:
+        """Per subscriber service: `order_created` events the order outbox published and the
+        service's inbox processed (durable counts: replicas share a database, so they agree).
+        The difference is in flight, queued, or dead-lettered."""
         published = max((a.totals.get("published", 0) for a in self.alive("order")), default=0)
-        lag: dict[str, dict[str, int]] = {}
+        progress: dict[str, dict[str, int]] = {}
         for service in SUBSCRIBERS:
             reports = self.alive(service)
             if reports:
                 processed = max(a.totals.get("processed", 0) for a in reports)
-                lag[service] = {
-                    "published": published,
-                    "processed": processed,
-                    "waiting": max(0, published - processed),
-                }
-        return lag
+                progress[service] = {"published": published, "processed": processed}
+        return progress
 
-    async def dead_letters(self, runtime: Runtime) -> dict[str, int | None]:
-        """How many entries each subscriber's `dlq.<group>` holds (None: cannot be read)."""
-        if time.monotonic() - self._dead_letters_at < DEAD_LETTERS_EVERY_S:
-            return self._dead_letters
-        store = open_store(runtime.settings.bus)
-        counts: dict[str, int | None] = {}
-        for service in SUBSCRIBERS:
-            try:
-                counts[service] = len(await store.list(service))
-            except Exception:  # noqa: BLE001 - a view: show "?" rather than fail the page
-                counts[service] = None
-        self._dead_letters, self._dead_letters_at = counts, time.monotonic()
-        return counts
+    async def watch_backlog(self, runtime: Runtime) -> None:
+        """A background task: ask the broker every `BACKLOG_EVERY_S` how much waits for each
+        subscriber service (`bus.probes`, its own connection, bounded by a timeout)."""
+        probe = open_probe(runtime.settings.bus)
+        try:
+            while True:
+                for service in SUBSCRIBERS:
+                    try:
+                        async with asyncio.timeout(runtime.settings.metrics_probe_timeout_s):
+                            found = await probe.backlog(ORDER_CREATED, service)
+                        self.backlog[service] = asdict(found)
+                    except Exception as exc:  # noqa: BLE001 - a view: show "?" and go on
+                        self.backlog.pop(service, None)
+                        log.debug("backlog of %s unknown: %s", service, type(exc).__name__)
+                await asyncio.sleep(BACKLOG_EVERY_S)
+        finally:
+            with contextlib.suppress(Exception):
+                await probe.close()
 
 
 def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
@@ -135,8 +144,8 @@ def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
                 | {"heard_s_ago": round(now - dashboard.heard_at[a.instance], 1)}
                 for a in dashboard.alive()
             ],
-            "lag": dashboard.lag(),
-            "dead_letters": await dashboard.dead_letters(runtime),
+            "progress": dashboard.progress(),
+            "backlog": dashboard.backlog,
         }
 
     controls.install(admin)

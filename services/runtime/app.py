@@ -137,7 +137,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
             runtime.bus.subscribe(
                 broadcast.topic,
                 _broadcast_handler(broadcast),
-                group=names.instance_group(instance),
+                group=names.instance_group(instance, broadcast.topic),
                 consumer=instance,
             )
         await runtime.bus.start()

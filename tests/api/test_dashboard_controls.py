@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -128,7 +129,7 @@ async def test_the_dashboard_sees_every_instance(settings: ServiceSettings) -> N
         assert (await notification.get("/dashboard/app.js")).status_code == 200
         assert (await notification.get("/dashboard/../app.py")).status_code == 404
 
-        async def both() -> dict[str, object] | None:
+        async def both() -> dict[str, Any] | None:
             state = (await notification.get("/dashboard/api/state")).json()
             seen = {i["instance"] for i in state["instances"]}
             return state if {"billing-1", "notification-1"} <= seen else None
@@ -136,4 +137,11 @@ async def test_the_dashboard_sees_every_instance(settings: ServiceSettings) -> N
         state = await eventually(both, within_s=10)
         assert state["backend"] == "memory"
         assert state["admin"] is True
-        assert state["dead_letters"] == {"inventory": 0, "billing": 0, "notification": 0}
+        assert state["progress"]["billing"] == {"published": 0, "processed": 0}
+
+        async def probed() -> dict[str, Any] | None:
+            state = (await notification.get("/dashboard/api/state")).json()
+            return state if "billing" in state["backlog"] else None
+
+        backlog = (await eventually(probed, within_s=10))["backlog"]
+        assert backlog["billing"]["dead_letters"] == 0

@@ -87,10 +87,10 @@ def test_orders_appear_in_lanes_and_a_failure_goes_to_the_dead_letters(
             ".textContent === '1'",
             timeout=15_000,
         )
-        # Billing processed 4 of the 5 published; the fifth waits in the dead letters.
+        # Billing processed 4 of the 5 published; the fifth is in its dead letters.
         page.wait_for_function(
             "[...document.querySelectorAll('tr[data-service=billing] td')]"
-            ".map(td => td.textContent).join(' ') === 'billing 5 4 1 1'",
+            ".map(td => td.textContent).join(' ') === 'billing 5 4 0 - 1'",
             timeout=15_000,
         )
         # Every push reached this page through the relay.
@@ -133,7 +133,7 @@ def test_billing_replicas_split_the_orders_while_services_fan_out(
         # The queue table catches up: all 20 published and processed by billing.
         page.wait_for_function(
             "[...document.querySelectorAll('tr[data-service=billing] td')]"
-            ".map(td => td.textContent).join(' ') === 'billing 20 20 0 0'",
+            ".map(td => td.textContent).join(' ') === 'billing 20 20 0 0 0'",
             timeout=15_000,
         )
         screenshot(page, "dashboard-redis-streams.png")

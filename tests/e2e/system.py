@@ -94,6 +94,7 @@ LIVE_TOPICS = [NOTIFICATION_PUSHED, INSTANCE_ACTIVITY]
 async def remove_system_topology(backend: str, url: str, groups: list[str]) -> None:
     """Delete what `orderbus up` declares on the broker: the business topic with `groups`, and
     the live topics with the notification instances' own groups (up to four replicas)."""
-    live_groups = [names.instance_group(f"notification-{n}") for n in range(1, 5)]
     await remove_topology(backend, url, [ORDER_CREATED], groups)
-    await remove_topology(backend, url, LIVE_TOPICS, live_groups)
+    for topic in LIVE_TOPICS:
+        live_groups = [names.instance_group(f"notification-{n}", topic) for n in range(1, 5)]
+        await remove_topology(backend, url, [topic], live_groups)

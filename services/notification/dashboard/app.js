@@ -180,15 +180,17 @@ function renderState(state) {
   for (const [instance, lane] of lanes) {
     if (!state.instances.some((a) => a.instance === instance)) lane.root.classList.add("gone");
   }
+  const show = (value) => (value === null || value === undefined ? "-" : String(value));
   const rows = ["inventory", "billing", "notification"].map((service) => {
-    const lag = state.lag[service] || { published: "-", processed: "-", waiting: "-" };
-    const dead = state.dead_letters[service];
+    const progress = state.progress[service] || {};
+    const backlog = state.backlog[service] || {};
     const tr = el("tr", { "data-service": service });
-    tr.append(el("td", {}, service), el("td", {}, String(lag.published)),
-      el("td", {}, String(lag.processed)), el("td", {}, String(lag.waiting)));
-    const cell = el("td", { "data-dead-letters": "" }, dead === null || dead === undefined ? "?" : String(dead));
-    if (dead > 0) cell.className = "alert";
-    tr.append(cell);
+    tr.append(el("td", {}, service), el("td", {}, show(progress.published)),
+      el("td", {}, show(progress.processed)), el("td", {}, show(backlog.lag)),
+      el("td", {}, show(backlog.pending)));
+    const dead = el("td", { "data-dead-letters": "" }, show(backlog.dead_letters));
+    if (backlog.dead_letters > 0) dead.className = "alert";
+    tr.append(dead);
     return tr;
   });
   $("#queues tbody").replaceChildren(...rows);
