@@ -43,4 +43,9 @@ async def run(
         outcome = await on_stage(settings, SCENARIOS[number])
         show(outcome.render())
         outcomes.append(outcome)
+    replicas = "" if settings.backend == "memory" else f" --backend {settings.backend}"
+    show(
+        f"Watch it live: orderbus up{replicas} --replicas billing=2, then open the dashboard "
+        "URL it prints. Each concept, with a diagram: docs/README.md"
+    )
     return outcomes

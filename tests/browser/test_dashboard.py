@@ -9,12 +9,15 @@ each see all of them, fan-out and competing consumers side by side.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from services.soak import pid_of_port
 from tests.brokers import Kind
 from tests.browser.chromium import chromium_page, screenshot
 from tests.e2e.system import System, orderbus_up, remove_system_topology
@@ -138,3 +141,25 @@ def test_billing_replicas_split_the_orders_while_services_fan_out(
         )
         screenshot(page, "dashboard-redis-streams.png")
         assert errors == []
+
+
+def test_the_page_reconnects_and_resubscribes_after_its_instance_dies(
+    streams_system: System,
+) -> None:
+    notification = streams_system.url("notification-1")
+    with chromium_page() as (page, errors):
+        page.goto(f"{notification}/dashboard#token={TOKEN}")
+        page.wait_for_selector("#connection.on")
+        pid = pid_of_port(int(notification.rsplit(":", 1)[1]))
+        assert pid is not None, "notification-1 is not running"
+        os.kill(pid, signal.SIGKILL)  # the page's server dies with its connections
+        page.wait_for_selector("#connection.off")
+        # `orderbus up` restarts it, as a container would; the page connects again and asks
+        # for its feeds again: a new connection knows nothing of the old one's subscriptions.
+        page.wait_for_selector("#connection.on", timeout=60_000)
+        before = page.evaluate(count_in("inventory-1"))
+        page.fill("#order-count", "3")
+        page.click("#place button")
+        page.wait_for_function(f"{count_in('inventory-1')} === {before + 3}", timeout=30_000)
+        # The browser logs the refused connections while the server is down; nothing else.
+        assert [e for e in errors if "WebSocket" not in e and "ERR_CONNECTION" not in e] == []
