@@ -73,6 +73,7 @@ def specification(
     assert isinstance(bus, FastStreamBus)
     for channel, group in subscriptions:
         bus._register(channel.topic, group, f"{group}-1", _stub(channel, group))
+    bus._finish_registration()
     for channel in publications:
         bus._broker.publisher(
             **_PUBLISHER[backend](channel.topic),

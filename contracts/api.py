@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.base import CustomerId, Sku
 
-OrderStatus = Literal["pending"]
-"""Issue-3 orders stay `pending`: no service reports an outcome back yet."""
+OrderStatus = Literal["pending", "confirmed", "rejected"]
+"""`pending` until inventory and billing have answered; then `confirmed` (stock reserved and
+invoice issued) or `rejected` (stock short), for good. See docs/saga.md."""
 
 
 class OrderLine(BaseModel):
@@ -42,6 +43,18 @@ class PricedLine(BaseModel):
     unit_price: Decimal
 
 
+class OrderTransition(BaseModel):
+    """One step of an order's status, and the event that caused it."""
+
+    status: OrderStatus
+    event_id: uuid.UUID
+    event_type: str
+    reason: str | None = None
+    """Why, for a rejection."""
+    at: datetime
+    """When the order service recorded it."""
+
+
 class OrderView(BaseModel):
     order_id: uuid.UUID
     customer_id: str
@@ -50,6 +63,8 @@ class OrderView(BaseModel):
     total: Decimal
     currency: str
     created_at: datetime
+    history: list[OrderTransition]
+    """Oldest first: `pending` (caused by the order's own `order_created`), then the outcome."""
 
 
 class OrderPage(BaseModel):

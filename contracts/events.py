@@ -27,6 +27,8 @@ from contracts.order_outcome import ORDER_CONFIRMED, ORDER_REJECTED, OrderConfir
 class EventContract:
     event_type: str
     model: type[OrderEventData]
+    about: str
+    """Who publishes it and when: for the AsyncAPI document."""
     version: int = 1
 
     @property
@@ -41,13 +43,27 @@ class EventContract:
 EVENTS: dict[str, EventContract] = {
     contract.event_type: contract
     for contract in (
-        EventContract(ORDER_CREATED, OrderCreated),
-        EventContract(INVENTORY_RESERVED, InventoryReserved),
-        EventContract(INVENTORY_REJECTED, InventoryRejected),
-        EventContract(INVOICE_ISSUED, InvoiceIssued),
-        EventContract(INVOICE_VOIDED, InvoiceVoided),
-        EventContract(ORDER_CONFIRMED, OrderConfirmed),
-        EventContract(ORDER_REJECTED, OrderRejected),
+        EventContract(
+            ORDER_CREATED, OrderCreated, "An order was accepted: the order service's outbox relay."
+        ),
+        EventContract(
+            INVENTORY_RESERVED, InventoryReserved, "Inventory holds stock for every line."
+        ),
+        EventContract(
+            INVENTORY_REJECTED, InventoryRejected, "Inventory is short: nothing is held."
+        ),
+        EventContract(INVOICE_ISSUED, InvoiceIssued, "Billing issued the order's invoice."),
+        EventContract(
+            INVOICE_VOIDED, InvoiceVoided, "Billing voided the invoice of a rejected order."
+        ),
+        EventContract(
+            ORDER_CONFIRMED, OrderConfirmed, "Stock reserved and invoice issued: the order stands."
+        ),
+        EventContract(
+            ORDER_REJECTED,
+            OrderRejected,
+            "The order will not be fulfilled: billing voids, inventory releases.",
+        ),
     )
 }
 

@@ -24,7 +24,6 @@ from contracts import (
     EVENTS,
     INSTANCE_ACTIVITY,
     NOTIFICATION_PUSHED,
-    ORDER_CREATED,
     InstanceActivity,
     NotificationPushed,
 )
@@ -42,7 +41,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     INSTANCE_ACTIVITY: InstanceActivity,
 }
 """The contract of each topic's `data`; a topic missing here is documented as any object."""
-DESCRIPTIONS = {ORDER_CREATED: "An order was accepted: the order service's outbox relay."}
+DESCRIPTIONS = {t: contract.about for t, contract in EVENTS.items()}
 
 
 def _channel(topic: str) -> Channel:

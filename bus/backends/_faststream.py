@@ -90,6 +90,9 @@ class FastStreamBus(ABC, Generic[BrokerT]):
     def _settled(self, message: StreamMessage[Any]) -> None:
         """`message` is done with (handled or dead-lettered): forget any count kept for it."""
 
+    def _finish_registration(self) -> None:
+        """Create native subscribers `_register` only collected (Kafka: one per group)."""
+
     async def _declare(self) -> None:
         """Create the topology subscriptions need before the broker starts consuming."""
 
@@ -124,6 +127,7 @@ class FastStreamBus(ABC, Generic[BrokerT]):
         )
 
     async def start(self) -> None:
+        self._finish_registration()
         try:
             await self._broker.connect()
             await self._declare()

@@ -13,16 +13,19 @@ and the consumer name appears only in logs
 | offline catch-up | yes: a group resumes from its committed offset; a new group reads the |
 |                  | retained topic from the start |
 | redelivery | yes: a failed event is sought back and read again after a backoff (its |
-|            | partition waits, keeping key order); uncommitted offsets are re-read |
+|            | consumer waits, keeping key order); uncommitted offsets are re-read |
 |            | after a crash |
 | ordering | per key (the order id), across any number of consumers |
+
+A process has one consumer per group, subscribed to every topic the group reads there: a
+topic is not a group member of its own (see `KafkaBus._finish_registration`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union
 from urllib.parse import urlsplit
 
 from faststream import AckPolicy, StreamMessage
@@ -32,7 +35,7 @@ from faststream.kafka.schemas import Topic
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 
 from bus import names
-from bus.backends._faststream import Adapt, FastStreamBus
+from bus.backends._faststream import Adapt, FastStreamBus, OnMessage
 from bus.port import Capabilities
 
 
@@ -53,6 +56,8 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
 
     def _create_broker(self, url: str, **common: Any) -> KafkaBroker:
         self._subscribers: list[LogicSubscriber[Any]] = []
+        self._routes: dict[str, dict[str, OnMessage]] = {}
+        self._grouped: set[str] = set()
         self._declared: set[str] = set()
         self._failures: dict[tuple[str, int, int], int] = {}
         # acks="all": the publish returns once every in-sync replica has the event.
@@ -62,20 +67,36 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
         return Topic(topic, num_partitions=self._settings.kafka_partitions)
 
     def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
-        subscriber = self._broker.subscriber(
-            self._topic(topic),
-            group_id=group,
-            # The default, ACK_FIRST, commits before the handler runs: at-most-once. ACK
-            # commits after it; NACK_ON_ERROR seeks back so a failed event is read again.
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            # A group with no committed offset starts at the beginning of the retained topic
-            # rather than "now": what was published before its first start is not skipped.
-            auto_offset_reset="earliest",
-            max_records=self._settings.prefetch,
-        )
-        subscriber(adapt(self._attempt))
-        self._subscribers.append(subscriber)
+        # Collected, not subscribed yet: `_finish_registration` makes one native consumer per
+        # group for all of its topics (see there why).
+        self._routes.setdefault(group, {})[topic] = adapt(self._attempt)
         self._declared.add(topic)
+
+    def _finish_registration(self) -> None:
+        """One Kafka consumer per group in this process, subscribed to all the group's topics.
+
+        A consumer per topic would make every topic a member of its own in the group: each
+        member that joins rebalances the whole group, and a service reading four topics with
+        two replicas would rebalance eight times before it settles (minutes on Tansu, which
+        holds each join). One member per process is also what Kafka clients usually are.
+        """
+        for group, routes in self._routes.items():
+            if group in self._grouped:
+                continue
+            self._grouped.add(group)
+            subscriber = self._broker.subscriber(
+                *(self._topic(topic) for topic in routes),
+                group_id=group,
+                # The default, ACK_FIRST, commits before the handler runs: at-most-once. ACK
+                # commits after it; NACK_ON_ERROR seeks back so a failed event is read again.
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                # A group with no committed offset starts at the beginning of the retained
+                # topic rather than "now": what was published before its first start is kept.
+                auto_offset_reset="earliest",
+                max_records=self._settings.prefetch,
+            )
+            subscriber(_by_topic(group, routes))
+            self._subscribers.append(subscriber)
 
     async def _await_live(self) -> None:
         # Joining a group is asynchronous; until partitions are assigned, a peer joining next
@@ -143,3 +164,20 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
 
     def _settled(self, message: StreamMessage[Any]) -> None:
         self._failures.pop(self._offset(message), None)
+
+
+def _by_topic(group: str, routes: dict[str, OnMessage]) -> OnMessage:
+    """The callback of a consumer of several topics: each record goes to its topic's handler."""
+
+    async def on_message(message: StreamMessage[Any]) -> None:
+        await routes[message.raw_message.topic](message)
+
+    # For the AsyncAPI document (FastStream reads the callback's docstring and annotations;
+    # at run time neither is used): what the routes say, and any of their payloads.
+    on_message.__name__ = on_message.__qualname__ = f"{group.replace('-', '_')}_consumer"
+    on_message.__doc__ = " ".join(filter(None, (route.__doc__ for route in routes.values())))
+    payloads = [route.__annotations__.get("event") for route in routes.values()]
+    on_message.__annotations__ = {"return": None}
+    if all(payloads):
+        on_message.__annotations__["message"] = Union[tuple(payloads)]  # noqa: UP007
+    return on_message

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Path
-from sqlalchemy import select
+from sqlalchemy import case, select
 
-from contracts import ORDER_CREATED
-from services.billing.handlers import issue_invoice
-from services.billing.store import invoices, metadata
+from contracts import INVOICE_ISSUED, INVOICE_VOIDED, ORDER_CREATED, ORDER_REJECTED
+from services.billing.handlers import issue_invoice, void_invoice
+from services.billing.store import invoices, metadata, outbox, voids
 from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.database import one_or_404
 
@@ -19,7 +19,17 @@ def routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/invoices/{order_id}")
     async def invoice(order_id: str = Path(max_length=64)) -> dict[str, Any]:
-        query = select(invoices).where(invoices.c.order_id == order_id)
+        """The order's invoice: `status` is `issued`, or `voided` with `voided_at` and why."""
+        query = (
+            select(
+                invoices,
+                case((voids.c.order_id.is_(None), "issued"), else_="voided").label("status"),
+                voids.c.voided_at,
+                voids.c.reason.label("void_reason"),
+            )
+            .outerjoin(voids, voids.c.order_id == invoices.c.order_id)
+            .where(invoices.c.order_id == order_id)
+        )
         return await one_or_404(runtime.engine, query, f"no invoice for order {order_id}")
 
     return router
@@ -30,5 +40,10 @@ def spec() -> ServiceSpec:
         name="billing",
         metadata=metadata,
         routes=routes,
-        subscriptions=[Subscription(ORDER_CREATED, issue_invoice)],
+        subscriptions=[
+            Subscription(ORDER_CREATED, issue_invoice),
+            Subscription(ORDER_REJECTED, void_invoice),
+        ],
+        outbox=outbox,
+        publishes=[INVOICE_ISSUED, INVOICE_VOIDED],
     )

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from contracts import ORDER_CREATED
-from services.inventory.handlers import reserve
-from services.inventory.store import metadata, reservations, seed_stock, stock
+from contracts import INVENTORY_REJECTED, INVENTORY_RESERVED, ORDER_CREATED, ORDER_REJECTED
+from services.inventory.handlers import release, reserve
+from services.inventory.store import metadata, outbox, reservations, seed_stock, stock
 from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.database import one_or_404
 
@@ -41,6 +41,8 @@ def spec() -> ServiceSpec:
         name="inventory",
         metadata=metadata,
         routes=routes,
-        subscriptions=[Subscription(ORDER_CREATED, reserve)],
+        subscriptions=[Subscription(ORDER_CREATED, reserve), Subscription(ORDER_REJECTED, release)],
         seed=seed_stock,
+        outbox=outbox,
+        publishes=[INVENTORY_RESERVED, INVENTORY_REJECTED],
     )

@@ -1,18 +1,38 @@
-"""Reserve stock for an order: every line or none, recorded either way."""
+"""Reserve stock for an order, every line or none, and say which; give it back if the order
+is rejected (the saga's compensation).
+
+Both handlers first look for the order's reservation row, and both may create it: on
+PostgreSQL two replicas handling `order_created` and `order_rejected` of one order at once
+collide on its primary key, and the loser's event is retried and finds the winner's row.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Delivery
-from contracts import CloudEvent, OrderCreated
-from services.inventory.store import reservations, stock
+from contracts import (
+    INVENTORY_REJECTED,
+    INVENTORY_RESERVED,
+    CloudEvent,
+    InventoryRejected,
+    InventoryReserved,
+    OrderCreated,
+    OrderRejected,
+    ReservedLine,
+    wrap,
+)
+from services.inventory.store import outbox, reservation_lines, reservations, stock
+from services.runtime.outbox import enqueue
 
 log = logging.getLogger(__name__)
+
+SOURCE = "/services/inventory"
 
 
 class OutOfStock(Exception):
@@ -21,24 +41,89 @@ class OutOfStock(Exception):
 
 async def reserve(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
     order = OrderCreated.model_validate(event.data)
-    status, reason = "reserved", None
+    order_id = str(order.order_id)
+    earlier = await _reservation(conn, order_id)
+    if earlier is not None:
+        log.info("order %s: not reserving, it is %s already", order_id, earlier["status"])
+        return
+    now = datetime.now(UTC)
+    outcome: InventoryReserved | InventoryRejected
     try:
         # A savepoint: a short line undoes the lines already taken, not the inbox row.
         async with conn.begin_nested():
             for item in order.items:
                 await _take(conn, item.sku, item.quantity)
     except OutOfStock as short:
-        status, reason = "rejected", str(short)
-        log.info("order %s rejected: %s", order.order_id, reason)
+        outcome = InventoryRejected(order_id=order.order_id, reason=str(short), rejected_at=now)
+        log.info("order %s rejected: %s", order_id, outcome.reason)
+    else:
+        lines = [ReservedLine(sku=i.sku, quantity=i.quantity) for i in order.items]
+        outcome = InventoryReserved(order_id=order.order_id, items=lines, reserved_at=now)
+        await conn.execute(
+            insert(reservation_lines),
+            [
+                {"order_id": order_id, "line": n, "sku": line.sku, "quantity": line.quantity}
+                for n, line in enumerate(lines)
+            ],
+        )
+    rejected = isinstance(outcome, InventoryRejected)
     await conn.execute(
         insert(reservations).values(
-            order_id=str(order.order_id),
-            status=status,
-            reason=reason,
+            order_id=order_id,
+            status="rejected" if rejected else "reserved",
+            reason=outcome.reason if isinstance(outcome, InventoryRejected) else None,
             instance_id=delivery.consumer,
-            created_at=datetime.now(UTC),
+            created_at=now,
         )
     )
+    topic = INVENTORY_REJECTED if rejected else INVENTORY_RESERVED
+    reply = wrap(topic, outcome, source=SOURCE, correlationid=event.correlationid)
+    await enqueue(conn, outbox, topic, reply)
+
+
+async def release(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
+    """`order_rejected`: nothing may stay reserved for the order, now or later."""
+    rejected = OrderRejected.model_validate(event.data)
+    order_id = str(rejected.order_id)
+    earlier = await _reservation(conn, order_id)
+    if earlier is None:
+        # The rejection overtook `order_created`: record it, so that nothing is reserved then.
+        await conn.execute(
+            insert(reservations).values(
+                order_id=order_id,
+                status="cancelled",
+                reason=rejected.reason,
+                instance_id=delivery.consumer,
+                created_at=datetime.now(UTC),
+            )
+        )
+        return
+    # Conditional, so a reservation is given back once whatever else runs concurrently.
+    released = await conn.execute(
+        update(reservations)
+        .where(reservations.c.order_id == order_id, reservations.c.status == "reserved")
+        .values(status="released", reason=rejected.reason)
+    )
+    if released.rowcount != 1:
+        return  # rejected by us (nothing held), or released already
+    lines = await conn.execute(
+        select(reservation_lines.c.sku, reservation_lines.c.quantity).where(
+            reservation_lines.c.order_id == order_id
+        )
+    )
+    for sku, quantity in lines:
+        await conn.execute(
+            update(stock)
+            .where(stock.c.sku == sku)
+            .values(available=stock.c.available + quantity, reserved=stock.c.reserved - quantity)
+        )
+    log.info("order %s: reservation released (%s)", order_id, rejected.reason)
+
+
+async def _reservation(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
+    query = select(reservations).where(reservations.c.order_id == order_id)
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
 
 
 async def _take(conn: AsyncConnection, sku: str, quantity: int) -> None:

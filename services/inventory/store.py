@@ -1,4 +1,4 @@
-"""The inventory database: stock per SKU and one reservation outcome per order."""
+"""The inventory database: stock per SKU, one reservation outcome per order and its lines."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.catalogue import CATALOGUE
 from services.runtime.database import UtcDateTime
+from services.runtime.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -23,11 +24,25 @@ reservations = Table(
     "reservations",
     metadata,
     Column("order_id", String(36), primary_key=True),
-    Column("status", String(16), nullable=False),  # reserved | rejected
+    # reserved: stock held for every line; rejected: short, nothing held; released: held, then
+    # given back because the order was rejected; cancelled: the rejection came first.
+    Column("status", String(16), nullable=False),
     Column("reason", String(200)),
     Column("instance_id", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+reservation_lines = Table(
+    "reservation_lines",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("sku", String(32), nullable=False),
+    Column("quantity", Integer, nullable=False),
+)
+"""What a reservation holds, so that releasing it gives back exactly that."""
+
+outbox = outbox_table(metadata)
 
 
 async def seed_stock(engine: AsyncEngine) -> None:

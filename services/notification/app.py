@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, ORDER_CREATED
+from contracts import (
+    INSTANCE_ACTIVITY,
+    NOTIFICATION_PUSHED,
+    ORDER_CONFIRMED,
+    ORDER_CREATED,
+    ORDER_REJECTED,
+)
 from services.notification.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
 from services.notification.live import Client, LiveClients
@@ -101,7 +107,8 @@ def spec() -> ServiceSpec:
         metadata=metadata,
         routes=lambda runtime: routes(runtime, relay, dashboard),
         subscriptions=[
-            Subscription(ORDER_CREATED, record_notification, after_commit=send_and_push(relay))
+            Subscription(topic, record_notification, after_commit=send_and_push(relay))
+            for topic in (ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED)
         ],
         background=[dashboard.watch_backlog],
         broadcasts=[

@@ -1,16 +1,25 @@
-"""Record the notification of an order; after commit, send it and push it live."""
+"""Record each notification of an order (it was received; then its outcome); after commit,
+send it and push it live."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Delivery
-from contracts import CloudEvent, OrderCreated
+from contracts import (
+    ORDER_CONFIRMED,
+    ORDER_CREATED,
+    CloudEvent,
+    OrderConfirmed,
+    OrderCreated,
+    OrderRejected,
+)
 from services.notification.relay import LiveRelay
 from services.notification.store import notifications
 
@@ -18,19 +27,43 @@ email = logging.getLogger("notification.email")
 """The "email" sink: a log line per message, where a real system would call its mail API."""
 
 
+@dataclass(frozen=True)
+class Notice:
+    order_id: str
+    customer_id: str
+    kind: str
+    message: str
+
+
 def message_for(order: OrderCreated) -> str:
     lines = sum(item.quantity for item in order.items)
     return f"Thank you! Order {order.order_id}: {lines} item(s), {order.total} {order.currency}."
 
 
+def notice_of(event: CloudEvent) -> Notice:
+    """What to tell the customer about `event`: `order_created`, `order_confirmed` or
+    `order_rejected`."""
+    if event.type == ORDER_CREATED:
+        order = OrderCreated.model_validate(event.data)
+        return Notice(str(order.order_id), order.customer_id, "received", message_for(order))
+    if event.type == ORDER_CONFIRMED:
+        done = OrderConfirmed.model_validate(event.data)
+        text = f"Order {done.order_id} is confirmed: {done.total} {done.currency}."
+        return Notice(str(done.order_id), done.customer_id, "confirmed", text)
+    no = OrderRejected.model_validate(event.data)
+    text = f"Sorry, order {no.order_id} cannot be fulfilled ({no.reason}); nothing is charged."
+    return Notice(str(no.order_id), no.customer_id, "rejected", text)
+
+
 async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    order = OrderCreated.model_validate(event.data)
+    notice = notice_of(event)
     await conn.execute(
         insert(notifications).values(
-            order_id=str(order.order_id),
-            customer_id=order.customer_id,
+            order_id=notice.order_id,
+            kind=notice.kind,
+            customer_id=notice.customer_id,
             channel="email",
-            message=message_for(order),
+            message=notice.message,
             instance_id=delivery.consumer,
             created_at=datetime.now(UTC),
         )
@@ -39,15 +72,15 @@ async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery
 
 def send_and_push(live: LiveRelay) -> Callable[[CloudEvent], Awaitable[None]]:
     async def after_commit(event: CloudEvent) -> None:
-        order = OrderCreated.model_validate(event.data)
-        text = message_for(order)
-        email.info("to customer %s: %s", order.customer_id, text)
+        notice = notice_of(event)
+        email.info("to customer %s: %s", notice.customer_id, notice.message)
         await live.push(
             {
                 "type": "notification",
-                "order_id": str(order.order_id),
-                "customer_id": order.customer_id,
-                "message": text,
+                "kind": notice.kind,
+                "order_id": notice.order_id,
+                "customer_id": notice.customer_id,
+                "message": notice.message,
             }
         )
 

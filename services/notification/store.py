@@ -1,4 +1,4 @@
-"""The notification database: one notification per order."""
+"""The notification database: one notification per order and kind (received, then its outcome)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ notifications = Table(
     "notifications",
     metadata,
     Column("order_id", String(36), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # received | confirmed | rejected
     Column("customer_id", String(64), nullable=False),
     Column("channel", String(16), nullable=False),
     Column("message", String(500), nullable=False),

@@ -14,10 +14,19 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
+from contracts import (
+    ORDER_CONFIRMED,
+    ORDER_CREATED,
+    ORDER_REJECTED,
+    CloudEvent,
+    OrderCreated,
+    OrderItem,
+    wrap,
+)
 from contracts.api import (
     OrderAccepted,
     OrderPage,
+    OrderTransition,
     OrderView,
     PlaceOrder,
     PricedLine,
@@ -25,9 +34,19 @@ from contracts.api import (
 )
 from contracts.catalogue import CURRENCY
 from services import asyncapi
+from services.order.handlers import record_answer
+from services.order.lifecycle import FACT_OF
 from services.order.ratelimit import OrderRateLimit, RateLimiter, Verdict
-from services.order.store import metadata, order_items, orders, outbox, products, seed_catalogue
-from services.runtime.app import Runtime, ServiceSpec
+from services.order.store import (
+    metadata,
+    order_history,
+    order_items,
+    orders,
+    outbox,
+    products,
+    seed_catalogue,
+)
+from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.http import error_body
 from services.runtime.outbox import enqueue
 
@@ -192,6 +211,15 @@ async def _store(
             for n, item in enumerate(order.items)
         ],
     )
+    await conn.execute(
+        insert(order_history).values(
+            order_id=str(order.order_id),
+            status="pending",
+            event_id=str(event.id),
+            event_type=ORDER_CREATED,
+            at=order.created_at,
+        )
+    )
     await enqueue(conn, outbox, ORDER_CREATED, event)
 
 
@@ -230,6 +258,12 @@ async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
                 sku=item["sku"], quantity=item["quantity"], unit_price=Decimal(item["unit_price"])
             )
         )
+    history: dict[str, list[OrderTransition]] = {order_id: [] for order_id in ids}
+    steps = await conn.execute(
+        select(order_history).where(order_history.c.order_id.in_(ids)).order_by(order_history.c.seq)
+    )
+    for step in steps.mappings():
+        history[step["order_id"]].append(OrderTransition.model_validate(dict(step)))
     return [
         OrderView(
             order_id=uuid.UUID(row["order_id"]),
@@ -239,6 +273,7 @@ async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
             total=Decimal(row["total"]),
             currency=row["currency"],
             created_at=row["created_at"],
+            history=history[row["order_id"]],
         )
         for row in found
     ]
@@ -250,8 +285,12 @@ def spec() -> ServiceSpec:
         name="order",
         metadata=metadata,
         routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings)),
+        subscriptions=[
+            Subscription(topic, record_answer)
+            for topic in FACT_OF  # the answers it awaits
+        ],
         seed=seed_catalogue,
         outbox=outbox,
         background=[rate_limit.close_at_shutdown],
-        publishes=[ORDER_CREATED],
+        publishes=[ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED],
     )

@@ -52,6 +52,32 @@ order_items = Table(
     Column("unit_price", String(20), nullable=False),
 )
 
+order_facts = Table(
+    "order_facts",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.order_id"), primary_key=True),
+    Column("fact", String(32), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("detail", String(200)),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+"""What other services said about an order (`services.order.lifecycle.Fact`), once each: the
+order's status is derived from these, never from the order they arrived in."""
+
+order_history = Table(
+    "order_history",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("reason", String(200)),
+    Column("at", UtcDateTime, nullable=False),
+)
+"""Each status an order took, with the event that caused it."""
+
 outbox = outbox_table(metadata)
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bus import Bus, BusSettings, create_bus
-from contracts import ORDER_CREATED
+from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
+from contracts.catalogue import CATALOGUE
 from services.order import ratelimit
 from services.order.ratelimit import rate_limiter
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ServiceName, ServiceSettings
 from services.specs import create_app
 from tests.integration.conftest import Recorder
 
@@ -63,3 +67,34 @@ def pin_rate_limit_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], fl
     """Make the order apps built after this call count rate-limit windows on `clock`, so a test
     never straddles a window boundary and knows its Retry-After."""
     monkeypatch.setattr(ratelimit, "rate_limiter", functools.partial(rate_limiter, clock=clock))
+
+
+PRICES = {p.sku: p.unit_price for p in CATALOGUE}
+
+Running = Callable[[ServiceName], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def running(settings: ServiceSettings) -> Running:
+    @asynccontextmanager
+    async def run(service: ServiceName) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(service, settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+                yield client
+
+    return run
+
+
+def order_event(*lines: tuple[str, int]) -> CloudEvent:
+    items = [OrderItem(sku=sku, quantity=q, unit_price=PRICES[sku]) for sku, q in lines]
+    order = OrderCreated(
+        order_id=uuid.uuid4(),
+        customer_id="alice",
+        items=items,
+        total=sum((i.unit_price * i.quantity for i in items), Decimal("0.00")),
+        currency="EUR",
+        created_at=datetime.now(UTC),
+    )
+    return wrap(ORDER_CREATED, order, source="/tests", correlationid=f"c-{uuid.uuid4().hex}")

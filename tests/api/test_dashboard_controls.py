@@ -21,7 +21,8 @@ from bus.retry import DeadLetter
 from contracts import ORDER_CREATED
 from services.runtime.settings import ServiceName, ServiceSettings
 from services.specs import create_app
-from tests.api.test_subscribers import order_event, processed_once
+from tests.api.conftest import order_event
+from tests.api.test_subscribers import processed_once
 from tests.polling import eventually
 
 TOKEN = "test-admin-token-0123456789"

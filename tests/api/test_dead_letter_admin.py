@@ -16,7 +16,8 @@ from contracts import ORDER_CREATED, CloudEvent
 from services.billing import app as billing_app
 from services.runtime.settings import ServiceSettings
 from services.specs import create_app
-from tests.api.test_subscribers import order_event, processed_once
+from tests.api.conftest import order_event
+from tests.api.test_subscribers import processed_once
 from tests.polling import eventually
 
 TOKEN = "test-admin-token-0123456789"

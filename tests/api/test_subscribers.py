@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -16,41 +11,11 @@ import pytest
 
 from bus import Bus
 from bus.probes import Backlog
-from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
-from contracts.catalogue import CATALOGUE
-from services.runtime.settings import ServiceName, ServiceSettings
+from contracts import ORDER_CREATED, CloudEvent
+from services.runtime.settings import ServiceSettings
 from services.specs import create_app
+from tests.api.conftest import Running, order_event
 from tests.polling import eventually
-
-PRICES = {p.sku: p.unit_price for p in CATALOGUE}
-
-Running = Callable[[ServiceName], AbstractAsyncContextManager[httpx.AsyncClient]]
-
-
-@pytest.fixture
-def running(settings: ServiceSettings) -> Running:
-    @asynccontextmanager
-    async def run(service: ServiceName) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(service, settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-                yield client
-
-    return run
-
-
-def order_event(*lines: tuple[str, int]) -> CloudEvent:
-    items = [OrderItem(sku=sku, quantity=q, unit_price=PRICES[sku]) for sku, q in lines]
-    order = OrderCreated(
-        order_id=uuid.uuid4(),
-        customer_id="alice",
-        items=items,
-        total=sum((i.unit_price * i.quantity for i in items), Decimal("0.00")),
-        currency="EUR",
-        created_at=datetime.now(UTC),
-    )
-    return CloudEvent.of(order, type=ORDER_CREATED, source="/tests", subject=str(order.order_id))
 
 
 async def processed_once(client: httpx.AsyncClient, event: CloudEvent) -> dict[str, Any]:

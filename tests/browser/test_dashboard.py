@@ -37,12 +37,15 @@ def admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUS_REDELIVERY_AFTER_MS", "500")
 
 
-def lane_chips(outcome: str, instance: str) -> str:
-    return f'.lane[data-instance="{instance}"] .chip[data-outcome="{outcome}"]'
+def lane_chips(outcome: str, instance: str, event_type: str = "order_created") -> str:
+    return (
+        f'.lane[data-instance="{instance}"] '
+        f'.chip[data-outcome="{outcome}"][data-type="{event_type}"]'
+    )
 
 
-def count_in(instance: str, outcome: str = "handled") -> str:
-    return f"document.querySelectorAll('{lane_chips(outcome, instance)}').length"
+def count_in(instance: str, outcome: str = "handled", event_type: str = "order_created") -> str:
+    return f"document.querySelectorAll('{lane_chips(outcome, instance, event_type)}').length"
 
 
 @pytest.fixture
@@ -71,6 +74,9 @@ def test_orders_appear_in_lanes_and_a_failure_goes_to_the_dead_letters(
         for instance in ("inventory-1", "billing-1", "notification-1"):
             page.wait_for_function(f"{count_in(instance)} === 4")
         page.wait_for_function(f"{count_in('order-1', 'published')} === 4")
+        # The saga: the order service hears both answers and confirms each order.
+        page.wait_for_function(f"{count_in('order-1', 'published', 'order_confirmed')} === 4")
+        page.wait_for_function(f"{count_in('notification-1', 'handled', 'order_confirmed')} === 4")
 
         page.select_option("#fail-service", "billing")
         page.fill("#fail-count", "1")
@@ -96,8 +102,9 @@ def test_orders_appear_in_lanes_and_a_failure_goes_to_the_dead_letters(
             ".map(td => td.textContent).join(' ') === 'billing 5 4 0 - 1'",
             timeout=15_000,
         )
-        # Every push reached this page through the relay.
-        page.wait_for_function("document.querySelectorAll('#pushes li').length === 5")
+        # Every push reached this page through the relay: five orders received, four confirmed
+        # (the fifth has no invoice: its order_created is billing's dead letter).
+        page.wait_for_function("document.querySelectorAll('#pushes li').length === 9")
         screenshot(page, "dashboard-memory.png")
         assert errors == []
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus import names
-from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, ORDER_CREATED
+from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, TOPICS
+from services.runtime.settings import SERVICES
 from tests.brokers import free_port
 from tests.integration.native import remove_topology
 
@@ -92,9 +93,10 @@ LIVE_TOPICS = [NOTIFICATION_PUSHED, INSTANCE_ACTIVITY]
 
 
 async def remove_system_topology(backend: str, url: str, groups: list[str]) -> None:
-    """Delete what `orderbus up` declares on the broker: the business topic with `groups`, and
-    the live topics with the notification instances' own groups (up to four replicas)."""
-    await remove_topology(backend, url, [ORDER_CREATED], groups)
+    """Delete what `orderbus up` declares on the broker: every business topic with every
+    service's group (and `groups`), and the live topics with the notification instances' own
+    groups (up to four replicas)."""
+    await remove_topology(backend, url, TOPICS, sorted({*groups, *SERVICES}))
     for topic in LIVE_TOPICS:
         live_groups = [names.instance_group(f"notification-{n}", topic) for n in range(1, 5)]
         await remove_topology(backend, url, [topic], live_groups)

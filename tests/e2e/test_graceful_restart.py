@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bus import BACKENDS, backend_class
+from contracts import ORDER_CREATED
 from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
@@ -72,7 +73,11 @@ async def test_sigterm_under_load_then_restart_loses_and_doubles_nothing(
 
                 async def complete(url: str = url) -> list[dict[str, Any]] | None:
                     response = await client.get(f"{url}/processed", params={"limit": 1000})
-                    rows = [r for r in response.json()["processed"] if r["order_id"] in accepted]
+                    rows = [
+                        r
+                        for r in response.json()["processed"]
+                        if r["order_id"] in accepted and r["type"] == ORDER_CREATED
+                    ]
                     return rows if {r["order_id"] for r in rows} == accepted else None
 
                 rows = await eventually(complete, within_s=120)

@@ -18,6 +18,7 @@ import pytest
 import websockets
 
 from bus import backend_class
+from contracts import ORDER_CREATED
 from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
@@ -62,12 +63,13 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
             assert json.loads(await browser.recv())["type"] == "hello"
             orders = set(await asyncio.gather(*(place(n) for n in range(50))))
             assert len(orders) == 50
-            pushed: set[str] = set()
+            # Two pushes per order: it was received, then its outcome.
+            pushed: dict[str, set[str]] = {"received": set(), "confirmed": set()}
             async with asyncio.timeout(90):
-                while not orders <= pushed:
+                while not all(orders <= ids for ids in pushed.values()):
                     message = json.loads(await browser.recv())
                     assert message["type"] == "notification"
-                    pushed.add(message["order_id"])
+                    pushed[message["kind"]].add(message["order_id"])
 
         # Each subscriber service shows every order once in its inbox...
         views: dict[str, list[dict[str, Any]]] = {}
@@ -75,7 +77,11 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
             url = system.url(f"{service}-1")
 
             async def complete(url: str = url) -> list[dict[str, Any]] | None:
-                rows = [r for r in await processed(client, url) if r["order_id"] in orders]
+                rows = [
+                    r
+                    for r in await processed(client, url)
+                    if r["order_id"] in orders and r["type"] == ORDER_CREATED
+                ]
                 return rows if {r["order_id"] for r in rows} == orders else None
 
             views[service] = await eventually(complete, within_s=90)
@@ -90,7 +96,9 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
             notes = await client.get(
                 f"{system.url('notification-1')}/notifications", params={"order_id": order_id}
             )
-            assert len(notes.json()) == 1
+            assert sorted(n["kind"] for n in notes.json()) == ["confirmed", "received"]
+            order = (await client.get(f"{order_url}/orders/{order_id}")).json()
+            assert order["status"] == "confirmed"
 
         # Stock was taken exactly once per order: 1, 2 or 3 keyboards each.
         keyboards = (await client.get(f"{system.url('inventory-1')}/stock/KB-001")).json()
@@ -105,7 +113,7 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
                 rows = [
                     r
                     for r in await processed(client, system.url("billing-1"))
-                    if r["order_id"] in orders
+                    if r["order_id"] in orders and r["type"] == ORDER_CREATED
                 ]
                 return rows if all(r["deliveries"] == 2 for r in rows) else None
 

@@ -26,6 +26,7 @@ from tests.e2e.system import System, orderbus_up, remove_system_topology
 pytestmark = pytest.mark.timeout(240)
 
 GROUPS = ["inventory", "billing", "notification"]
+KINDS = ("received", "confirmed")
 ORDERS_EACH = 3
 
 
@@ -78,25 +79,28 @@ async def test_every_browser_gets_its_pushes_whichever_instance_it_is_on(system:
                 assert response.status_code == 202, response.text
                 placed[customer].add(response.json()["order_id"])
 
-        handled_by: dict[str, set[str]] = {}
+        # Two pushes per order: it was received, then its outcome (confirmed).
+        handled_by: dict[tuple[str, str], set[str]] = {}
         for (customer, instance), socket in sockets.items():
-            got = await pushes(socket, ORDERS_EACH)
-            assert {m["order_id"] for m in got} == placed[customer], "its customer's orders only"
+            got = await pushes(socket, 2 * ORDERS_EACH)
+            for kind in KINDS:
+                orders = {m["order_id"] for m in got if m["kind"] == kind}
+                assert orders == placed[customer], f"{kind}: its customer's orders only"
             assert {m["customer_id"] for m in got} == {customer}
             assert {m["delivered_by"] for m in got} == {instance}
             for m in got:
-                handled_by.setdefault(m["order_id"], set()).add(m["handled_by"])
+                handled_by.setdefault((m["order_id"], m["kind"]), set()).add(m["handled_by"])
 
         # Each order was handled by one instance, yet browsers on both instances got it:
         # the other instance's browsers were reached through the broker.
         assert all(len(instances) == 1 for instances in handled_by.values()), handled_by
-        for order_id, instances in handled_by.items():
+        for (order_id, kind), instances in handled_by.items():
             rows = (
                 await http.get(
                     f"{system.url('notification-1')}/notifications", params={"order_id": order_id}
                 )
             ).json()
-            assert [r["instance_id"] for r in rows] == list(instances)
+            assert [r["instance_id"] for r in rows if r["kind"] == kind] == list(instances)
 
         # Nothing more arrives: no browser gets another customer's push, nor one twice.
         for socket in sockets.values():

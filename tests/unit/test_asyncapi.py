@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bus.asyncapi import Channel, specification
-from contracts import ORDER_CREATED, OrderCreated
+from contracts import ORDER_CREATED, TOPICS, OrderCreated
 from services.asyncapi import DOCS, DOCUMENTED, document, render
-from services.runtime.settings import SUBSCRIBERS
+from services.runtime.settings import SERVICES, SUBSCRIBERS
+from services.specs import service_spec
 
 
 @pytest.mark.parametrize("backend", DOCUMENTED)
@@ -17,7 +18,7 @@ def test_committed_document_is_current(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", DOCUMENTED)
-def test_document_has_every_subscriber_and_the_order_publisher(backend: str) -> None:
+def test_document_has_every_subscriber_and_every_publisher(backend: str) -> None:
     doc = document(backend)
     assert doc["asyncapi"] == "3.0.0"
     receive = [op for op in doc["operations"].values() if op["action"] == "receive"]
@@ -27,7 +28,7 @@ def test_document_has_every_subscriber_and_the_order_publisher(backend: str) -> 
     ]
     for group in SUBSCRIBERS:
         assert any(f"as group {group}" in text for text in descriptions), group
-    assert len(send) == 1
+    assert len(send) == len(TOPICS), "each business event, published by one service"
     # The payload is the CloudEvent envelope whose data is the event's contract.
     schemas = doc["components"]["schemas"]
     event = schemas["OrderCreatedEvent"]
@@ -44,12 +45,17 @@ def test_physical_names_follow_the_contract() -> None:
         for channel in rabbit["channels"].values()
         if channel["bindings"]["amqp"]["is"] == "queue"
     }
-    assert queues == {f"{ORDER_CREATED}.{group}" for group in SUBSCRIBERS}
+    assert queues == {
+        f"{subscription.topic}.{name}"
+        for name in SERVICES
+        for subscription in service_spec(name).subscriptions
+    }
+    assert f"{ORDER_CREATED}.billing" in queues
     streams = document("redis-streams")
     groups = {
         channel["bindings"]["redis"].get("groupName") for channel in streams["channels"].values()
     }
-    assert set(SUBSCRIBERS) <= groups
+    assert set(SERVICES) <= groups
 
 
 def test_no_password_in_a_document() -> None:

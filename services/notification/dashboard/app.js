@@ -77,8 +77,8 @@ function onActivity(activity) {
 
 function onPush(push) {
   const list = $("#pushes");
-  const item = el("li", { "data-order": push.order_id || "" },
-    `order ${short(push.order_id)}: handled by ${push.handled_by}, delivered by ${push.delivered_by}`);
+  const item = el("li", { "data-order": push.order_id || "", "data-kind": push.kind || "" },
+    `order ${short(push.order_id)} ${push.kind || ""}: handled by ${push.handled_by}, delivered by ${push.delivered_by}`);
   list.prepend(item);
   while (list.children.length > PUSHES_KEPT) list.lastChild.remove();
 }
@@ -142,6 +142,7 @@ function addChip(lane, event) {
   const chip = el("span", {
     class: `chip ${event.outcome}`,
     "data-outcome": event.outcome,
+    "data-type": event.type,
     "data-order": event.order_id || "",
     title: `${event.type} ${event.event_id}\n${event.outcome}${event.error ? ": " + event.error : ""}`,
   }, `${event.type.replace(/_/g, " ")} ${short(event.order_id)}${attempt} ${Math.round(event.latency_ms)}ms`);

@@ -1,0 +1,128 @@
+"""Hear inventory's and billing's answers about an order; confirm or reject it once they say so.
+
+Each answer is recorded as a fact (once, whichever event id brings it); the order's status is
+then derived from all its facts (`services.order.lifecycle`), so duplicates and any arrival
+order give the same result. A change of status is written with its cause to the order's
+history and announced (`order_confirmed` / `order_rejected`) through the outbox, all in the
+inbox's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bus import Delivery
+from contracts import (
+    ORDER_CONFIRMED,
+    ORDER_REJECTED,
+    CloudEvent,
+    InventoryRejected,
+    InventoryReserved,
+    InvoiceIssued,
+    OrderConfirmed,
+    OrderRejected,
+    wrap,
+)
+from services.order.lifecycle import FACT_OF, Fact, next_status
+from services.order.store import order_facts, order_history, orders, outbox
+from services.runtime.outbox import enqueue
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/services/order"
+
+
+class UnknownOrder(Exception):
+    """An answer about an order this service never took: retried, then dead-lettered."""
+
+
+async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
+    fact, order_id, detail = _fact(event)
+    # Lock the order row first: two replicas recording the two answers of one order at once
+    # would otherwise each miss the other's fact and neither would confirm (PostgreSQL;
+    # SQLite serialises writers anyway and ignores FOR UPDATE).
+    query = select(orders).where(orders.c.order_id == order_id).with_for_update()
+    order = (await conn.execute(query)).mappings().first()
+    if order is None:
+        raise UnknownOrder(f"{event.type} {event.id} is about order {order_id}, unknown here")
+    facts = await _facts(conn, order_id)
+    if fact not in facts:
+        await conn.execute(
+            insert(order_facts).values(
+                order_id=order_id,
+                fact=fact,
+                event_id=str(event.id),
+                event_type=event.type,
+                detail=detail,
+                recorded_at=datetime.now(UTC),
+            )
+        )
+        facts[fact] = detail
+    status = next_status(order["status"], facts.keys())
+    if status is None:
+        return
+    reason = facts[Fact.STOCK_REJECTED] if status == "rejected" else None
+    now = datetime.now(UTC)
+    await conn.execute(update(orders).where(orders.c.order_id == order_id).values(status=status))
+    await conn.execute(
+        insert(order_history).values(
+            order_id=order_id,
+            status=status,
+            event_id=str(event.id),
+            event_type=event.type,
+            reason=reason,
+            at=now,
+        )
+    )
+    await _announce(conn, dict(order), status, reason, now, event)
+    log.info("order %s %s by %s %s", order_id, status, event.type, event.id)
+
+
+def _fact(event: CloudEvent) -> tuple[Fact, str, str | None]:
+    """The fact `event` establishes, about which order, with what detail."""
+    fact = FACT_OF[event.type]
+    if fact is Fact.STOCK_RESERVED:
+        reserved = InventoryReserved.model_validate(event.data)
+        return fact, str(reserved.order_id), None
+    if fact is Fact.STOCK_REJECTED:
+        rejected = InventoryRejected.model_validate(event.data)
+        return fact, str(rejected.order_id), rejected.reason
+    issued = InvoiceIssued.model_validate(event.data)
+    return fact, str(issued.order_id), str(issued.invoice_id)
+
+
+async def _facts(conn: AsyncConnection, order_id: str) -> dict[Fact, str | None]:
+    rows = await conn.execute(
+        select(order_facts.c.fact, order_facts.c.detail).where(order_facts.c.order_id == order_id)
+    )
+    return {Fact(fact): detail for fact, detail in rows}
+
+
+async def _announce(
+    conn: AsyncConnection,
+    order: dict[str, Any],
+    status: str,
+    reason: str | None,
+    at: datetime,
+    cause: CloudEvent,
+) -> None:
+    common: dict[str, Any] = {
+        "order_id": order["order_id"],
+        "customer_id": order["customer_id"],
+        "total": Decimal(order["total"]),
+        "currency": order["currency"],
+    }
+    if status == "confirmed":
+        topic = ORDER_CONFIRMED
+        payload: OrderConfirmed | OrderRejected = OrderConfirmed(**common, confirmed_at=at)
+    else:
+        topic = ORDER_REJECTED
+        payload = OrderRejected(**common, reason=reason or "rejected", rejected_at=at)
+    event = wrap(topic, payload, source=SOURCE, correlationid=cause.correlationid)
+    await enqueue(conn, outbox, topic, event)

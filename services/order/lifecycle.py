@@ -1,0 +1,53 @@
+"""An order's status as a function of the facts recorded about it (no I/O: unit-tested alone).
+
+Deriving the status from the set of facts, rather than stepping a state machine per event,
+is what makes the saga order-independent: the same facts give the same status whichever
+arrived first, and a fact heard twice is still one fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from enum import StrEnum
+
+from contracts import INVENTORY_REJECTED, INVENTORY_RESERVED, INVOICE_ISSUED
+from contracts.api import OrderStatus
+
+
+class Fact(StrEnum):
+    STOCK_RESERVED = "stock_reserved"
+    STOCK_REJECTED = "stock_rejected"
+    INVOICE_ISSUED = "invoice_issued"
+
+
+FACT_OF: dict[str, Fact] = {
+    INVENTORY_RESERVED: Fact.STOCK_RESERVED,
+    INVENTORY_REJECTED: Fact.STOCK_REJECTED,
+    INVOICE_ISSUED: Fact.INVOICE_ISSUED,
+}
+"""The event type that establishes each fact: the order service's subscriptions."""
+
+FINAL: frozenset[OrderStatus] = frozenset({"confirmed", "rejected"})
+
+
+class ContradictoryFacts(Exception):
+    """The facts would move an order out of a final status: another service broke its
+    contract (inventory answers once per order). Raised, so the event is dead-lettered."""
+
+
+def status_of(facts: Set[Fact]) -> OrderStatus:
+    if Fact.STOCK_REJECTED in facts:
+        return "rejected"  # whatever else is known: billing voids the invoice
+    if Fact.STOCK_RESERVED in facts and Fact.INVOICE_ISSUED in facts:
+        return "confirmed"
+    return "pending"
+
+
+def next_status(current: OrderStatus, facts: Set[Fact]) -> OrderStatus | None:
+    """The status to move to now, or None to stay."""
+    derived = status_of(facts)
+    if derived == current:
+        return None
+    if current in FINAL:
+        raise ContradictoryFacts(f"{current} order, but the facts {sorted(facts)} say {derived}")
+    return derived

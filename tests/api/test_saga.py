@@ -1,0 +1,309 @@
+"""The saga's rules, one service at a time, in-process on the memory bus: answers that arrive
+out of order or twice give the same final state, and compensation undoes what was done.
+
+The order in which events arrive is the test's to choose here: each event is published only
+once the service has processed the one before it. The whole saga across real processes and
+brokers is `tests/e2e/test_saga.py`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from bus import Bus, create_bus
+from contracts import (
+    INVENTORY_REJECTED,
+    INVENTORY_RESERVED,
+    INVOICE_ISSUED,
+    INVOICE_VOIDED,
+    ORDER_CONFIRMED,
+    ORDER_CREATED,
+    ORDER_REJECTED,
+    CloudEvent,
+    InventoryRejected,
+    InventoryReserved,
+    InvoiceIssued,
+    OrderRejected,
+    ReservedLine,
+    wrap,
+)
+from services.runtime.settings import ServiceSettings
+from tests.api.conftest import Running, order_event
+from tests.integration.conftest import Recorder
+from tests.polling import eventually
+
+SHORT = "insufficient stock for LIMITED-EDITION: wanted 6, available 5"
+
+
+@pytest.fixture
+async def outcomes(settings: ServiceSettings) -> AsyncIterator[Recorder]:
+    """Every event the services under test publish, as a downstream service would see it."""
+    probe = create_bus(settings.bus)
+    recorder = Recorder()
+    for topic in (
+        ORDER_CONFIRMED,
+        ORDER_REJECTED,
+        INVOICE_ISSUED,
+        INVOICE_VOIDED,
+        INVENTORY_RESERVED,
+        INVENTORY_REJECTED,
+    ):
+        probe.subscribe(topic, recorder, group="probe", consumer="probe-1")
+    await probe.start()
+    yield recorder
+    await probe.close()
+
+
+def published(outcomes: Recorder, event_type: str, order_id: str) -> list[CloudEvent]:
+    return [e for e, _ in outcomes.received if e.type == event_type and e.subject == order_id]
+
+
+async def deliver(bus: Bus, service: httpx.AsyncClient, event: CloudEvent) -> None:
+    """Publish `event` and return once `service` has processed it (once more, if a duplicate)."""
+
+    async def deliveries() -> int:
+        rows = (await service.get("/processed", params={"order_id": event.subject})).json()
+        return sum(r["deliveries"] for r in rows["processed"] if r["event_id"] == str(event.id))
+
+    before = await deliveries()
+    await bus.publish(event.type, event)
+
+    async def one_more() -> bool | None:
+        return True if await deliveries() > before else None
+
+    await eventually(one_more, within_s=10)
+
+
+# -- the order service: facts in any order, the status they imply --------------------------
+
+
+def reserved(order_id: str) -> CloudEvent:
+    payload = InventoryReserved(
+        order_id=uuid.UUID(order_id),
+        items=[ReservedLine(sku="KB-001", quantity=1)],
+        reserved_at=datetime.now(UTC),
+    )
+    return wrap(INVENTORY_RESERVED, payload, source="/tests", correlationid="c-1")
+
+
+def short(order_id: str) -> CloudEvent:
+    payload = InventoryRejected(
+        order_id=uuid.UUID(order_id), reason=SHORT, rejected_at=datetime.now(UTC)
+    )
+    return wrap(INVENTORY_REJECTED, payload, source="/tests", correlationid="c-1")
+
+
+def issued(order_id: str) -> CloudEvent:
+    payload = InvoiceIssued(
+        order_id=uuid.UUID(order_id),
+        invoice_id=uuid.uuid4(),
+        customer_id="alice",
+        total=Decimal("89.00"),
+        currency="EUR",
+        issued_at=datetime.now(UTC),
+    )
+    return wrap(INVOICE_ISSUED, payload, source="/tests", correlationid="c-1")
+
+
+ANSWERS = {"reserved": reserved, "short": short, "issued": issued}
+NAME_OF = {INVENTORY_RESERVED: "reserved", INVENTORY_REJECTED: "short", INVOICE_ISSUED: "issued"}
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "final", "caused_by"),
+    [
+        (["reserved", "issued"], "confirmed", INVOICE_ISSUED),
+        (["issued", "reserved"], "confirmed", INVENTORY_RESERVED),
+        (["issued", "issued*", "reserved", "reserved*"], "confirmed", INVENTORY_RESERVED),
+        (["short", "issued"], "rejected", INVENTORY_REJECTED),
+        (["issued", "short"], "rejected", INVENTORY_REJECTED),
+        (["short", "short*", "issued", "issued*"], "rejected", INVENTORY_REJECTED),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else str(v),
+)
+async def test_the_order_status_depends_on_the_answers_not_on_their_order(
+    running: Running,
+    publisher: Bus,
+    outcomes: Recorder,
+    arrivals: list[str],
+    final: str,
+    caused_by: str,
+) -> None:
+    """`name*` delivers the previous `name` event again: the same event id, twice."""
+    async with running("order") as order:
+        placed = await order.post(
+            "/orders", json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
+        )
+        order_id = placed.json()["order_id"]
+        sent: dict[str, CloudEvent] = {}
+        for arrival in arrivals:
+            name = arrival.rstrip("*")
+            if not arrival.endswith("*"):
+                sent[name] = ANSWERS[name](order_id)
+            await deliver(publisher, order, sent[name])
+
+        view = (await order.get(f"/orders/{order_id}")).json()
+        assert view["status"] == final
+        assert [(s["status"], s["event_type"]) for s in view["history"]] == [
+            ("pending", ORDER_CREATED),
+            (final, caused_by),
+        ]
+        cause = view["history"][1]
+        assert cause["event_id"] == str(sent[NAME_OF[caused_by]].id)
+        assert cause["reason"] == (SHORT if final == "rejected" else None)
+
+        announced = ORDER_CONFIRMED if final == "confirmed" else ORDER_REJECTED
+        await outcomes.wait_until(lambda: bool(published(outcomes, announced, order_id)))
+        assert len(published(outcomes, announced, order_id)) == 1
+        event = published(outcomes, announced, order_id)[0]
+        assert event.correlationid == "c-1", "the saga's events share the order's correlation id"
+        other = ORDER_REJECTED if final == "confirmed" else ORDER_CONFIRMED
+        assert published(outcomes, other, order_id) == []
+
+
+async def test_an_answer_about_an_unknown_order_is_dead_lettered(
+    running: Running, publisher: Bus, settings: ServiceSettings
+) -> None:
+    from bus.backends.memory import dead_letters
+
+    async with running("order"):
+        stray = reserved(str(uuid.uuid4()))
+        await publisher.publish(INVENTORY_RESERVED, stray)
+
+        async def dead() -> list[Any] | None:
+            letters = dead_letters(settings.bus.resolved_url, "order")
+            return letters or None
+
+        letters = await eventually(dead, within_s=30)
+        assert letters[0].event_id == str(stray.id)
+        assert "unknown here" in letters[0].error
+
+
+# -- billing: the invoice of a rejected order is voided, whatever came first ---------------
+
+
+def rejection_of(created: CloudEvent) -> CloudEvent:
+    data = created.data
+    payload = OrderRejected(
+        order_id=uuid.UUID(data["order_id"]),
+        customer_id=data["customer_id"],
+        total=Decimal(data["total"]),
+        currency=data["currency"],
+        reason=SHORT,
+        rejected_at=datetime.now(UTC),
+    )
+    return wrap(ORDER_REJECTED, payload, source="/tests", correlationid=created.correlationid)
+
+
+@pytest.mark.parametrize(
+    "arrivals",
+    [
+        ["created", "rejected"],
+        ["rejected", "created"],
+        ["created", "created*", "rejected", "rejected*"],
+        ["rejected", "rejected*", "created", "created*"],
+    ],
+    ids=lambda v: "-".join(v),
+)
+async def test_a_rejected_orders_invoice_is_voided_once_whatever_came_first(
+    running: Running, publisher: Bus, outcomes: Recorder, arrivals: list[str]
+) -> None:
+    created = order_event(("LIMITED-EDITION", 6))
+    events = {"created": created, "rejected": rejection_of(created)}
+    order_id = str(created.subject)
+    async with running("billing") as billing:
+        for arrival in arrivals:
+            await deliver(publisher, billing, events[arrival.rstrip("*")])
+
+        invoice = (await billing.get(f"/invoices/{order_id}")).json()
+        assert invoice["status"] == "voided"
+        assert invoice["total"] == "210.00"
+        assert invoice["void_reason"] == f"order rejected: {SHORT}"
+        await outcomes.wait_until(lambda: bool(published(outcomes, INVOICE_VOIDED, order_id)))
+        issued_events = published(outcomes, INVOICE_ISSUED, order_id)
+        voided_events = published(outcomes, INVOICE_VOIDED, order_id)
+        assert len(issued_events) == 1, "one invoice per order"
+        assert len(voided_events) == 1
+        assert voided_events[0].data["invoice_id"] == invoice["invoice_id"]
+        assert issued_events[0].data["invoice_id"] == invoice["invoice_id"]
+
+
+async def test_a_confirmed_orders_invoice_stands(
+    running: Running, publisher: Bus, outcomes: Recorder
+) -> None:
+    created = order_event(("KB-001", 1))
+    async with running("billing") as billing:
+        await deliver(publisher, billing, created)
+        invoice = (await billing.get(f"/invoices/{created.subject}")).json()
+        assert (invoice["status"], invoice["voided_at"]) == ("issued", None)
+        await outcomes.wait_until(
+            lambda: bool(published(outcomes, INVOICE_ISSUED, str(created.subject)))
+        )
+        event = published(outcomes, INVOICE_ISSUED, str(created.subject))[0]
+        assert event.data["total"] == "89.00"
+        assert event.correlationid == created.correlationid
+
+
+# -- inventory: nothing stays reserved for a rejected order --------------------------------
+
+
+async def test_a_rejection_gives_back_what_was_reserved(
+    running: Running, publisher: Bus, outcomes: Recorder
+) -> None:
+    """Inventory rejects all-or-none itself; an order rejected for another reason (billing,
+    a later step) may hold stock, and its rejection must give it back exactly once."""
+    created = order_event(("KB-001", 3), ("LIMITED-EDITION", 2))
+    order_id = str(created.subject)
+    async with running("inventory") as inventory:
+        await deliver(publisher, inventory, created)
+        assert (await inventory.get(f"/reservations/{order_id}")).json()["status"] == "reserved"
+        limited = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (limited["available"], limited["reserved"]) == (3, 2)
+        await outcomes.wait_until(lambda: bool(published(outcomes, INVENTORY_RESERVED, order_id)))
+
+        rejection = rejection_of(created)
+        await deliver(publisher, inventory, rejection)
+        await deliver(publisher, inventory, rejection)  # and again: given back once
+
+        assert (await inventory.get(f"/reservations/{order_id}")).json()["status"] == "released"
+        limited = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (limited["available"], limited["reserved"]) == (5, 0)
+        keyboards = (await inventory.get("/stock/KB-001")).json()
+        assert keyboards["reserved"] == 0
+
+
+async def test_a_rejection_that_comes_first_leaves_nothing_to_reserve(
+    running: Running, publisher: Bus, outcomes: Recorder
+) -> None:
+    created = order_event(("LIMITED-EDITION", 2))
+    order_id = str(created.subject)
+    async with running("inventory") as inventory:
+        await deliver(publisher, inventory, rejection_of(created))
+        await deliver(publisher, inventory, created)
+
+        reservation = (await inventory.get(f"/reservations/{order_id}")).json()
+        assert reservation["status"] == "cancelled"
+        limited = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (limited["available"], limited["reserved"]) == (5, 0)
+        assert published(outcomes, INVENTORY_RESERVED, order_id) == []
+
+
+async def test_a_short_order_is_answered_with_the_reason(
+    running: Running, publisher: Bus, outcomes: Recorder
+) -> None:
+    created = order_event(("KB-001", 2), ("LIMITED-EDITION", 6))
+    order_id = str(created.subject)
+    async with running("inventory") as inventory:
+        await deliver(publisher, inventory, created)
+        await outcomes.wait_until(lambda: bool(published(outcomes, INVENTORY_REJECTED, order_id)))
+        [answer] = published(outcomes, INVENTORY_REJECTED, order_id)
+        assert answer.data["reason"] == SHORT
+        assert answer.dataschema == "urn:orderbus:schema:inventory_rejected:1"
+        assert published(outcomes, INVENTORY_RESERVED, order_id) == []
