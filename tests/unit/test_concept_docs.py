@@ -22,6 +22,7 @@ PAGES = [
     "scaling-websockets.md",
     "choosing-a-broker.md",
     "dashboard.md",
+    "saga.md",
 ]
 
 
