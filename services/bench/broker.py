@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from bus import Bus, BusSettings, Delivery, create_bus
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
 from services.bench.figures import percentile
 from services.bench.raw import RAW_CLIENTS, RawClient
+
+log = logging.getLogger(__name__)
 
 WINDOW = 64
 """Publishes in flight at once in the batched figures, for the bus and the raw client alike
@@ -228,13 +231,17 @@ async def _paced(
     count: int, rate: float, started: float, send: Callable[[int], Awaitable[None]]
 ) -> None:
     """Send `count` messages at `rate`/s, open loop: message i is due at started + i/rate, and
-    its latency counts from then, so a publisher that falls behind shows it."""
-    in_flight = asyncio.Semaphore(1_024)
+    its latency counts from then, so a publisher that falls behind shows it. At most `WINDOW`
+    publishes are in flight; one that fails is not retried (and so never arrives)."""
+    in_flight = asyncio.Semaphore(WINDOW)
     tasks: set[asyncio.Task[None]] = set()
+    failures: list[Exception] = []
 
     async def one(i: int) -> None:
         try:
             await send(i)
+        except Exception as exc:  # noqa: BLE001 - counted: it never arrives, so not sustained
+            failures.append(exc)
         finally:
             in_flight.release()
 
@@ -246,6 +253,8 @@ async def _paced(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
+    if failures:
+        log.warning("%d of %d publishes failed, first: %r", len(failures), count, failures[0])
 
 
 def _summary(rate: float, count: int, latencies: list[float], finished: float) -> LatencyRun:

@@ -299,7 +299,11 @@ async def run(
             raise ValueError(
                 f"no raw baseline for {backend!r}: choose from {', '.join(RAW_CLIENTS)}"
             )
-        figures += await broker_sections(backend, urls[backend], plan, sections)
+        try:
+            figures += await broker_sections(backend, urls[backend], plan, sections)
+        except Exception as exc:  # noqa: BLE001 - one broker failing must not lose the others
+            _say(f"bench: {backend}: failed: {type(exc).__name__}: {exc}")
+            figures.append(Figure("error", backend, "failed", "-", 0.0, None, type(exc).__name__))
     with tempfile.TemporaryDirectory(prefix="orderbus-bench-") as tmp:
         if "http" in sections:
             data = Path(tmp, "http")

@@ -227,7 +227,7 @@ async def whole_system(
                         counts = [await _consumed(client, base) for base in subscribers]
                         if min(counts) >= done + accepted:
                             break
-                        await asyncio.sleep(0.05)  # polling HTTP: no event to await
+                        await asyncio.sleep(0.2)  # polling HTTP: no event to await
                     finished = time.perf_counter()
                     done += accepted
                     rounds.append(SystemRound(accepted, rest.rate, accepted / (finished - began)))
