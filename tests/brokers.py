@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -272,3 +272,32 @@ def provide(kind: Kind) -> Iterator[str | Choice]:
         yield LOOPBACK[kind][2]
     else:
         yield choice
+
+
+async def is_tansu(url: str) -> bool:
+    """Whether the Kafka-protocol broker at `url` is Tansu (it names its cluster so)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from bus.backends.kafka import bootstrap_servers
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(url))
+    await admin.start()
+    try:
+        return bool((await admin.describe_cluster())["cluster_id"] == "tansu_cluster")
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def own_tansu_if_shared(backend: str, url: str) -> AsyncIterator[str]:
+    """For a test that uses the system's real group names: on Tansu, a Tansu of its own.
+
+    Tansu never expires the session of a group member that died without leaving (a killed
+    replica, a process stopped by a test's timeout), so every later join of that group on the
+    same broker would hang. A real Kafka drops such a member after `session.timeout.ms`.
+    """
+    if backend == "kafka" and await is_tansu(url):
+        with spawned("kafka") as (own, _process):
+            yield own
+    else:
+        yield url

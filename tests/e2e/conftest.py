@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.brokers import brokers_required, port_open
+from tests.brokers import brokers_required, own_tansu_if_shared, port_open
 
 POSTGRES_ENV = "ORDERBUS_TEST_POSTGRES_URL"
 POSTGRES_LOOPBACK = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -44,3 +44,11 @@ async def postgres_database() -> AsyncIterator[Callable[[str], Awaitable[str]]]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def backend_url(backend: str, backend_url: str) -> AsyncIterator[str]:
+    """These tests use the system's real topic and group names: on Tansu, each test gets a
+    broker of its own, so a group member one test left dead cannot hang the next test's."""
+    async with own_tansu_if_shared(backend, backend_url) as url:
+        yield url

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ import httpx
 import pytest
 
 from bus import BACKENDS, backend_class
-from bus.backends.kafka import bootstrap_servers
 from services.soak import pid_of_port
-from tests.brokers import spawned
 from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
@@ -37,34 +34,10 @@ async def billing_rows(client: httpx.AsyncClient, system: System) -> list[dict[s
     return rows
 
 
-@pytest.fixture
-async def crash_url(backend: str, backend_url: str) -> AsyncIterator[str]:
-    """Tansu never expires the session of a killed group member, so later consumers of that
-    group would wait for it forever: on Tansu this test gets a Tansu of its own, leaving the
-    shared one clean. A real Kafka drops the member after `session.timeout.ms`."""
-    if backend == "kafka" and await is_tansu(backend_url):
-        with spawned("kafka") as (url, _):
-            yield url
-    else:
-        yield backend_url
-
-
-async def is_tansu(url: str) -> bool:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(url))
-    await admin.start()
-    try:
-        return bool((await admin.describe_cluster())["cluster_id"] == "tansu_cluster")
-    finally:
-        await admin.close()
-
-
 @pytest.mark.parametrize("backend", DURABLE)
 async def test_a_killed_replica_loses_and_doubles_nothing(
-    backend: str, crash_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: str, backend_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend_url = crash_url
     monkeypatch.setenv("BUS_REDELIVERY_AFTER_MS", "2000")
     groups = ["inventory", "billing", "notification"]
     await remove_system_topology(backend, backend_url, groups)

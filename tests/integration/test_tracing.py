@@ -23,9 +23,18 @@ from bus import BusSettings
 from contracts import ORDER_CREATED
 from services.runtime.settings import SERVICES, SUBSCRIBERS, ServiceName, ServiceSettings
 from services.specs import create_app
+from tests.brokers import own_tansu_if_shared
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def backend_url(backend: str, backend_url: str) -> AsyncIterator[str]:
+    """The services' real group names: on Tansu, a broker of this test's own (see
+    `own_tansu_if_shared`)."""
+    async with own_tansu_if_shared(backend, backend_url) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager
