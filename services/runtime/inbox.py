@@ -18,10 +18,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    insert,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -62,12 +63,15 @@ class Inbox:
         event_id = str(event.id)
         try:
             async with self.engine.begin() as conn:
-                if await self._seen(conn, event_id):
-                    await self._count_delivery(conn, event_id)
-                    return False
-                await effect(conn, event, delivery)
-                await conn.execute(
-                    insert(self.table).values(
+                # Record the id first, in one statement that skips an id already there,
+                # rather than a SELECT and then an INSERT: one round trip less per event
+                # (on SQLite each is a hop to aiosqlite's thread). The row and the effect
+                # still commit or roll back together. A replica inserting the same id at the
+                # same time waits for our transaction and then finds it (PostgreSQL), or
+                # waited for the write lock before it began (SQLite's BEGIN IMMEDIATE).
+                recorded = await conn.execute(
+                    self._insert_if_new(conn)
+                    .values(
                         event_id=event_id,
                         type=event.type,
                         order_id=event.subject,
@@ -75,7 +79,12 @@ class Inbox:
                         deliveries=1,
                         processed_at=datetime.now(UTC),
                     )
+                    .on_conflict_do_nothing(index_elements=[self.table.c.event_id])
                 )
+                if recorded.rowcount == 0:
+                    await self._count_delivery(conn, event_id)
+                    return False
+                await effect(conn, event, delivery)
                 return True
         except IntegrityError:
             # A replica handled the same event concurrently and committed first (Redis
@@ -85,6 +94,12 @@ class Inbox:
                     raise  # a constraint of the effect itself, not a duplicate
                 await self._count_delivery(conn, event_id)
             return False
+
+    def _insert_if_new(self, conn: AsyncConnection) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (SQLite, PostgreSQL)."""
+        if conn.dialect.name == "postgresql":
+            return postgresql_insert(self.table)
+        return sqlite_insert(self.table)
 
     async def _seen(self, conn: AsyncConnection, event_id: str) -> bool:
         query = select(self.table.c.event_id).where(self.table.c.event_id == event_id)

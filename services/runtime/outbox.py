@@ -114,30 +114,44 @@ class OutboxRelay:
     async def publish_pending(self, runtime: Runtime) -> int:
         """Claim up to `BATCH` unpublished rows, publish them in order; return how many."""
         rows = await self._claim(runtime.engine, runtime.instance)
-        t = self.table
-        for seq, topic, payload in rows:
-            event = CloudEvent.from_json(payload)
-            await runtime.bus.publish(topic, event)  # returns once the broker has it
-            async with runtime.engine.begin() as conn:
-                await conn.execute(
-                    update(t).where(t.c.seq == seq).values(published_at=datetime.now(UTC))
-                )
-            runtime.metrics.count(runtime.metrics.published, event.type)
-            runtime.activity.record(event, "published")
-            log.info(
-                "published %s %s for order %s",
-                event.type,
-                event.id,
-                event.subject,
-                extra=event_fields(
-                    "publish",
-                    event,
-                    topic=topic,
-                    service=runtime.service,
-                    instance=runtime.instance,
-                ),
-            )
+        published: list[int] = []
+        try:
+            for seq, topic, payload in rows:
+                event = CloudEvent.from_json(payload)
+                await runtime.bus.publish(topic, event)  # returns once the broker has it
+                published.append(seq)
+                self._published(runtime, topic, event)
+        finally:
+            # Mark what went out in one transaction per batch, not one per row (each a
+            # BEGIN IMMEDIATE and a commit; the relay shares the service's one SQLite
+            # connection with its requests). Even when a publish fails midway, what was
+            # published before it is marked. A crash before the mark republishes the
+            # batch (at most BATCH rows, held by our claim): the inboxes absorb it.
+            if published:
+                async with runtime.engine.begin() as conn:
+                    await conn.execute(
+                        update(self.table)
+                        .where(self.table.c.seq.in_(published))
+                        .values(published_at=datetime.now(UTC))
+                    )
         return len(rows)
+
+    def _published(self, runtime: Runtime, topic: str, event: CloudEvent) -> None:
+        runtime.metrics.count(runtime.metrics.published, event.type)
+        runtime.activity.record(event, "published")
+        log.info(
+            "published %s %s for order %s",
+            event.type,
+            event.id,
+            event.subject,
+            extra=event_fields(
+                "publish",
+                event,
+                topic=topic,
+                service=runtime.service,
+                instance=runtime.instance,
+            ),
+        )
 
     async def _claim(self, engine: AsyncEngine, instance: str) -> list[tuple[int, str, str]]:
         t = self.table

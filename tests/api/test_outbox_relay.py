@@ -4,11 +4,13 @@ and replicas sharing one outbox publish each event once."""
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
+import pytest
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bus import Delivery, create_bus
+from bus import Bus, Delivery, create_bus
 from contracts import CloudEvent
 from services.runtime.app import Runtime
 from services.runtime.database import create_engine, create_tables
@@ -99,3 +101,56 @@ async def unpublished(engine: AsyncEngine, table: Table) -> int:
 
 async def _all(seen: list[str], n: int) -> bool | None:
     return True if len(seen) >= n else None
+
+
+class FailsOnThird:
+    """A bus whose third publish fails (the broker went away mid-batch)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.calls = 0
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        self.calls += 1
+        if self.calls == 3:
+            raise ConnectionError("broker gone")
+        await self.bus.publish(topic, event)
+
+
+async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
+    settings: ServiceSettings,
+) -> None:
+    """The relay marks a batch in one transaction: what the broker accepted before the
+    failure is marked published, the rest is published on the next round, none twice."""
+    table = outbox_table(MetaData())
+    engine = create_engine(settings.database_url("billing"))
+    await create_tables(engine, table.metadata)
+    seen: list[str] = []
+
+    async def record(event: CloudEvent, _: Delivery) -> None:
+        seen.append(str(event.id))
+
+    probe = create_bus(settings.bus)
+    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
+    await probe.start()
+    runtime = Runtime("billing", "billing-1", settings, Metrics("billing", "billing-1"))
+    runtime.engine, real = engine, create_bus(settings.bus)
+    await real.start()
+    runtime.bus = cast(Bus, FailsOnThird(real))
+    relay = OutboxRelay(table)
+    try:
+        events = [CloudEvent(source="/tests", type="relay_test", data={"n": n}) for n in range(5)]
+        async with engine.begin() as conn:
+            for event in events:
+                await enqueue(conn, table, "relay_test", event)
+        with pytest.raises(ConnectionError):
+            await relay.publish_pending(runtime)
+        assert await unpublished(engine, table) == 3, "the two published are marked"
+        assert await relay.publish_pending(runtime) == 3
+        assert await unpublished(engine, table) == 0
+        await eventually(lambda: _all(seen, 5), within_s=10)
+        assert sorted(seen) == sorted(str(e.id) for e in events), "each event once"
+    finally:
+        await real.close()
+        await probe.close()
+        await engine.dispose()
