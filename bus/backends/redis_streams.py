@@ -33,6 +33,7 @@ from faststream.redis import RedisBroker, StreamSub
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.backends._redis_format import PlainMessageFormat
+from bus.backends._redis_pipeline import PipelinedPublisher
 from bus.port import Capabilities
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
         self._groups: list[tuple[str, str, str]] = []
         self._sweeper: asyncio.Task[None] | None = None
+        # Concurrent publishes share a round trip (see _redis_pipeline for why and numbers).
+        self._pipelined = PipelinedPublisher(
+            lambda: self._broker.config.connection.client.pipeline(transaction=False)
+        )
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
     async def start(self) -> None:
@@ -130,7 +135,9 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         return attempt
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        await self._broker.publish(body, stream=topic)
+        await self._pipelined.publish(
+            lambda pipe: self._broker.publish(body, stream=topic, pipeline=pipe)
+        )
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         await self._broker.publish(body, stream=names.dead_letters(group))
