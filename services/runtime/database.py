@@ -58,6 +58,12 @@ def create_engine(url: str) -> AsyncEngine:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        # NORMAL, not the default FULL: in WAL mode a commit then survives any crash of the
+        # process (every test that kills a service relies on that) and only a power loss or
+        # an OS crash may roll back the last transactions. It saves an fsync per commit
+        # (~190 us here, on every order, relay mark and inbox row). PostgreSQL, the
+        # production database, is unaffected.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
