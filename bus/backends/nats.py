@@ -28,6 +28,9 @@ from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
 
+FETCH_WINDOW_S = 0.1
+"""Longest a pull waits to fill its batch once a first message arrived (see `_register`)."""
+
 
 def dead_letter_stream(group: str) -> str:
     """Stream names may not contain dots: `dlq.billing` is kept in stream `dlq_billing`."""
@@ -57,10 +60,13 @@ class NatsBus(FastStreamBus[NatsBroker]):
             # After the first message of a waiting pull, nats-py keeps collecting the batch
             # until the fetch timeout, while the ack-wait clock of what it holds runs. A
             # window of a fifth of the ack wait keeps a held message from being redelivered
-            # before its handler even starts.
+            # before its handler even starts. It also delays what arrives first in a quiet
+            # moment until the window closes: with 1 s, `orderbus bench` measured p50 122 ms
+            # end to end at 1,000 events/s (nats-py with 0.2 s: 3 ms). 0.1 s bounds that wait
+            # for ten pull requests a second from an idle consumer.
             pull_sub=PullSub(
                 batch_size=self._settings.prefetch,
-                timeout=min(1.0, self._settings.redelivery_after_ms / 1000 / 5),
+                timeout=min(FETCH_WINDOW_S, self._settings.redelivery_after_ms / 1000 / 5),
             ),
             config=ConsumerConfig(
                 durable_name=group,

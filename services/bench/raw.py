@@ -18,6 +18,7 @@ from typing import Any
 
 from bus import names
 from bus.backends.kafka import bootstrap_servers
+from bus.backends.nats import FETCH_WINDOW_S
 from bus.dead_letter_store import REDIS_DATA_FIELD
 
 OnBody = Callable[[bytes], None]
@@ -310,7 +311,7 @@ class NatsRaw(RawClient):
         try:
             while not stop.is_set():
                 try:
-                    messages = await subscription.fetch(PREFETCH, timeout=0.2)
+                    messages = await subscription.fetch(PREFETCH, timeout=FETCH_WINDOW_S)
                 except nats.errors.TimeoutError:
                     continue
                 for message in messages:
