@@ -33,8 +33,11 @@ class PlaceOrder(BaseModel):
 
 
 class OrderAccepted(BaseModel):
+    """`202` to `POST /orders`, and again to a replay of it (the same `Idempotency-Key`):
+    accepted, not yet decided. The outcome is on `GET /orders/{order_id}`."""
+
     order_id: uuid.UUID
-    status: OrderStatus
+    status: Literal["pending"]
 
 
 class PricedLine(BaseModel):

@@ -229,7 +229,7 @@ async def _by_idempotency_key(
     async with runtime.engine.connect() as conn:
         row = (
             await conn.execute(
-                select(orders.c.order_id, orders.c.status, orders.c.request_hash).where(
+                select(orders.c.order_id, orders.c.request_hash).where(
                     orders.c.idempotency_key == key
                 )
             )
@@ -240,7 +240,9 @@ async def _by_idempotency_key(
         return _unprocessable(
             "Idempotency-Key", "already used for a different request; use a new key"
         )
-    return OrderAccepted(order_id=uuid.UUID(row.order_id), status=row.status)
+    # The first answer again, as promised, even if the order has been decided since: the
+    # outcome is on GET /orders/{order_id}.
+    return OrderAccepted(order_id=uuid.UUID(row.order_id), status="pending")
 
 
 async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:

@@ -168,6 +168,23 @@ async def test_the_order_status_depends_on_the_answers_not_on_their_order(
         assert published(outcomes, other, order_id) == []
 
 
+async def test_a_replay_of_a_decided_order_gets_the_first_answer_again(
+    running: Running, publisher: Bus
+) -> None:
+    body = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
+    headers = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    async with running("order") as order:
+        first = await order.post("/orders", json=body, headers=headers)
+        order_id = first.json()["order_id"]
+        for answer in (reserved(order_id), issued(order_id)):
+            await deliver(publisher, order, answer)
+        assert (await order.get(f"/orders/{order_id}")).json()["status"] == "confirmed"
+
+        again = await order.post("/orders", json=body, headers=headers)
+        assert (again.status_code, again.json()) == (202, first.json())
+        assert first.json()["status"] == "pending"
+
+
 async def test_an_answer_about_an_unknown_order_is_dead_lettered(
     running: Running, publisher: Bus, settings: ServiceSettings
 ) -> None:
