@@ -23,6 +23,7 @@ import httpx
 
 from bus import BusSettings
 from bus.dead_letter_store import open_store
+from contracts import ORDER_CREATED
 from services.runtime.settings import SUBSCRIBERS
 
 
@@ -111,7 +112,7 @@ async def _wait_for_all(
                 rows[service] = [
                     r
                     for r in await _all_processed(client, urls[f"{service}-1"])
-                    if r["order_id"] in sent
+                    if r["order_id"] in sent and r["type"] == ORDER_CREATED
                 ]
             if {r["order_id"] for r in rows.get(service, [])} >= sent:
                 break
