@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse
 
 from bus import backend_class
-from bus.probes import open_probe
+from bus.probes import Probe, open_probe
 from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.notification.controls import ControlsClient
 from services.notification.live import LiveClients
@@ -92,23 +92,31 @@ class Dashboard:
         return progress
 
     async def watch_backlog(self, runtime: Runtime) -> None:
-        """A background task: ask the broker every `BACKLOG_EVERY_S` how much waits for each
-        subscriber service (`bus.probes`, its own connection, bounded by a timeout)."""
-        probe = open_probe(runtime.settings.bus)
+        """A background task: while a dashboard is open on this instance, ask the broker every
+        `BACKLOG_EVERY_S` how much waits for each subscriber service (`bus.probes`: its own
+        connection, each question bounded by a timeout). Nobody watching, nothing is asked:
+        the broker's group coordinator has better things to do."""
+        probe: Probe | None = None
         try:
             while True:
-                for service in SUBSCRIBERS:
-                    try:
-                        async with asyncio.timeout(runtime.settings.metrics_probe_timeout_s):
-                            found = await probe.backlog(ORDER_CREATED, service)
-                        self.backlog[service] = asdict(found)
-                    except Exception as exc:  # noqa: BLE001 - a view: show "?" and go on
-                        self.backlog.pop(service, None)
-                        log.debug("backlog of %s unknown: %s", service, type(exc).__name__)
+                if self.clients.watching("activity"):
+                    probe = probe or open_probe(runtime.settings.bus)
+                    await self._ask(probe, runtime.settings.metrics_probe_timeout_s)
                 await asyncio.sleep(BACKLOG_EVERY_S)
         finally:
-            with contextlib.suppress(Exception):
-                await probe.close()
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    await probe.close()
+
+    async def _ask(self, probe: Probe, timeout_s: float) -> None:
+        for service in SUBSCRIBERS:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    found = await probe.backlog(ORDER_CREATED, service)
+                self.backlog[service] = asdict(found)
+            except Exception as exc:  # noqa: BLE001 - a view: show "-" and go on
+                self.backlog.pop(service, None)
+                log.debug("backlog of %s unknown: %s", service, type(exc).__name__)
 
 
 def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:

@@ -78,6 +78,10 @@ class LiveClients:
     def leave(self, client: Client) -> None:
         self._clients.discard(client)
 
+    def watching(self, feed: str) -> bool:
+        """Whether any client here listens to `feed`."""
+        return any(feed in c.feeds for c in self._clients)
+
     def online(self) -> list[str]:
         """Ids of the clients that said who they are and were heard from within the TTL."""
         horizon = time.monotonic() - self.presence_ttl_s

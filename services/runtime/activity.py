@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from bus import Bus, Delivery
+from bus import Bus, BusSettings, Delivery, create_bus
 from contracts import INSTANCE_ACTIVITY, CloudEvent, HandledEvent, InstanceActivity
 from contracts.live import ACTIVITY_EVENTS_MAX, INSTANCE_ACTIVITY_SCHEMA, Outcome
 
@@ -45,6 +45,7 @@ class Activity:
         self._pending: deque[HandledEvent] = deque(maxlen=KEPT)
         self._dropped = 0
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.totals: Totals | None = None
         self.extra: dict[str, Callable[[], int | bool]] = {}
         """Fields read for each report: `paused`, `fail_next`, `clients`."""
@@ -74,16 +75,31 @@ class Activity:
         )
         self._wake.set()
 
-    async def run(self, bus: Bus) -> None:
-        """Publish batches until cancelled."""
+    async def run(self, settings: BusSettings) -> None:
+        """Publish batches until `stop()`, on a connection of its own (publish only): the
+        service's consumers never share a client with this chatter. On Kafka they did, and
+        a consumer closing while its process published heartbeats could not leave its group
+        (a broker that never expires sessions, such as Tansu, then held the group)."""
+        bus = create_bus(settings)
+        try:
+            await bus.start()
+            await self._report(bus)
+        except Exception:  # noqa: BLE001 - a view: without a broker there is nothing to show
+            log.warning("activity of %s not published: no broker connection", self.instance)
+        finally:
+            with contextlib.suppress(Exception):
+                await bus.close()
+
+    async def _report(self, bus: Bus) -> None:
         totals: dict[str, int] = {}
         totals_at = 0.0
         loop = asyncio.get_running_loop()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HEARTBEAT_S):
-                    await self._wake.wait()
-            await asyncio.sleep(BATCH_S)  # gather what arrives right behind the first record
+        while not self._stopping.is_set():
+            await self._pause(HEARTBEAT_S, self._wake)
+            # Gather what arrives right behind the first record.
+            await self._pause(BATCH_S, self._stopping)
+            if self._stopping.is_set():
+                return
             self._wake.clear()
             if self.totals is not None and loop.time() - totals_at >= TOTALS_EVERY_S:
                 with contextlib.suppress(Exception):  # a view: an unreachable database skips
@@ -92,6 +108,17 @@ class Activity:
             await self._publish(bus, totals)
             if self._pending:  # more than one batch was waiting
                 self._wake.set()
+
+    def stop(self) -> None:
+        """Have `run` return at its next pause (after the batch it is publishing, if any)."""
+        self._stopping.set()
+        self._wake.set()
+
+    @staticmethod
+    async def _pause(seconds: float, until: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await until.wait()
 
     def report(self, totals: dict[str, int]) -> InstanceActivity:
         events = [

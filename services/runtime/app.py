@@ -39,6 +39,9 @@ from services.runtime.settings import ServiceName, ServiceSettings
 
 log = logging.getLogger("services")
 
+ACTIVITY_STOP_S = 5.0
+"""How long shutdown waits for the activity publisher to finish its batch."""
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -147,14 +150,19 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(task(runtime)) for task in background
         ]
-        tasks.append(asyncio.create_task(runtime.activity.run(runtime.bus)))
+        reporting = asyncio.create_task(
+            runtime.activity.run(settings.bus) if settings.activity else asyncio.sleep(0)
+        )
         log.info("%s started as %s on bus %s", spec.name, instance, settings.bus.backend)
         try:
             yield
         finally:
-            for task in tasks:
+            runtime.activity.stop()  # let a publish in flight finish rather than cut it short
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reporting), ACTIVITY_STOP_S)
+            for task in [*tasks, reporting]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, reporting, return_exceptions=True)
             runtime.faults.resume()  # a paused handler must finish for the bus to close
             await runtime.bus.close()  # finishes the event in flight, then acknowledges it
             if runtime.probe is not None:

@@ -65,6 +65,10 @@ class ServiceSettings(BaseSettings):
     """Where replicas share their counts; the bus's Redis when unset on a Redis backend, else
     each process counts alone."""
 
+    activity: bool = Field(True, validation_alias=AliasChoices("ORDERBUS_ACTIVITY"))
+    """Publish `instance_activity` (what this instance handles, a heartbeat) for the live
+    dashboard; off, the dashboard shows no lanes for this instance."""
+
     admin_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ORDERBUS_ADMIN_TOKEN")
     )

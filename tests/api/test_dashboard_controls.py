@@ -140,9 +140,5 @@ async def test_the_dashboard_sees_every_instance(settings: ServiceSettings) -> N
         assert state["admin"] is True
         assert state["progress"]["billing"] == {"published": 0, "processed": 0}
 
-        async def probed() -> dict[str, Any] | None:
-            state = (await notification.get("/dashboard/api/state")).json()
-            return state if "billing" in state["backlog"] else None
-
-        backlog = (await eventually(probed, within_s=10))["backlog"]
-        assert backlog["billing"]["dead_letters"] == 0
+        # The broker is asked about backlogs only while a dashboard is open (browser tests).
+        assert state["backlog"] == {}

@@ -31,6 +31,7 @@ GROUPS = ["inventory", "billing", "notification"]
 @pytest.fixture
 def admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDERBUS_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv("ORDERBUS_ACTIVITY", "true")
     # Quick retries, so a forced failure reaches the dead-letter queue in a second or so.
     monkeypatch.setenv("BUS_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("BUS_RETRY_BACKOFF_MS", "100")

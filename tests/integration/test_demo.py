@@ -1,7 +1,8 @@
-"""`orderbus demo`: each scenario on the backends where what it shows differs, and the facts it
-prints checked against what really happened on the broker.
+"""`orderbus demo`: each scenario on each backend, and the facts it prints checked against what
+really happened on the broker.
 
-Scenario 1 (fan-out) is the same everywhere; the others run where the backends part ways.
+Every scenario on every backend (seconds each; Kafka's are the slowest, its test broker holds
+a new group's first join for a few seconds).
 """
 
 from __future__ import annotations
@@ -11,40 +12,15 @@ from collections.abc import Callable
 
 import pytest
 
-from bus import BusSettings
+from bus import BACKENDS, BusSettings
 from services import cli
-from services.demo.run import run
+from services.demo.run import SCENARIOS, run
 from services.demo.stage import Outcome
 from tests.brokers import BACKEND_KIND, Kind
 
 pytestmark = pytest.mark.timeout(120)
 
-CASES = [
-    (1, "memory"),
-    (1, "rabbitmq"),
-    (2, "memory"),
-    (2, "redis-pubsub"),
-    (2, "redis-streams"),
-    (2, "kafka"),
-    (3, "memory"),
-    (3, "redis-pubsub"),
-    (3, "redis-streams"),
-    (3, "rabbitmq"),
-    (3, "nats"),
-    (4, "memory"),
-    (4, "kafka"),
-    (4, "redis-pubsub"),
-    (4, "redis-streams"),
-    (4, "rabbitmq"),
-    (4, "nats"),
-    (5, "memory"),
-    (5, "redis-pubsub"),
-    (5, "redis-streams"),
-    (5, "nats"),
-    (6, "memory"),
-    (6, "redis-pubsub"),
-    (6, "redis-streams"),
-]
+CASES = [(number, backend) for number in SCENARIOS for backend in BACKENDS]
 
 
 async def play(number: int, backend: str, broker_url: Callable[[Kind], str]) -> tuple[Outcome, str]:
@@ -117,7 +93,8 @@ async def test_scenario_prints_what_happened(
         assert facts["dead_letters"] == 1
         assert facts["replayed"] == 1
         assert facts["handled_after_replay"] == 1
-        assert facts["dead_letters_left"] == 0
+        # Kafka's dead-letter topic is a log: replayed entries stay until `purge --all`.
+        assert facts["dead_letters_left"] == (1 if backend == "kafka" else 0)
         assert text.count("failed: demo bug") == attempts
         assert "dead-lettered to dlq.billing-" in text
     else:
