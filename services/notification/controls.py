@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 MAX_ORDERS = 200
 CONCURRENCY = 8
 SKUS = [p.sku for p in CATALOGUE if p.initial_stock > 1_000]
+SCARCE_SKU = min(CATALOGUE, key=lambda p: p.initial_stock).sku
+"""Orders of it soon run out of stock: each is rejected and compensated (the saga)."""
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -32,6 +34,17 @@ class PlaceOrders(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: Annotated[int, Field(ge=1, le=MAX_ORDERS)] = 1
     customer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "dashboard"
+    scarce: bool = False
+    """Order the product with the least stock, so that orders are soon rejected."""
+
+
+def order_body(body: PlaceOrders) -> dict[str, Any]:
+    """One order as the dashboard places it: plentiful products, or the scarce one."""
+    if body.scarce:
+        item = {"sku": SCARCE_SKU, "quantity": 2}
+    else:
+        item = {"sku": random.choice(SKUS), "quantity": random.randint(1, 3)}  # noqa: S311
+    return {"customer_id": body.customer_id, "items": [item]}
 
 
 class FailNext(BaseModel):
@@ -69,12 +82,8 @@ class ControlsClient:
         url = f"{self._order_url()}/orders"
 
         async def one(client: httpx.AsyncClient) -> str | int:
-            order = {
-                "customer_id": body.customer_id,
-                "items": [{"sku": random.choice(SKUS), "quantity": random.randint(1, 3)}],  # noqa: S311
-            }
             async with limit:
-                response = await client.post(url, json=order)
+                response = await client.post(url, json=order_body(body))
             return (
                 str(response.json()["order_id"])
                 if response.status_code == 202

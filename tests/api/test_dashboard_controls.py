@@ -142,3 +142,16 @@ async def test_the_dashboard_sees_every_instance(settings: ServiceSettings) -> N
 
         # The broker is asked about backlogs only while a dashboard is open (browser tests).
         assert state["backlog"] == {}
+
+
+def test_scarce_orders_ask_for_the_product_with_the_least_stock() -> None:
+    """The dashboard's way to show a rejected order and its compensation."""
+    from contracts.catalogue import CATALOGUE
+    from services.notification.controls import PlaceOrders, order_body
+
+    least = min(CATALOGUE, key=lambda p: p.initial_stock)
+    scarce = order_body(PlaceOrders(scarce=True))
+    assert scarce["items"] == [{"sku": least.sku, "quantity": 2}]
+    assert least.initial_stock < 2 * 5  # five such orders cannot all be filled
+    plenty = order_body(PlaceOrders())
+    assert all(item["sku"] != least.sku for item in plenty["items"])

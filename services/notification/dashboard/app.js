@@ -228,7 +228,8 @@ async function control(action, body) {
 $("#place").onsubmit = async (event) => {
   event.preventDefault();
   const count = Number($("#order-count").value);
-  const answer = await control("orders", { count });
+  const scarce = $("#order-scarce").checked;
+  const answer = await control("orders", { count, scarce });
   if (answer) say(`placed ${answer.placed} order(s)` + (answer.refused.length ? `, ${answer.refused.length} refused` : ""));
 };
 
