@@ -123,16 +123,18 @@ async def _wait_for_all(
 
 
 async def _all_processed(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+    found: dict[str, dict[str, Any]] = {}
+    offset = 0
     while True:
-        response = await client.get(
-            f"{url}/processed", params={"limit": 1000, "offset": len(found)}
-        )
+        response = await client.get(f"{url}/processed", params={"limit": 1000, "offset": offset})
         response.raise_for_status()
         page: list[dict[str, Any]] = response.json()["processed"]
-        found += page
+        offset += len(page)
+        # Newest first: rows processed while paging push the others down and repeat them on
+        # the next page; keyed by event id, each counts once.
+        found |= {row["event_id"]: row for row in page}
         if len(page) < 1000:
-            return found
+            return list(found.values())
 
 
 async def _dead_letters(backend: str) -> dict[str, int]:
