@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="scripted scenarios: fan-out, competing consumers, ...")
     demo.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
     demo.add_argument(
-        "--scenario", type=int, action="append", metavar="N", help="run only these (1-6)"
+        "--scenario", type=int, action="append", metavar="N", help="run only these (1-7)"
     )
     demo.set_defaults(func=_demo)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from bus import Bus, BusSettings, create_bus
 from services.runtime.app import ServiceSpec, build_app
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 
@@ -26,5 +28,9 @@ def service_spec(name: ServiceName) -> ServiceSpec:
     return spec
 
 
-def create_app(name: ServiceName, settings: ServiceSettings) -> FastAPI:
-    return build_app(service_spec(name), settings)
+def create_app(
+    name: ServiceName,
+    settings: ServiceSettings,
+    make_bus: Callable[[BusSettings], Bus] = create_bus,
+) -> FastAPI:
+    return build_app(service_spec(name), settings, make_bus)

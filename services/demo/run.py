@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from bus import BusSettings
-from services.demo import failures, flow
+from services.demo import failures, flow, saga
 from services.demo.stage import Outcome, Stage, on_stage
 
 Scenario = Callable[[Stage], Awaitable[Outcome]]
@@ -16,6 +16,7 @@ SCENARIOS: dict[int, Scenario] = {
     4: failures.crash_and_redelivery,
     5: failures.poison_and_replay,
     6: failures.backpressure,
+    7: saga.saga,
 }
 
 

@@ -4,7 +4,8 @@ what they receive, and a table of what happened.
 Each run uses names no running system uses (`demo_<run>`, groups `billing-<run>`), so the
 demo can run beside `orderbus up` on the same broker, and it deletes them when it is done.
 Consumers here are bus consumers, one connection each, as separate processes would be: the
-concepts are the broker's, so the demo shows them without the services' databases.
+concepts are the broker's, so the demo shows them without the services' databases. The saga
+is the services' own, so its scenario runs them, on the run's names (`Stage.system_bus`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,30 @@ from decimal import Decimal
 from bus import Bus, BusSettings, Delivery, create_bus
 from bus.topology import remove_topology
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from services.demo.renamed import renamed
 
 Cell = str | int
 
 
 @dataclass
+class Table:
+    """A table of its own under the scenario's, with a caption (the saga's, one per order)."""
+
+    caption: str
+    headers: tuple[str, ...]
+    rows: list[tuple[Cell, ...]]
+
+
+@dataclass
 class Outcome:
-    """What one scenario showed: a table, a one-line lesson, and the facts tests check."""
+    """What one scenario showed: a table (or several), a one-line lesson, and the facts tests
+    check."""
 
     number: int
     title: str
     headers: tuple[str, ...] = ()
     rows: list[tuple[Cell, ...]] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
     lesson: str = ""
     facts: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None
@@ -41,14 +54,23 @@ class Outcome:
         head = f"== {self.number}. {self.title}"
         if self.skipped is not None:
             return f"{head}\nskipped: {self.skipped}\n"
-        table = [self.headers, *[tuple(str(c) for c in row) for row in self.rows]]
-        widths = [max(len(str(r[i])) for r in table) for i in range(len(self.headers))]
-        lines = [
-            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join([head, *lines, f"lesson: {self.lesson}", ""])
+        lines = [head, *table_lines(self.headers, self.rows)]
+        for table in self.tables:
+            lines += ["", table.caption, *table_lines(table.headers, table.rows)]
+        return "\n".join([*lines, f"lesson: {self.lesson}", ""])
+
+
+def table_lines(headers: tuple[str, ...], rows: list[tuple[Cell, ...]]) -> list[str]:
+    if not headers:
+        return []
+    table = [headers, *[tuple(str(c) for c in row) for row in rows]]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(headers))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,7 @@ class Stage:
         self.run = uuid.uuid4().hex[:8]
         self.topic = f"demo_{self.run}"
         self.received: list[Received] = []
+        self._topics = {self.topic}
         self._groups: set[str] = set()
         self._buses: list[Bus] = []
         self._publisher: Bus | None = None
@@ -107,6 +130,17 @@ class Stage:
         group = f"{service}-{self.run}"
         self._groups.add(group)
         return group
+
+    def system_topic(self, topic: str) -> str:
+        """The run's own name for one of the system's topics: `demo_<run>_order_created`."""
+        name = f"{self.topic}_{topic}"
+        self._topics.add(name)
+        return name
+
+    def system_bus(self, settings: BusSettings) -> Bus:
+        """A bus for a service of the system, on the run's names instead of the real ones
+        (`demo_<run>_order_created`, group `billing-<run>`), so it leaves a running system be."""
+        return renamed(create_bus(settings), self.system_topic, self.group)
 
     async def consumers(
         self,
@@ -150,7 +184,7 @@ class Stage:
         if self.settings.backend != "memory":
             with contextlib.suppress(Exception):
                 await remove_topology(
-                    self.settings.backend, self.settings.resolved_url, [self.topic], self._groups
+                    self.settings.backend, self.settings.resolved_url, self._topics, self._groups
                 )
 
 
