@@ -9,9 +9,10 @@ there, each with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from faststream import StreamMessage
@@ -86,6 +87,16 @@ class FastStreamBus(ABC, Generic[BrokerT]):
         message unacknowledged but letting this consumer handle others, then nack it."""
         await asyncio.sleep(delay_s)
         raise NackMessage
+
+    async def _still_waiting(
+        self, message: StreamMessage[Any], topic: str, group: str, consumer: str
+    ) -> None:
+        """Tell a broker that redelivers on a timer (`BUS_REDELIVERY_AFTER_MS`) that `message`
+        waits its turn behind others of its batch, held by a live consumer. By default there
+        is nobody to tell."""
+
+    redelivers_on_a_timer: ClassVar[bool] = False
+    """Whether `_still_waiting` does anything (saves a timer per waiting message if not)."""
 
     def _settled(self, message: StreamMessage[Any]) -> None:
         """`message` is done with (handled or dead-lettered): forget any count kept for it."""
@@ -221,7 +232,7 @@ class FastStreamBus(ABC, Generic[BrokerT]):
                 )
                 return
             delivery = Delivery(topic, group, consumer, attempt)
-            async with one_at_a_time:
+            async with self._turn(message, one_at_a_time, topic, group, consumer):
                 try:
                     with tracing.handling(topic, group, consumer, event, attempt, self.name):
                         await handler(event, delivery)
@@ -254,3 +265,41 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             await self._retry_later(message, delay)
 
         return on_message
+
+    @contextlib.asynccontextmanager
+    async def _turn(
+        self,
+        message: StreamMessage[Any],
+        one_at_a_time: asyncio.Lock,
+        topic: str,
+        group: str,
+        consumer: str,
+    ) -> AsyncIterator[None]:
+        """Hold the subscription's lock for `message`. While it waits behind slow handlers,
+        keep telling the broker it is alive: otherwise the broker's clock, running since
+        delivery, hands it out again and counts an attempt before its handler even started
+        (NATS to another consumer, Redis Streams to the reclaimer). Its handler then starts
+        with at least two thirds of `BUS_REDELIVERY_AFTER_MS` left."""
+        beats: asyncio.Task[None] | None = None
+        if self.redelivers_on_a_timer and one_at_a_time.locked():
+            beats = asyncio.create_task(self._beat(message, topic, group, consumer))
+        try:
+            await one_at_a_time.acquire()
+        finally:
+            if beats is not None:
+                beats.cancel()
+        try:
+            yield
+        finally:
+            one_at_a_time.release()
+
+    async def _beat(
+        self, message: StreamMessage[Any], topic: str, group: str, consumer: str
+    ) -> None:
+        interval = self._settings.redelivery_after_ms / 1000 / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._still_waiting(message, topic, group, consumer)
+            except Exception:  # a missed beat costs a redelivery, not the event
+                log.debug("could not mark %s/%s as in progress", topic, group, exc_info=True)

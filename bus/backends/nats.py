@@ -87,6 +87,13 @@ class NatsBus(FastStreamBus[NatsBroker]):
     async def _attempt(self, message: StreamMessage[Any]) -> int:
         return int(message.raw_message.metadata.num_delivered)
 
+    redelivers_on_a_timer: ClassVar[bool] = True
+
+    async def _still_waiting(
+        self, message: StreamMessage[Any], topic: str, group: str, consumer: str
+    ) -> None:
+        await message.raw_message.in_progress()  # "+WPI": JetStream restarts its ack wait
+
     async def _retry_later(self, message: StreamMessage[Any], delay_s: float) -> None:
         raise NackMessage(delay=delay_s)  # JetStream redelivers after the delay itself
 

@@ -31,7 +31,7 @@ from faststream.exceptions import NackMessage
 from faststream.redis import RedisBroker, StreamSub
 
 from bus import names
-from bus.backends._faststream import Adapt, FastStreamBus
+from bus.backends._faststream import Adapt, FastStreamBus, OnMessage
 from bus.backends._redis_format import PlainMessageFormat
 from bus.backends._redis_pipeline import PipelinedPublisher
 from bus.port import Capabilities
@@ -59,6 +59,11 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
         self._groups: list[tuple[str, str, str]] = []
         self._sweeper: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        # Entries of ours the keeper must leave alone: being handled (or waiting for the
+        # subscription's lock, which `_still_waiting` covers), or left pending for a retry.
+        self._in_hand: dict[tuple[str, str], set[str]] = {}
+        self._awaiting_retry: dict[tuple[str, str], set[str]] = {}
         # Concurrent publishes share a round trip (see _redis_pipeline for why and numbers).
         self._pipelined = PipelinedPublisher(
             lambda: self._broker.config.connection.client.pipeline(transaction=False)
@@ -69,13 +74,50 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         await super().start()
         if self._groups:
             self._sweeper = asyncio.create_task(self._sweep_dead_consumers())
+            self._keeper = asyncio.create_task(self._keep_fetched_entries())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await super().close()
+
+    async def _keep_fetched_entries(self) -> None:
+        """FastStream hands a fetched batch (XREADGROUP COUNT prefetch) to the handler one
+        entry at a time, so the last entries wait behind slow handlers, pending and idle: the
+        reclaimer would take them as abandoned and count a delivery. Every third of the idle
+        time, reset the idle time of the entries of ours that merely wait."""
+        interval_ms = self._settings.redelivery_after_ms // 3
+        client = self._broker.config.connection.client
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        while True:
+            await asyncio.sleep(interval_ms / 1_000)
+            # Idle since before this process started: left by an earlier process of the same
+            # consumer name (killed, then restarted), to be reclaimed, never kept.
+            uptime_ms = (clock() - started) * 1_000
+            for topic, group, me in self._groups:
+                try:
+                    pending = await client.xpending_range(
+                        topic, group, min="-", max="+", count=1_000, consumername=me
+                    )
+                    ours = {_text(p["message_id"]): p["time_since_delivered"] for p in pending}
+                    # Forget retries that were dead-lettered or taken by another consumer.
+                    retries = self._awaiting_retry[topic, group]
+                    retries.intersection_update(ours)
+                    busy = self._in_hand[topic, group] | retries
+                    waiting = [
+                        entry_id
+                        for entry_id, idle in ours.items()
+                        if interval_ms <= idle < uptime_ms and entry_id not in busy
+                    ]
+                    if waiting:
+                        # JUSTID: reset the idle time without counting a delivery.
+                        await client.xclaim(topic, group, me, 0, waiting, justid=True)
+                except Exception:  # a missed round costs a redelivery at most
+                    log.debug("cannot keep entries of %s/%s", topic, group, exc_info=True)
 
     async def _sweep_dead_consumers(self) -> None:
         after_ms = self._settings.dead_consumer_after_s * 1_000
@@ -96,6 +138,8 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
 
     def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
         self._groups.append((topic, group, consumer))
+        self._in_hand[topic, group] = set()
+        self._awaiting_retry[topic, group] = set()
         idle_ms = self._settings.redelivery_after_ms
         # Without max_records XREADGROUP has no COUNT and one consumer takes the whole
         # backlog, leaving its peers idle; the bound is also our in-flight limit.
@@ -114,11 +158,29 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         # The default, REJECT_ON_ERROR, does the same on Redis (leaves the entry pending);
         # say so explicitly since pending-then-reclaimed is the whole redelivery story.
         self._broker.subscriber(stream=reader, ack_policy=AckPolicy.NACK_ON_ERROR)(
-            adapt(self._first_attempt)
+            self._tracked(topic, group, adapt(self._first_attempt))
         )
         self._broker.subscriber(stream=reclaimer, ack_policy=AckPolicy.NACK_ON_ERROR)(
-            adapt(self._pending_attempt(topic, group))
+            self._tracked(topic, group, adapt(self._pending_attempt(topic, group)))
         )
+
+    def _tracked(self, topic: str, group: str, on_message: OnMessage) -> OnMessage:
+        """`on_message`, its entry marked as in hand meanwhile (see `_keep_fetched_entries`)."""
+        in_hand, retries = self._in_hand[topic, group], self._awaiting_retry[topic, group]
+
+        async def tracked(message: StreamMessage[Any]) -> None:
+            (entry_id,) = map(_text, message.raw_message["message_ids"])
+            retries.discard(entry_id)
+            in_hand.add(entry_id)
+            try:
+                await on_message(message)
+            except NackMessage:  # left pending for the reclaimer: a retry
+                retries.add(entry_id)
+                raise
+            finally:
+                in_hand.discard(entry_id)
+
+        return tracked
 
     async def _first_attempt(self, message: StreamMessage[Any]) -> int:
         return 1  # XREADGROUP with `>` only hands out entries never delivered before
@@ -133,6 +195,17 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             return int(pending[0]["times_delivered"]) if pending else None
 
         return attempt
+
+    redelivers_on_a_timer: ClassVar[bool] = True
+
+    async def _still_waiting(
+        self, message: StreamMessage[Any], topic: str, group: str, consumer: str
+    ) -> None:
+        # FastStream has no "in progress" for streams. XCLAIM to ourselves resets the entry's
+        # idle time, and with JUSTID it does not count a delivery.
+        await self._broker.config.connection.client.xclaim(
+            topic, group, consumer, 0, message.raw_message["message_ids"], justid=True
+        )
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._pipelined.publish(

@@ -214,6 +214,33 @@ async def test_per_key_order_across_consumers(
     assert len(consumers) >= 2, "one consumer read every partition: nothing was proven"
 
 
+async def test_events_waiting_behind_slow_handlers_are_not_redelivered(
+    backend: str, make_bus: BusFactory, names: Names
+) -> None:
+    """A consumer handles its fetched batch one event at a time: the last of the batch waits
+    for the others. Waiting its turn is not a dead consumer, so the broker must not hand the
+    event out again (nor count an attempt) before its handler has even started."""
+    topic, group = names.topic(), names.group()
+    handled = Recorder()
+
+    async def slow(event: CloudEvent, delivery: Delivery) -> None:
+        await asyncio.sleep(0.3)
+        await handled(event, delivery)
+
+    # Events of 0.3 s each, four fetched at once: the fourth waits about 0.9 s behind the
+    # others, longer than the 0.5 s after which an unacknowledged event may be redelivered;
+    # the fifth is the marker: once it is handled, any second copy came before it.
+    await make_bus((topic, slow, group, "c1"), prefetch=4, redelivery_after_ms=500)
+    publisher = await make_bus()
+    key = f"order-{uuid.uuid4()}"  # one key: one Kafka partition, so the marker comes last
+    sent = [make_event(topic, i, subject=key) for i in range(5)]
+    await publish_all(publisher, topic, sent)
+
+    await handled.wait_until(lambda: sent[-1].id in handled.ids)
+    assert [e.data["i"] for e, _ in handled.received] == list(range(5)), "each handled once"
+    assert {d.attempt for _, d in handled.received} <= {1, None}, "on its first attempt"
+
+
 async def test_failed_events_are_redelivered(
     backend: str, make_bus: BusFactory, names: Names
 ) -> None:
