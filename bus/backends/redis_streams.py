@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any, ClassVar
 
@@ -168,6 +169,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         """`on_message`, its entry marked as in hand meanwhile (see `_keep_fetched_entries`)."""
         in_hand, retries = self._in_hand[topic, group], self._awaiting_retry[topic, group]
 
+        @functools.wraps(on_message)  # its name, docstring and annotations feed AsyncAPI
         async def tracked(message: StreamMessage[Any]) -> None:
             (entry_id,) = map(_text, message.raw_message["message_ids"])
             retries.discard(entry_id)

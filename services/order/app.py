@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,7 +18,6 @@ from contracts import (
     ORDER_CONFIRMED,
     ORDER_CREATED,
     ORDER_REJECTED,
-    CloudEvent,
     OrderCreated,
     OrderItem,
     wrap,
@@ -36,6 +35,7 @@ from contracts.catalogue import CURRENCY
 from services import asyncapi
 from services.order.handlers import record_answer
 from services.order.lifecycle import FACT_OF
+from services.order.prices import PriceList
 from services.order.ratelimit import OrderRateLimit, RateLimiter, Verdict
 from services.order.store import (
     metadata,
@@ -46,9 +46,9 @@ from services.order.store import (
     products,
     seed_catalogue,
 )
+from services.order.writer import NewOrder, OrderWriter
 from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.http import error_body
-from services.runtime.outbox import enqueue
 
 SOURCE = "/services/order"
 IdempotencyKey = Annotated[
@@ -79,8 +79,9 @@ def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
 
-def routes(runtime: Runtime, limiter: RateLimiter | None) -> APIRouter:
+def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -> APIRouter:
     router = APIRouter()
+    price_list = PriceList()
 
     @router.get("/products")
     async def list_products() -> list[ProductView]:
@@ -104,13 +105,7 @@ def routes(runtime: Runtime, limiter: RateLimiter | None) -> APIRouter:
             earlier = await _by_idempotency_key(runtime, idempotency_key, fingerprint)
             if earlier is not None:
                 return earlier
-        async with runtime.engine.connect() as conn:
-            rows = await conn.execute(
-                select(products.c.sku, products.c.unit_price).where(
-                    products.c.sku.in_({line.sku for line in request.items})
-                )
-            )
-            prices = {sku: Decimal(price) for sku, price in rows}
+        prices = await price_list.of(runtime.engine, {line.sku for line in request.items})
         for n, line in enumerate(request.items):
             if line.sku not in prices:
                 return _unprocessable(f"items.{n}.sku", f"unknown sku {line.sku!r}")
@@ -135,8 +130,7 @@ def routes(runtime: Runtime, limiter: RateLimiter | None) -> APIRouter:
             ORDER_CREATED, order, source=SOURCE, correlationid=correlation_id or str(uuid.uuid4())
         )
         try:
-            async with runtime.engine.begin() as conn:
-                await _store(conn, order, event, idempotency_key, fingerprint)
+            await writer.write(NewOrder(order, event, idempotency_key, fingerprint))
         except IntegrityError:
             # The same Idempotency-Key raced us and won: answer as it did.
             if idempotency_key is None:
@@ -145,8 +139,6 @@ def routes(runtime: Runtime, limiter: RateLimiter | None) -> APIRouter:
             if earlier is None:
                 raise
             return earlier
-        assert runtime.relay is not None
-        runtime.relay.wake.set()
         return OrderAccepted(order_id=order.order_id, status="pending")
 
     @router.get("/orders/{order_id}")
@@ -176,51 +168,6 @@ def routes(runtime: Runtime, limiter: RateLimiter | None) -> APIRouter:
 
     router.include_router(asyncapi.router(runtime.settings.bus.backend))
     return router
-
-
-async def _store(
-    conn: AsyncConnection,
-    order: OrderCreated,
-    event: CloudEvent,
-    idempotency_key: str | None,
-    fingerprint: str,
-) -> None:
-    """The order, its items and its event: one transaction, all or nothing."""
-    await conn.execute(
-        insert(orders).values(
-            order_id=str(order.order_id),
-            customer_id=order.customer_id,
-            status="pending",
-            total=str(order.total),
-            currency=order.currency,
-            created_at=order.created_at,
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-        )
-    )
-    await conn.execute(
-        insert(order_items),
-        [
-            {
-                "order_id": str(order.order_id),
-                "line": n,
-                "sku": item.sku,
-                "quantity": item.quantity,
-                "unit_price": str(item.unit_price),
-            }
-            for n, item in enumerate(order.items)
-        ],
-    )
-    await conn.execute(
-        insert(order_history).values(
-            order_id=str(order.order_id),
-            status="pending",
-            event_id=str(event.id),
-            event_type=ORDER_CREATED,
-            at=order.created_at,
-        )
-    )
-    await enqueue(conn, outbox, ORDER_CREATED, event)
 
 
 async def _by_idempotency_key(
@@ -283,16 +230,17 @@ async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
 
 def spec() -> ServiceSpec:
     rate_limit = OrderRateLimit()
+    writer = OrderWriter()
     return ServiceSpec(
         name="order",
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings)),
+        routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings), writer),
         subscriptions=[
             Subscription(topic, record_answer)
             for topic in FACT_OF  # the answers it awaits
         ],
         seed=seed_catalogue,
         outbox=outbox,
-        background=[rate_limit.close_at_shutdown],
+        background=[rate_limit.close_at_shutdown, writer.run],
         publishes=[ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED],
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -63,16 +64,33 @@ async def enqueue(conn: AsyncConnection, outbox: Table, topic: str, event: Cloud
     The row keeps the trace context of the request or handling that wrote it (the event's
     `traceparent`), so the relay's publish, later and in another task, continues that trace.
     """
-    if event.traceparent is None and (current := tracing.traceparent()) is not None:
-        event = event.model_copy(update={"traceparent": current})
+    await enqueue_many(conn, outbox, [(topic, event)])
+
+
+async def enqueue_many(
+    conn: AsyncConnection, outbox: Table, events: Sequence[tuple[str, CloudEvent]]
+) -> None:
+    """`enqueue` for several events in one statement."""
+    now = datetime.now(UTC)
     await conn.execute(
-        insert(outbox).values(
-            event_id=str(event.id),
-            topic=names.check_topic(topic),
-            payload=event.to_json().decode(),
-            created_at=datetime.now(UTC),
-        )
+        insert(outbox),
+        [
+            {
+                "event_id": str(event.id),
+                "topic": names.check_topic(topic),
+                "payload": with_trace(event).to_json().decode(),
+                "created_at": now,
+            }
+            for topic, event in events
+        ],
     )
+
+
+def with_trace(event: CloudEvent) -> CloudEvent:
+    """`event` with the `traceparent` of the span in progress, unless it has one."""
+    if event.traceparent is None and (current := tracing.traceparent()) is not None:
+        return event.model_copy(update={"traceparent": current})
+    return event
 
 
 class OutboxRelay:

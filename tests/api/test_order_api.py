@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
@@ -217,6 +218,27 @@ async def assert_idempotent_single_event(
     await published.wait_until(lambda: any(e.subject == marker for e in _events(published)))
     assert [e.subject for e in _events(published)].count(order_id) == 1
     assert (await client.get("/orders")).json()["total"] == 2
+
+
+async def test_concurrent_orders_with_a_raced_idempotency_key_each_get_their_answer(
+    order_client: httpx.AsyncClient, published: Recorder
+) -> None:
+    # Orders placed at the same moment share a transaction (services/order/writer.py). Two of
+    # them race on one Idempotency-Key: the batch fails on it, and must still commit the
+    # others, while both racers get the one order that won.
+    racers = [place(order_client, **{"Idempotency-Key": "raced"}) for _ in range(2)]
+    others = [place(order_client, {**GOOD, "customer_id": f"c{n}"}) for n in range(10)]
+    responses = await asyncio.gather(*racers, *others)
+
+    assert [r.status_code for r in responses] == [202] * 12
+    raced = {r.json()["order_id"] for r in responses[:2]}
+    assert len(raced) == 1, "both racers are answered with the order that won"
+    placed = raced | {r.json()["order_id"] for r in responses[2:]}
+    assert len(placed) == 11
+    await published.wait_until(lambda: placed <= {e.subject for e in _events(published)})
+    assert sorted(e.subject for e in _events(published)) == sorted(placed), "one event each"
+    page = (await order_client.get("/orders", params={"limit": 50})).json()
+    assert {o["order_id"] for o in page["orders"]} == placed
 
 
 async def test_an_idempotency_key_reused_for_another_order_is_refused(
