@@ -72,7 +72,7 @@ def specification(
     bus = create_bus(BusSettings(backend=backend))  # nothing connects: the broker is not started
     assert isinstance(bus, FastStreamBus)
     for channel, group in subscriptions:
-        bus._register(channel.topic, group, f"{group}-1", _stub(channel, group))
+        bus._register(channel.topic, group, f"{group}-1", _stub(channel, group), ephemeral=False)
     bus._finish_registration()
     for channel in publications:
         bus._broker.publisher(

@@ -1,6 +1,7 @@
 """The fields every per-event log line carries, so a JSON log can be searched by them.
 
-One line per publish, handle, duplicate, retry and dead letter, each with these fields as the
+One line per publish, handle, duplicate, retry, dead letter and drop (an ephemeral
+subscription's event past its attempts), each with these fields as the
 record's `extra`; `services.runtime.logs` writes them out (as JSON keys, or after the text).
 """
 
@@ -10,7 +11,7 @@ from typing import Any, Literal
 
 from contracts.envelope import CloudEvent
 
-Action = Literal["publish", "handle", "duplicate", "retry", "dead_letter"]
+Action = Literal["publish", "handle", "duplicate", "retry", "dead_letter", "drop"]
 FIELDS = (
     "action",
     "event_id",

@@ -47,9 +47,9 @@ def instance_group(instance: str, topic: str) -> str:
     (fan-out to every instance, not competition): `notification-1-instance_activity`.
 
     One topic per group: a Kafka group whose members subscribe to different topics keeps
-    rebalancing on some brokers (Tansu), and nothing is gained by sharing. On a durable
-    backend the group outlives the process, so give instances stable ids (as `orderbus up`
-    does) or the broker keeps a group per retired instance.
+    rebalancing on some brokers (Tansu), and nothing is gained by sharing. Subscribe under it
+    with `ephemeral=True`, so that the broker does not keep a group per retired instance
+    (unless `INSTANCE_ID` is set, every new container or pod has an id of its own).
     """
     check_consumer(instance)
     check_topic(topic)

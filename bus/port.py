@@ -61,7 +61,19 @@ class Bus(Protocol):
         """Publish and wait for the broker to accept the event (confirm/ack where it has one)."""
         ...
 
-    def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None: ...
+    def subscribe(
+        self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False
+    ) -> None:
+        """Have `handler` receive `topic`'s events as `consumer` of `group`.
+
+        `ephemeral=True` is for a group of one instance's own (`bus.names.instance_group`),
+        whose events are live views: the group lives with its consumer rather than on the
+        broker after it. It receives what is published after it starts; once no consumer has used it
+        for `BUS_EPHEMERAL_EXPIRY_S` the broker may remove it, with what it held; an event
+        that exhausts its attempts is logged and dropped, never dead-lettered (a `dlq.<group>`
+        would outlive the group). docs/scaling-websockets.md has what each backend does.
+        """
+        ...
 
     async def start(self) -> None:
         """Connect, declare topology idempotently, and return once subscriptions are live."""

@@ -45,6 +45,9 @@ class BusSettings(BaseSettings):
     dead_consumer_after_s: int = Field(3_600, ge=1, le=30 * 86_400)
     """Redis Streams: a consumer idle this long with nothing pending is removed from its group
     (`XGROUP DELCONSUMER`); one with pending entries stays until they are reclaimed."""
+    ephemeral_expiry_s: int = Field(300, ge=1, le=30 * 86_400)
+    """How long an ephemeral subscription's group outlives its last consumer on the broker
+    (RabbitMQ queue `x-expires`, NATS consumer `inactive_threshold`); see `Bus.subscribe`."""
     start_timeout_s: float = Field(30.0, gt=0, le=600)
     """How long `start()` waits for subscriptions to be live (Kafka partition assignment)."""
 

@@ -1,6 +1,7 @@
 """Deleting what was declared on a broker: topics (streams, exchanges, Kafka topics), the
 groups' queues and their dead-letter destinations. For tests and `orderbus demo`, which use
-names of their own and must not leave them behind; the bus itself never deletes anything.
+names of their own and must not leave them behind. The bus itself deletes only what an
+ephemeral subscription declared (see `Bus.subscribe`), never a durable group's state.
 """
 
 from __future__ import annotations

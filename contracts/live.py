@@ -2,7 +2,8 @@
 
 They carry no business fact: they are how instances tell each other what to show live.
 Each instance subscribes under a group of its own (`bus.names.instance_group`), so every
-instance receives every one of these events, whatever the backend's group semantics.
+instance receives every one of these events, whatever the backend's group semantics; the
+subscription is ephemeral, so the group goes from the broker after its instance.
 
 - `notification_pushed` v1: a notification for browsers. The instance that handled the
   order publishes it; every notification instance forwards it to its own WebSocket clients

@@ -67,9 +67,12 @@ class FastStreamBus(ABC, Generic[BrokerT]):
     def _create_broker(self, url: str, **common: Any) -> BrokerT: ...
 
     @abstractmethod
-    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+    def _register(
+        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
+    ) -> None:
         """Create the native subscriber(s) that deliver `topic` to `group` as `consumer`;
-        `adapt(self._attempt)` gives the callback to register."""
+        `adapt(self._attempt)` gives the callback to register. An `ephemeral` group starts
+        at the topic's end and is not kept for long without a consumer (see `Bus.subscribe`)."""
 
     @abstractmethod
     async def _publish(self, topic: str, body: bytes, key: str) -> None: ...
@@ -118,7 +121,9 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             await self._publish(names.check_topic(topic), body, event.subject or str(event.id))
         log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
 
-    def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
+    def subscribe(
+        self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False
+    ) -> None:
         if self._started:
             raise RuntimeError("subscribe() before start()")
         names.check_topic(topic)
@@ -133,8 +138,9 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             group,
             consumer,
             lambda attempt_of: self._adapt(
-                handler, topic, group, consumer, attempt_of, one_at_a_time
+                handler, topic, group, consumer, attempt_of, one_at_a_time, ephemeral=ephemeral
             ),
+            ephemeral=ephemeral,
         )
 
     async def start(self) -> None:
@@ -175,6 +181,8 @@ class FastStreamBus(ABC, Generic[BrokerT]):
         consumer: str,
         attempt_of: AttemptOf,
         one_at_a_time: asyncio.Lock,
+        *,
+        ephemeral: bool,
     ) -> OnMessage:
         max_bytes = self._settings.max_event_bytes
         policy = self._settings.retry
@@ -186,6 +194,27 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             event: CloudEvent | None,
         ) -> None:
             event_id = str(event.id) if event is not None else None
+            if ephemeral:
+                # A dlq.<group> would outlive the group it is named after, for events that
+                # were only a live view: drop it, loudly.
+                self._settled(message)
+                log.error(
+                    "dropped %s from ephemeral %s/%s after %d attempt(s): %s",
+                    event_id or "a message",
+                    topic,
+                    group,
+                    attempts,
+                    error,
+                    extra=event_fields(
+                        "drop",
+                        event,
+                        topic=topic,
+                        service=group,
+                        instance=consumer,
+                        attempt=attempts,
+                    ),
+                )
+                return
             record = DeadLetter.of(
                 message.body,
                 topic=topic,

@@ -19,6 +19,10 @@ and the consumer name appears only in logs
 
 A process has one consumer per group, subscribed to every topic the group reads there: a
 topic is not a group member of its own (see `KafkaBus._finish_registration`).
+
+An ephemeral group (`Bus.subscribe`) starts at the topic's end. The bus does not delete it,
+and need not: a group holds no events, only committed offsets, which Kafka drops once the
+group has been empty for `offsets.retention.minutes` (7 days by default).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
         self._subscribers: list[LogicSubscriber[Any]] = []
         self._routes: dict[str, dict[str, OnMessage]] = {}
         self._grouped: set[str] = set()
+        self._ephemeral: set[str] = set()
         self._declared: set[str] = set()
         self._failures: dict[tuple[str, int, int], int] = {}
         # acks="all": the publish returns once every in-sync replica has the event.
@@ -66,7 +71,12 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
     def _topic(self, topic: str) -> Topic:
         return Topic(topic, num_partitions=self._settings.kafka_partitions)
 
-    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+    def _register(
+        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
+    ) -> None:
+        if ephemeral:
+            # Kafka has nothing to expire: see the module docstring.
+            self._ephemeral.add(group)
         # Collected, not subscribed yet: `_finish_registration` makes one native consumer per
         # group for all of its topics (see there why).
         self._routes.setdefault(group, {})[topic] = adapt(self._attempt)
@@ -92,7 +102,8 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 # A group with no committed offset starts at the beginning of the retained
                 # topic rather than "now": what was published before its first start is kept.
-                auto_offset_reset="earliest",
+                # Not an ephemeral group: it would replay the topic's whole retention.
+                auto_offset_reset="latest" if group in self._ephemeral else "earliest",
                 max_records=self._settings.prefetch,
             )
             subscriber(_by_topic(group, routes))

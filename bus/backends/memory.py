@@ -87,6 +87,7 @@ class _Subscription:
     group: str
     consumer: str
     handler: Handler
+    ephemeral: bool
 
 
 class MemoryBus:
@@ -117,13 +118,18 @@ class MemoryBus:
                 await group.queue.put((body, 1))
         log.debug("published %s %s to %s", event.type, event.id, topic)
 
-    def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
+    def subscribe(
+        self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False
+    ) -> None:
+        # Every group here lives only while a consumer runs: `ephemeral` changes only what
+        # happens to an event past its attempts (dropped, not dead-lettered).
         self._subscriptions.append(
             _Subscription(
                 names.check_topic(topic),
                 names.check_group(group),
                 names.check_consumer(consumer),
                 handler,
+                ephemeral,
             )
         )
 
@@ -198,6 +204,24 @@ class MemoryBus:
         event: CloudEvent | None,
     ) -> None:
         event_id = str(event.id) if event is not None else None
+        if sub.ephemeral:
+            log.error(
+                "dropped %s from ephemeral %s/%s after %d attempt(s): %s",
+                event_id or "a message",
+                sub.topic,
+                sub.group,
+                attempts,
+                error,
+                extra=event_fields(
+                    "drop",
+                    event,
+                    topic=sub.topic,
+                    service=sub.group,
+                    instance=sub.consumer,
+                    attempt=attempts,
+                ),
+            )
+            return
         record = DeadLetter.of(
             body,
             topic=sub.topic,

@@ -12,10 +12,18 @@ it (NATS forbids dots there, which `bus.names` enforces); instances of a group p
 | redelivery | yes: a failed event after a backoff (`nak` with a delay), an |
 |            | unacknowledged one after `BUS_REDELIVERY_AFTER_MS` |
 | ordering | per stream, with one consumer |
+
+An ephemeral group (`Bus.subscribe`) is a durable consumer with `inactive_threshold`
+(`BUS_EPHEMERAL_EXPIRY_S`): JetStream deletes it once nothing has pulled from it that long.
+Streams keep their default limits retention, so a consumer, live or left behind, never holds
+a message in the stream; what a left-behind one costs is its own state, until it expires.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
@@ -23,10 +31,13 @@ from faststream.exceptions import NackMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
+
+log = logging.getLogger("bus")
 
 FETCH_WINDOW_S = 0.1
 """Longest a pull waits to fill its batch once a first message arrived (see `_register`)."""
@@ -50,9 +61,28 @@ class NatsBus(FastStreamBus[NatsBroker]):
 
     def _create_broker(self, url: str, **common: Any) -> NatsBroker:
         self._declared: set[str] = set()
+        self._ephemeral: list[tuple[str, str, ConsumerConfig]] = []  # (stream, group, config)
+        self._keeper: asyncio.Task[None] | None = None
         return NatsBroker(url, **common)
 
-    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+    def _register(
+        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
+    ) -> None:
+        config = ConsumerConfig(
+            durable_name=group,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            ack_wait=self._settings.redelivery_after_ms / 1000,
+            # Bounds what a group has in flight across all its instances.
+            max_ack_pending=self._settings.prefetch * 64,
+            # A net under our own limit: past it JetStream stops delivering, so even a
+            # message that kills its consumer every time is not redelivered forever.
+            max_deliver=self._settings.max_attempts + 1,
+            # A new ephemeral group would otherwise replay the whole stream.
+            deliver_policy=DeliverPolicy.NEW if ephemeral else DeliverPolicy.ALL,
+            inactive_threshold=float(self._settings.ephemeral_expiry_s) if ephemeral else None,
+        )
+        if ephemeral:
+            self._ephemeral.append((topic, group, config))
         self._broker.subscriber(
             topic,
             stream=JStream(topic, subjects=[topic]),
@@ -68,21 +98,57 @@ class NatsBus(FastStreamBus[NatsBroker]):
                 batch_size=self._settings.prefetch,
                 timeout=min(FETCH_WINDOW_S, self._settings.redelivery_after_ms / 1000 / 5),
             ),
-            config=ConsumerConfig(
-                durable_name=group,
-                ack_policy=JsAckPolicy.EXPLICIT,
-                ack_wait=self._settings.redelivery_after_ms / 1000,
-                # Bounds what a group has in flight across all its instances.
-                max_ack_pending=self._settings.prefetch * 64,
-                # A net under our own limit: past it JetStream stops delivering, so even a
-                # message that kills its consumer every time is not redelivered forever.
-                max_deliver=self._settings.max_attempts + 1,
-                deliver_policy=DeliverPolicy.ALL,
-            ),
+            config=config,
             # NACK_ON_ERROR naks for an immediate redelivery; the default would `term` it.
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )(adapt(self._attempt))
         self._declared.add(topic)
+
+    async def _declare(self) -> None:
+        # nats-py uses a consumer that exists as it is. An ephemeral one declared without
+        # this expiry (an earlier version, another BUS_EPHEMERAL_EXPIRY_S) would never go:
+        # it holds nothing worth keeping, so delete it and let the subscriber create it anew.
+        js = self._broker.config.connection_state.stream
+        for stream, group, config in self._ephemeral:
+            try:
+                found = await js.consumer_info(stream, group)
+            except NotFoundError:  # no such consumer, or no stream yet
+                continue
+            if found.config.inactive_threshold != config.inactive_threshold:
+                await js.delete_consumer(stream, group)
+                log.info("recreating ephemeral consumer %s on %s", group, stream)
+
+    async def start(self) -> None:
+        await super().start()
+        if self._ephemeral:
+            self._keeper = asyncio.create_task(self._keep_ephemeral_consumers())
+
+    async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await super().close()
+
+    async def _keep_ephemeral_consumers(self) -> None:
+        """JetStream deletes an ephemeral consumer of a live instance too, when nothing pulled
+        from it for the expiry: a connection cut that long, a handler holding its batch that
+        long. nats-py's fetches then time out forever, without an error: create it again."""
+        js = self._broker.config.connection_state.stream
+        every_s = max(0.5, min(60.0, self._settings.ephemeral_expiry_s / 4))
+        while True:
+            await asyncio.sleep(every_s)
+            for stream, group, config in self._ephemeral:
+                try:
+                    await js.consumer_info(stream, group)
+                except NotFoundError:
+                    with contextlib.suppress(Exception):  # no stream, no connection: next round
+                        await js.add_consumer(stream, config)
+                        log.warning(
+                            "ephemeral consumer %s on %s had expired: created again", group, stream
+                        )
+                except Exception:  # the broker is away: try next round
+                    log.debug("cannot check consumer %s on %s", group, stream, exc_info=True)
 
     async def _attempt(self, message: StreamMessage[Any]) -> int:
         return int(message.raw_message.metadata.num_delivered)

@@ -20,6 +20,15 @@ group queue has RabbitMQ's own net: `x-delivery-limit` above any `BUS_MAX_ATTEMP
 a dead-letter exchange routing to the same `dlq.<group>`. It only acts when the bus cannot,
 for instance when publishing the dead letter itself keeps failing; such an entry carries
 RabbitMQ's `x-death` header instead of an error.
+
+An ephemeral group (`Bus.subscribe`) gets a quorum queue with `x-expires`
+(`BUS_EPHEMERAL_EXPIRY_S`): RabbitMQ deletes it, with what it holds, once it has had no
+consumer that long, so a departed instance's queue stops filling: RabbitMQ's own advice for
+unused durable queues. Quorum still, for its delivery count, which bounds retries (a classic
+queue keeps none). Not an exclusive queue: a restarted instance of the same id would be
+refused (`RESOURCE_LOCKED`) until RabbitMQ noticed the old connection dead. Not a non-durable
+shared one: deprecated, refused by default since RabbitMQ 4.3. No dead-letter net and no
+`dlq.<group>` for it: nothing of an instance outlives the expiry.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from faststream.rabbit import (
     RabbitExchange,
     RabbitQueue,
 )
+from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
@@ -71,25 +81,33 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
     )
 
     def _create_broker(self, url: str, **common: Any) -> RabbitBroker:
-        self._group_queues: list[tuple[str, str, RabbitQueue]] = []  # (topic, group, queue)
+        # (topic, group, queue, ephemeral)
+        self._group_queues: list[tuple[str, str, RabbitQueue, bool]] = []
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
         # lets one consumer take the whole queue: bound it.
         return RabbitBroker(
             url, default_channel=Channel(prefetch_count=self._settings.prefetch), **common
         )
 
-    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+    def _register(
+        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
+    ) -> None:
+        arguments: QuorumQueueArgs = (
+            {"x-expires": self._settings.ephemeral_expiry_s * 1_000}
+            if ephemeral
+            else {
+                "x-dead-letter-exchange": "",  # the default exchange: routes by queue name
+                "x-dead-letter-routing-key": names.dead_letters(group),
+                "x-delivery-limit": NET_DELIVERY_LIMIT,
+            }
+        )
         queue = RabbitQueue(
             names.group_queue(topic, group),
             queue_type=QueueType.QUORUM,
             durable=True,
-            arguments={
-                "x-dead-letter-exchange": "",  # the default exchange: routes by queue name
-                "x-dead-letter-routing-key": names.dead_letters(group),
-                "x-delivery-limit": NET_DELIVERY_LIMIT,
-            },
+            arguments=arguments,
         )
-        self._group_queues.append((topic, group, queue))
+        self._group_queues.append((topic, group, queue, ephemeral))
         # REJECT_ON_ERROR, the default, drops the message (or dead-letters it, with a DLX);
         # NACK requeues it so it is delivered again.
         self._broker.subscriber(queue, _exchange(topic), ack_policy=AckPolicy.NACK_ON_ERROR)(
@@ -101,7 +119,10 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
 
         connection = self._broker._connection  # FastStream has no "try this declare"
         assert connection is not None
-        for topic, group, queue in self._group_queues:
+        for topic, group, queue, ephemeral in self._group_queues:
+            if ephemeral:
+                await self._declare_ephemeral(queue)
+                continue
             # The net's target must exist first: RabbitMQ drops what it cannot route.
             await self._broker.declare_queue(_dead_letter_queue(group))
             channel = await connection.channel()
@@ -120,6 +141,25 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
             finally:
                 if not channel.is_closed:
                     await channel.close()
+
+    async def _declare_ephemeral(self, queue: RabbitQueue) -> None:
+        """Declare an ephemeral queue; one declared with other arguments (by an earlier version,
+        or with another expiry) holds nothing worth keeping: replace it."""
+        import aiormq
+
+        connection = self._broker._connection
+        assert connection is not None
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            channel = await connection.channel()  # the failed declare closed the other one
+            await channel.queue_delete(queue.name)
+            await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+            log.info("replaced queue %s, declared with other arguments", queue.name)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
     async def _bind(self, queue_name: str, topic: str) -> None:
         connection = self._broker._connection

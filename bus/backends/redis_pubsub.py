@@ -47,7 +47,10 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         )
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
-    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+    def _register(
+        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
+    ) -> None:
+        # A channel subscription is ephemeral already: Redis keeps nothing for it.
         self._broker.subscriber(channel=PubSub(topic))(adapt(self._attempt))
 
     async def _attempt(self, message: StreamMessage[Any]) -> int:

@@ -17,6 +17,11 @@ The stream is not trimmed: nothing can drop an entry a group has not read (trim 
 below the oldest entry every group has acknowledged, if it grows too long). Consumers that
 died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
 pending.
+
+An ephemeral group (`Bus.subscribe`) is destroyed (`XGROUP DESTROY`) when its bus closes.
+Redis has no expiry for a group, so one whose process died without closing stays; it holds
+no entries (a group is a read position and at most `BUS_PREFETCH` pending ids), so it grows
+nothing, and `XGROUP DESTROY <topic> <group>` removes it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import functools
 import logging
 from typing import Any, ClassVar
 
+import redis.asyncio as redis
 from faststream import AckPolicy, StreamMessage
 from faststream.exceptions import NackMessage
 from faststream.redis import RedisBroker, StreamSub
@@ -59,6 +65,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
         self._groups: list[tuple[str, str, str]] = []
+        self._ephemeral: list[tuple[str, str]] = []  # (topic, group)
         self._sweeper: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         # Entries of ours the keeper must leave alone: being handled (or waiting for the
@@ -83,7 +90,21 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await super().close()
+        await super().close()  # in-flight entries are acknowledged before their group goes
+        if self._ephemeral:
+            await self._destroy_ephemeral_groups()
+
+    async def _destroy_ephemeral_groups(self) -> None:
+        # The broker's connection is closed by now: a short one of our own.
+        client = redis.from_url(self._settings.resolved_url)
+        try:
+            for topic, group in self._ephemeral:
+                with contextlib.suppress(redis.ResponseError):  # no stream: no group either
+                    await client.xgroup_destroy(topic, group)
+        except Exception:  # closing goes on; the group only stays behind
+            log.warning("could not destroy ephemeral groups %s", self._ephemeral, exc_info=True)
+        finally:
+            await client.aclose()
 
     async def _keep_fetched_entries(self) -> None:
         """FastStream hands a fetched batch (XREADGROUP COUNT prefetch) to the handler one
@@ -137,10 +158,14 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                         await client.xgroup_delconsumer(topic, group, name)
                         log.info("removed dead consumer %s from %s/%s", name, topic, group)
 
-    def _register(self, topic: str, group: str, consumer: str, adapt: Adapt) -> None:
+    def _register(
+        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
+    ) -> None:
         self._groups.append((topic, group, consumer))
         self._in_hand[topic, group] = set()
         self._awaiting_retry[topic, group] = set()
+        if ephemeral:
+            self._ephemeral.append((topic, group))
         idle_ms = self._settings.redelivery_after_ms
         # Without max_records XREADGROUP has no COUNT and one consumer takes the whole
         # backlog, leaving its peers idle; the bound is also our in-flight limit.

@@ -26,9 +26,15 @@ class _Renamed:
     async def publish(self, topic: str, event: CloudEvent) -> None:
         await self._inner.publish(self._topic(topic), event)
 
-    def subscribe(self, topic: str, handler: Handler, *, group: str, consumer: str) -> None:
+    def subscribe(
+        self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False
+    ) -> None:
         self._inner.subscribe(
-            self._topic(topic), handler, group=self._group(group), consumer=consumer
+            self._topic(topic),
+            handler,
+            group=self._group(group),
+            consumer=consumer,
+            ephemeral=ephemeral,
         )
 
     async def start(self) -> None:

@@ -57,13 +57,15 @@ class Broadcast:
     """A topic every instance of the service receives in full: subscribed under a group of
     the instance's own (`bus.names.instance_group`), so the broker fans it out to each
     instance instead of sharing it among them. Handled without an inbox: these events are
-    live views (a push to browsers), not business effects."""
+    live views (a push to browsers), not business effects. The subscription is ephemeral
+    (`Bus.subscribe`): the group goes from the broker some time after its instance."""
 
     topic: str
     handle: Callable[[CloudEvent], Awaitable[None]]
     max_age_s: float = 30.0
     """Older events are dropped: a durable backend keeps an instance's group while it is
-    down, and what it missed then is stale by the time it returns."""
+    down (up to `BUS_EPHEMERAL_EXPIRY_S`), and what it missed then is stale by the time it
+    returns."""
 
 
 @dataclass
@@ -147,6 +149,7 @@ def build_app(
                 _broadcast_handler(broadcast),
                 group=names.instance_group(instance, broadcast.topic),
                 consumer=instance,
+                ephemeral=True,
             )
         await runtime.bus.start()
         runtime.activity.totals = lambda: totals(runtime, spec.outbox)

@@ -51,10 +51,13 @@ BusFactory = Callable[..., Awaitable[Bus]]
 
 @pytest.fixture
 async def make_bus(backend: str, backend_url: str, names: Names) -> AsyncIterator[BusFactory]:
-    """`await make_bus(subscriptions...)`: a started bus; every one is closed after the test."""
+    """`await make_bus(subscriptions...)`: a started bus; every one is closed after the test.
+    `ephemeral=True` makes its subscriptions ephemeral (`Bus.subscribe`)."""
     buses: list[Bus] = []
 
-    async def make(*subscriptions: tuple[str, Any, str, str], **overrides: Any) -> Bus:
+    async def make(
+        *subscriptions: tuple[str, Any, str, str], ephemeral: bool = False, **overrides: Any
+    ) -> Bus:
         settings = BusSettings(
             backend=backend,
             url=backend_url,
@@ -64,7 +67,7 @@ async def make_bus(backend: str, backend_url: str, names: Names) -> AsyncIterato
         )
         bus = create_bus(settings)
         for topic, handler, group, consumer in subscriptions:
-            bus.subscribe(topic, handler, group=group, consumer=consumer)
+            bus.subscribe(topic, handler, group=group, consumer=consumer, ephemeral=ephemeral)
         await bus.start()
         buses.append(bus)
         return bus
