@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+from services.runtime import sqlite_inline
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that comes back time-zone aware on every database (SQLite drops it)."""
@@ -48,9 +50,15 @@ def create_engine(url: str) -> AsyncEngine:
     # sleeps in steps of up to 100 ms. Measured with `orderbus bench` (POST /orders, 16
     # connections): p99 1.4 s and 200 orders/s with the default pool of 5 + 10, because
     # requests slept on each other; one connection makes them queue in the pool instead,
-    # in order, without sleeping. Replicas in other processes still meet the busy handler.
+    # in order, without sleeping. Replicas in other processes hold the lock at times: that
+    # wait is an asyncio sleep, as SQLite runs on the event loop's thread (sqlite_inline).
+    path = parsed.database or ":memory:"
     engine = create_async_engine(
-        url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        url,
+        async_creator=lambda: sqlite_inline.connect(path),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -64,7 +72,7 @@ def create_engine(url: str) -> AsyncEngine:
         # (~190 us here, on every order, relay mark and inbox row). PostgreSQL, the
         # production database, is unaffected.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA busy_timeout=0")  # waited for in sqlite_inline, not here
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
