@@ -309,26 +309,42 @@ class FastStreamBus(ABC, Generic[BrokerT]):
         delivery, hands it out again and counts an attempt before its handler even started
         (NATS to another consumer, Redis Streams to the reclaimer). Its handler then starts
         with at least two thirds of `BUS_REDELIVERY_AFTER_MS` left."""
-        beats: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
         if self.redelivers_on_a_timer and one_at_a_time.locked():
-            beats = asyncio.create_task(self._beat(message, topic, group, consumer))
+            # A timer, not a task: most waits end long before the first beat, and a NATS
+            # batch makes fifteen waiters at a time; cancelling a timer costs next to nothing.
+            loop = asyncio.get_running_loop()
+            interval = self._settings.redelivery_after_ms / 1000 / 3
+            beats: set[asyncio.Task[None]] = set()
+
+            def beat() -> None:
+                nonlocal timer
+                task = loop.create_task(self._still_waiting(message, topic, group, consumer))
+                beats.add(task)
+                task.add_done_callback(_beaten(beats, topic, group))
+                timer = loop.call_later(interval, beat)
+
+            timer = loop.call_later(interval, beat)
         try:
             await one_at_a_time.acquire()
         finally:
-            if beats is not None:
-                beats.cancel()
+            if timer is not None:
+                timer.cancel()
         try:
             yield
         finally:
             one_at_a_time.release()
 
-    async def _beat(
-        self, message: StreamMessage[Any], topic: str, group: str, consumer: str
-    ) -> None:
-        interval = self._settings.redelivery_after_ms / 1000 / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._still_waiting(message, topic, group, consumer)
-            except Exception:  # a missed beat costs a redelivery, not the event
-                log.debug("could not mark %s/%s as in progress", topic, group, exc_info=True)
+
+def _beaten(
+    beats: set[asyncio.Task[None]], topic: str, group: str
+) -> Callable[[asyncio.Task[None]], None]:
+    def done(task: asyncio.Task[None]) -> None:
+        beats.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A missed beat costs a redelivery at most, never the event.
+            log.debug(
+                "could not mark %s/%s as in progress", topic, group, exc_info=task.exception()
+            )
+
+    return done
