@@ -143,19 +143,30 @@ class FastStreamBus(ABC, Generic[BrokerT]):
             ephemeral=ephemeral,
         )
 
+    start_retried_on: ClassVar[tuple[type[Exception], ...]] = ()
+    """Errors of a broker's own race at start-up, worth another try or two."""
+
     async def start(self) -> None:
         self._finish_registration()
-        try:
-            await self._broker.connect()
-            await self._declare()
-            await self._broker.start()
-            await self._await_live()
-        except Exception as exc:  # noqa: BLE001 - re-raised as ConnectionError below
-            await self._broker.stop()
-            # The driver's message may quote the URL; ours names the backend and the safe URL.
-            raise ConnectionError(
-                f"{self.name}: cannot start on {self._settings.safe_url}: {type(exc).__name__}"
-            ) from None
+        for attempt in range(1, 4):
+            try:
+                await self._broker.connect()
+                await self._declare()
+                await self._broker.start()
+                await self._await_live()
+                break
+            except Exception as exc:  # noqa: BLE001 - re-raised as ConnectionError below
+                await self._broker.stop()
+                if isinstance(exc, self.start_retried_on) and attempt < 3:
+                    log.warning(
+                        "%s: start failed (%s); trying again", self.name, type(exc).__name__
+                    )
+                    await asyncio.sleep(0.2 * attempt)
+                    continue
+                # The driver's message may quote the URL; ours names the backend and safe URL.
+                raise ConnectionError(
+                    f"{self.name}: cannot start on {self._settings.safe_url}: {type(exc).__name__}"
+                ) from None
         self._started = True
         log.info("%s bus started on %s", self.name, self._settings.safe_url)
 

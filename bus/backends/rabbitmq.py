@@ -37,6 +37,7 @@ import logging
 from typing import Any, ClassVar
 
 import aio_pika
+import aiormq
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import (
     Channel,
@@ -88,6 +89,14 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         return RabbitBroker(
             url, default_channel=Channel(prefetch_count=self._settings.prefetch), **common
         )
+
+    # RabbitMQ 3.10 answers a consumer of a quorum queue that another connection declared a
+    # moment before with INTERNAL_ERROR (`{badmatch,{error,noproc}}` in
+    # rabbit_quorum_queue:consume, in its log) when the queue's Raft member is not running
+    # yet: replicas that start together hit it (seen once in CI, three consumers at once).
+    start_retried_on: ClassVar[tuple[type[Exception], ...]] = (
+        aiormq.exceptions.ConnectionInternalError,
+    )
 
     def _register(
         self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
