@@ -64,6 +64,7 @@ class OrderWriter:
 
     async def run(self, runtime: Runtime) -> None:
         """A background task of the order service: writes what waits, a batch at a time."""
+        batch: list[NewOrder] = []
         try:
             while True:
                 batch = [await self._waiting.get()]
@@ -71,10 +72,14 @@ class OrderWriter:
                     batch.append(self._waiting.get_nowait())
                 await self._commit(runtime, batch)
         finally:
-            while not self._waiting.empty():  # shutting down: nobody will write these
-                self._waiting.get_nowait().written.set_exception(
-                    RuntimeError("the order service is shutting down")
-                )
+            # Shutting down: nobody will write these (uvicorn lets requests in flight finish
+            # first, so this is for a shutdown that could not wait). The batch in hand may or
+            # may not have committed: a client retrying with its Idempotency-Key finds out.
+            stopped = RuntimeError("the order service is shutting down")
+            for new in batch:
+                _settle(new, stopped)
+            while not self._waiting.empty():
+                _settle(self._waiting.get_nowait(), stopped)
 
     async def _commit(self, runtime: Runtime, batch: list[NewOrder]) -> None:
         try:
