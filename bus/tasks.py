@@ -17,10 +17,3 @@ def reraise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-async def pause(seconds: float) -> None:
-    """`asyncio.sleep` for such a loop: a cancellation lost without an error (a library that
-    caught it and returned) is honoured here, before the loop sleeps on."""
-    reraise_if_cancelled()
-    await asyncio.sleep(seconds)

@@ -36,7 +36,7 @@ from nats.js.errors import NotFoundError
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
-from bus.tasks import pause, reraise_if_cancelled
+from bus.tasks import reraise_if_cancelled
 
 log = logging.getLogger("bus")
 
@@ -138,7 +138,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
         js = self._broker.config.connection_state.stream
         every_s = max(0.5, min(60.0, self._settings.ephemeral_expiry_s / 4))
         while True:
-            await pause(every_s)
+            await asyncio.sleep(every_s)
             for stream, group, config in self._ephemeral:
                 try:
                     await js.consumer_info(stream, group)

@@ -42,7 +42,7 @@ from bus.backends._faststream import Adapt, FastStreamBus, OnMessage
 from bus.backends._redis_format import PlainMessageFormat
 from bus.backends._redis_pipeline import PipelinedPublisher
 from bus.port import Capabilities
-from bus.tasks import pause, reraise_if_cancelled
+from bus.tasks import reraise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         clock = asyncio.get_running_loop().time
         started = clock()
         while True:
-            await pause(interval_ms / 1_000)
+            await asyncio.sleep(interval_ms / 1_000)
             # Idle since before this process started: left by an earlier process of the same
             # consumer name (killed, then restarted), to be reclaimed, never kept.
             uptime_ms = (clock() - started) * 1_000
@@ -147,7 +147,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         after_ms = self._settings.dead_consumer_after_s * 1_000
         client = self._broker.config.connection.client
         while True:
-            await pause(max(0.5, min(60.0, after_ms / 2_000)))
+            await asyncio.sleep(max(0.5, min(60.0, after_ms / 2_000)))
             for topic, group, me in self._groups:
                 try:
                     consumers = await client.xinfo_consumers(topic, group)

@@ -105,7 +105,6 @@ class OutboxRelay:
 
     async def run(self, runtime: Runtime) -> None:
         while True:
-            reraise_if_cancelled()  # see bus.tasks: a cancellation a publish lost
             # Clear before reading the table, so a wake-up set while we publish is kept.
             self.wake.clear()
             try:
