@@ -36,7 +36,6 @@ from nats.js.errors import NotFoundError
 from bus import names
 from bus.backends._faststream import Adapt, FastStreamBus
 from bus.port import Capabilities
-from bus.tasks import reraise_if_cancelled
 
 log = logging.getLogger("bus")
 
@@ -149,7 +148,6 @@ class NatsBus(FastStreamBus[NatsBroker]):
                             "ephemeral consumer %s on %s had expired: created again", group, stream
                         )
                 except Exception:  # the broker is away: try next round
-                    reraise_if_cancelled()
                     log.debug("cannot check consumer %s on %s", group, stream, exc_info=True)
 
     async def _attempt(self, message: StreamMessage[Any]) -> int:

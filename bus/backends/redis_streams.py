@@ -42,7 +42,6 @@ from bus.backends._faststream import Adapt, FastStreamBus, OnMessage
 from bus.backends._redis_format import PlainMessageFormat
 from bus.backends._redis_pipeline import PipelinedPublisher
 from bus.port import Capabilities
-from bus.tasks import reraise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +139,6 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                         # JUSTID: reset the idle time without counting a delivery.
                         await client.xclaim(topic, group, me, 0, waiting, justid=True)
                 except Exception:  # a missed round costs a redelivery at most
-                    reraise_if_cancelled()
                     log.debug("cannot keep entries of %s/%s", topic, group, exc_info=True)
 
     async def _sweep_dead_consumers(self) -> None:
@@ -152,7 +150,6 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                 try:
                     consumers = await client.xinfo_consumers(topic, group)
                 except Exception:
-                    reraise_if_cancelled()
                     log.debug("cannot list consumers of %s/%s", topic, group, exc_info=True)
                     continue
                 for consumer in consumers:

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from bus import Bus, BusSettings, Delivery, create_bus
-from bus.tasks import reraise_if_cancelled
 from contracts import INSTANCE_ACTIVITY, CloudEvent, HandledEvent, InstanceActivity
 from contracts.live import ACTIVITY_EVENTS_MAX, INSTANCE_ACTIVITY_SCHEMA, Outcome
 
@@ -152,5 +151,4 @@ class Activity:
         try:
             await bus.publish(INSTANCE_ACTIVITY, event)
         except Exception:  # best effort: the next heartbeat says the same and more
-            reraise_if_cancelled()
             log.debug("activity of %s not published", self.instance, exc_info=True)

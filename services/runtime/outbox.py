@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bus import names, tracing
 from bus.logfields import event_fields
-from bus.tasks import reraise_if_cancelled
 from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
 
@@ -111,7 +110,6 @@ class OutboxRelay:
                 while await self.publish_pending(runtime) == BATCH:
                     pass  # a full batch: there may be more right behind it
             except Exception as exc:
-                reraise_if_cancelled()  # shutting down: a lost cancellation would hang it
                 # Once with the traceback, then one line per retry: an outage of an hour
                 # should not write an hour of tracebacks.
                 log.warning(
