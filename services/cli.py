@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
+from services.runtime.http import KEEP_ALIVE_S
 from services.runtime.logs import configure_logging
 from services.runtime.settings import ServiceSettings
 from services.runtime.tracing import configure_tracing
@@ -39,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         port=settings.port(service),
         log_config=None,
         timeout_graceful_shutdown=20,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0
 

@@ -23,6 +23,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from services.runtime.admin import ADMIN_TOKEN_ENV
+from services.runtime.http import KEEP_ALIVE_S
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 from services.specs import check_service, create_app
 
@@ -143,6 +144,7 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
                 port=i.port,
                 log_config=None,
                 lifespan="on",
+                timeout_keep_alive=KEEP_ALIVE_S,
             )
         )
         for i in instances

@@ -10,6 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+KEEP_ALIVE_S = 65
+"""How long uvicorn keeps an idle connection open. Longer than its clients keep theirs
+(httpx 5 s, browsers and load balancers up to 60 s): with uvicorn's default, 5 s, the same as
+httpx's, the server can close a connection just as the client sends on it (`ReadError`)."""
+
 
 def error_body(detail: str, errors: list[dict[str, str]]) -> dict[str, Any]:
     """Every 4xx says what was wrong and where: `{"detail", "errors": [{"field", "reason"}]}`."""
