@@ -16,7 +16,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from bus import Delivery, backend_class
+from bus import Bus, Delivery, backend_class
 from bus.names import dead_letters, group_queue
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
@@ -129,10 +129,11 @@ async def _messages_in(url: str, name: str) -> int:
         return int(queue.declaration_result.message_count or 0)
 
 
-@pytest.mark.parametrize("backend", ["rabbitmq"])
-async def test_rabbitmq_an_ephemeral_queue_expires_once_its_instance_is_gone(
-    backend: str, backend_url: str, make_bus: BusFactory, names: Names
-) -> None:
+async def _live_and_durable_groups(
+    make_bus: BusFactory, names: Names
+) -> tuple[str, str, str, Bus, Bus, Bus]:
+    """An instance's ephemeral group and a service's durable one on one topic, each having
+    handled an event: (topic, live group, durable group, instance, service, publisher)."""
     topic, live_group, durable_group = names.topic(), names.group(), names.group()
     live, kept = Recorder(), Recorder()
     instance = await make_bus(
@@ -143,6 +144,16 @@ async def test_rabbitmq_an_ephemeral_queue_expires_once_its_instance_is_gone(
     await publisher.publish(topic, make_event(topic, 0))
     await live.wait_for_count(1)
     await kept.wait_for_count(1)
+    return topic, live_group, durable_group, instance, service, publisher
+
+
+@pytest.mark.parametrize("backend", ["rabbitmq"])
+async def test_rabbitmq_an_ephemeral_queue_expires_once_its_instance_is_gone(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    topic, live_group, durable_group, instance, service, publisher = await _live_and_durable_groups(
+        make_bus, names
+    )
     assert not await _queue_exists(backend_url, dead_letters(live_group))  # no net, no dlq
 
     await instance.close()  # the instance is gone (a crash leaves the same: no consumer)
@@ -209,16 +220,14 @@ async def _consumer_exists(js: JetStreamContext, stream: str, name: str) -> bool
 async def test_nats_an_ephemeral_consumer_expires_once_its_instance_is_gone(
     backend: str, make_bus: BusFactory, names: Names, jetstream: JetStreamContext
 ) -> None:
-    topic, live_group, durable_group = names.topic(), names.group(), names.group()
-    live, kept = Recorder(), Recorder()
-    instance = await make_bus(
-        (topic, live, live_group, "live-1"), ephemeral=True, ephemeral_expiry_s=EXPIRY_S
-    )
-    service = await make_bus((topic, kept, durable_group, "durable-1"))
-    publisher = await make_bus()
-    await publisher.publish(topic, make_event(topic, 0))
-    await live.wait_for_count(1)
-    await kept.wait_for_count(1)
+    (
+        topic,
+        live_group,
+        durable_group,
+        instance,
+        service,
+        _publisher,
+    ) = await _live_and_durable_groups(make_bus, names)
 
     await instance.close()
     await service.close()
