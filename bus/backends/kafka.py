@@ -28,10 +28,12 @@ group has been empty for `offsets.retention.minutes` (7 days by default).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any, ClassVar, Union
 from urllib.parse import urlsplit
 
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy, StreamMessage
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
@@ -39,6 +41,7 @@ from faststream.kafka.schemas import Topic
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 
 from bus import names
+from bus.backends._coalesced_acks import CoalescedAcks
 from bus.backends._faststream import Adapt, FastStreamBus, OnMessage
 from bus.port import Capabilities
 
@@ -65,6 +68,7 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
         self._ephemeral: set[str] = set()
         self._declared: set[str] = set()
         self._failures: dict[tuple[str, int, int], int] = {}
+        self._acks: list[CoalescedAcks[tuple[TopicPartition, int]]] = []
         # acks="all": the publish returns once every in-sync replica has the event.
         return KafkaBroker(bootstrap_servers(url), acks="all", **common)
 
@@ -94,20 +98,32 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
             if group in self._grouped:
                 continue
             self._grouped.add(group)
+            acks = _Commits(group)
+            self._acks.append(acks)
             subscriber = self._broker.subscriber(
                 *(self._topic(topic) for topic in routes),
                 group_id=group,
-                # The default, ACK_FIRST, commits before the handler runs: at-most-once. ACK
-                # commits after it; NACK_ON_ERROR seeks back so a failed event is read again.
-                ack_policy=AckPolicy.NACK_ON_ERROR,
+                # The default, ACK_FIRST, commits before the handler runs: at-most-once.
+                # MANUAL: `_committed` commits after it, coalescing the commits (see
+                # _coalesced_acks), and seeks back so that a failed event is read again.
+                ack_policy=AckPolicy.MANUAL,
+                # A partition taken away is committed first: its next reader starts after
+                # what this consumer handled, rather than handling it again.
+                listener=acks,
                 # A group with no committed offset starts at the beginning of the retained
                 # topic rather than "now": what was published before its first start is kept.
                 # Not an ephemeral group: it would replay the topic's whole retention.
                 auto_offset_reset="latest" if group in self._ephemeral else "earliest",
                 max_records=self._settings.prefetch,
             )
-            subscriber(_by_topic(group, routes))
+            subscriber(_committed(_by_topic(group, routes), acks))
+            acks.subscriber = subscriber
             self._subscribers.append(subscriber)
+
+    async def close(self) -> None:
+        for acks in self._acks:
+            await acks.drain()
+        await super().close()
 
     async def _await_live(self) -> None:
         # Joining a group is asynchronous; until partitions are assigned, a peer joining next
@@ -175,6 +191,47 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
 
     def _settled(self, message: StreamMessage[Any]) -> None:
         self._failures.pop(self._offset(message), None)
+
+
+class _Commits(CoalescedAcks[tuple[TopicPartition, int]], ConsumerRebalanceListener):  # type: ignore[misc]
+    """The offsets one group's consumer handled, committed a batch at a time."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(self._commit, f"group {group}")
+        self.subscriber: LogicSubscriber[Any] | None = None
+
+    async def _commit(self, handled: list[tuple[TopicPartition, int]]) -> None:
+        consumer = self.subscriber.consumer if self.subscriber is not None else None
+        if consumer is None:
+            raise RuntimeError("the consumer has stopped")
+        # Handled in offset order within a partition: the last is the highest.
+        await consumer.commit({partition: offset + 1 for partition, offset in handled})
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.flush()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
+def _committed(on_message: OnMessage, commits: _Commits) -> OnMessage:
+    """`on_message`, then its offset committed; or, if it is to be tried again, its partition
+    sought back to it (the next read returns it again, and nothing after it is read first)."""
+
+    @functools.wraps(on_message)  # its name, docstring and annotations feed AsyncAPI
+    async def committed(message: StreamMessage[Any]) -> None:
+        try:
+            await on_message(message)
+        except NackMessage:  # a retry, after its backoff
+            await message.nack()
+            return
+        except Exception:  # an error of the bus's own (say, the DLQ unreachable): a retry
+            await message.nack()
+            raise
+        record = message.raw_message
+        await commits.add((TopicPartition(record.topic, record.partition), record.offset))
+
+    return committed
 
 
 def _by_topic(group: str, routes: dict[str, OnMessage]) -> OnMessage:

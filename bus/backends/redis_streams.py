@@ -38,6 +38,7 @@ from faststream.exceptions import NackMessage
 from faststream.redis import RedisBroker, StreamSub
 
 from bus import names
+from bus.backends._coalesced_acks import CoalescedAcks
 from bus.backends._faststream import Adapt, FastStreamBus, OnMessage
 from bus.backends._redis_format import PlainMessageFormat
 from bus.backends._redis_pipeline import PipelinedPublisher
@@ -72,6 +73,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         # subscription's lock, which `_still_waiting` covers), or left pending for a retry.
         self._in_hand: dict[tuple[str, str], set[str]] = {}
         self._awaiting_retry: dict[tuple[str, str], set[str]] = {}
+        self._acks: dict[tuple[str, str], CoalescedAcks[str]] = {}
         # Concurrent publishes share a round trip (see _redis_pipeline for why and numbers).
         self._pipelined = PipelinedPublisher(
             lambda: self._broker.config.connection.client.pipeline(transaction=False)
@@ -93,6 +95,8 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             # TimeoutError, which these loops log and go on from. Waiting for them without a
             # bound hung `orderbus demo` (2 runs in 15); they hold nothing worth waiting for.
             await asyncio.wait(tasks, timeout=2)
+        for acks in self._acks.values():
+            await acks.drain()
         await super().close()  # in-flight entries are acknowledged before their group goes
         if self._ephemeral:
             await self._destroy_ephemeral_groups()
@@ -167,6 +171,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         self._groups.append((topic, group, consumer))
         self._in_hand[topic, group] = set()
         self._awaiting_retry[topic, group] = set()
+        self._acks[topic, group] = CoalescedAcks(self._xack(topic, group), f"{topic}/{group}")
         if ephemeral:
             self._ephemeral.append((topic, group))
         idle_ms = self._settings.redelivery_after_ms
@@ -184,18 +189,20 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             min_idle_time=idle_ms,
             polling_interval=min(1_000, max(100, idle_ms // 5)),
         )
-        # The default, REJECT_ON_ERROR, does the same on Redis (leaves the entry pending);
-        # say so explicitly since pending-then-reclaimed is the whole redelivery story.
-        self._broker.subscriber(stream=reader, ack_policy=AckPolicy.NACK_ON_ERROR)(
+        # MANUAL: `_tracked` acknowledges, coalescing the XACKs (see _coalesced_acks), and
+        # leaves a failed entry pending: the reclaimer's redelivery is the whole retry story.
+        self._broker.subscriber(stream=reader, ack_policy=AckPolicy.MANUAL)(
             self._tracked(topic, group, adapt(self._first_attempt))
         )
-        self._broker.subscriber(stream=reclaimer, ack_policy=AckPolicy.NACK_ON_ERROR)(
+        self._broker.subscriber(stream=reclaimer, ack_policy=AckPolicy.MANUAL)(
             self._tracked(topic, group, adapt(self._pending_attempt(topic, group)))
         )
 
     def _tracked(self, topic: str, group: str, on_message: OnMessage) -> OnMessage:
-        """`on_message`, its entry marked as in hand meanwhile (see `_keep_fetched_entries`)."""
+        """`on_message`, its entry marked as in hand meanwhile (see `_keep_fetched_entries`),
+        then acknowledged, or left pending for the reclaimer if it is to be tried again."""
         in_hand, retries = self._in_hand[topic, group], self._awaiting_retry[topic, group]
+        acks = self._acks[topic, group]
 
         @functools.wraps(on_message)  # its name, docstring and annotations feed AsyncAPI
         async def tracked(message: StreamMessage[Any]) -> None:
@@ -204,13 +211,30 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             in_hand.add(entry_id)
             try:
                 await on_message(message)
-            except NackMessage:  # left pending for the reclaimer: a retry
+            except NackMessage:  # a retry
+                retries.add(entry_id)
+                return
+            except Exception:  # an error of the bus's own (say, the DLQ unreachable): a retry
                 retries.add(entry_id)
                 raise
             finally:
                 in_hand.discard(entry_id)
+            await acks.add(entry_id)  # handled or dead-lettered
 
         return tracked
+
+    def _xack(self, topic: str, group: str) -> Any:
+        retries = self._awaiting_retry[topic, group]
+
+        async def xack(entry_ids: list[str]) -> None:
+            try:
+                await self._broker.config.connection.client.xack(topic, group, *entry_ids)
+            except Exception:
+                # Still pending: let the reclaimer deliver them again, not the keeper hold them.
+                retries.update(entry_ids)
+                raise
+
+        return xack
 
     async def _first_attempt(self, message: StreamMessage[Any]) -> int:
         return 1  # XREADGROUP with `>` only hands out entries never delivered before

@@ -3,14 +3,14 @@ clean up after a test."""
 
 from __future__ import annotations
 
-from bus import BusSettings
+from bus import BusSettings, names
 from bus.backends import memory
 from bus.backends.kafka import bootstrap_servers
 from bus.dead_letter_store import REDIS_DATA_FIELD, open_store
 from bus.retry import DeadLetter
 from bus.topology import remove_topology
 
-__all__ = ["inject_raw", "read_dead_letters", "remove_topology"]
+__all__ = ["inject_raw", "read_dead_letters", "remove_topology", "unacknowledged"]
 
 
 async def inject_raw(backend: str, url: str, topic: str, body: bytes) -> None:
@@ -59,3 +59,57 @@ async def read_dead_letters(backend: str, url: str, group: str) -> list[DeadLett
         return memory.dead_letters(url, group)
     store = open_store(BusSettings(backend=backend, url=url))
     return [stored.letter for stored in await store.list(group)]
+
+
+async def unacknowledged(backend: str, url: str, topic: str, group: str, published: int) -> int:
+    """How many of the `published` events of a fresh `topic` the broker still holds for
+    `group` as not acknowledged: waiting, in flight, or pending (redis-pubsub and memory keep
+    none once delivered)."""
+    if backend in ("memory", "redis-pubsub"):
+        return 0
+    if backend == "redis-streams":
+        import redis.asyncio as redis
+
+        redis_client = redis.from_url(url)
+        try:
+            pending = await redis_client.xpending(topic, group)
+            [info] = [
+                g for g in await redis_client.xinfo_groups(topic) if g["name"] == group.encode()
+            ]
+            return int(pending["pending"]) + int(info["lag"] or 0)
+        finally:
+            await redis_client.aclose()
+    if backend == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(names.group_queue(topic, group), passive=True)
+            return int(queue.declaration_result.message_count or 0)
+    if backend == "kafka":
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(url), group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            committed = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
+            # Offsets count from 0 in each partition of a fresh topic, so the committed ones add
+            # up to what the group is done with. (Not the end offsets: Tansu answers those with
+            # the last batch's first offset.)
+            return published - sum(offset or 0 for offset in committed)
+        finally:
+            await consumer.stop()
+    if backend == "nats":
+        import nats
+
+        nats_client = await nats.connect(url)
+        try:
+            info = await nats_client.jetstream().consumer_info(topic, group)
+            return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        finally:
+            await nats_client.drain()
+    raise ValueError(f"no probe for {backend}")

@@ -18,7 +18,7 @@ from bus import BACKENDS, Bus, Delivery, backend_class
 from bus.retry import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
-from tests.integration.native import inject_raw, read_dead_letters
+from tests.integration.native import inject_raw, read_dead_letters, unacknowledged
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(180)
@@ -130,6 +130,31 @@ async def test_offline_catch_up(backend: str, make_bus: BusFactory, names: Names
         marker = await publish_marker(publisher, topic)
         await after.wait_until(lambda: marker in after.ids)
         assert after.ids == [marker], "events published while offline were not lost"
+
+
+async def test_closing_acknowledges_every_handled_event(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    """Kafka and Redis Streams coalesce acknowledgements (one round trip for all made
+    meanwhile): a consumer that closes right after its handlers returned must still leave
+    none of their events unacknowledged, or its group would be given them again."""
+    topic, group = names.topic(), names.group()
+    received = Recorder()
+    consumer = await make_bus((topic, received, group, "c1"))
+    publisher = await make_bus()
+    sent = [make_event(topic, i) for i in range(300)]
+
+    await asyncio.gather(*(publisher.publish(topic, event) for event in sent))
+    await received.wait_for_count(len(sent))
+    await consumer.close()
+
+    async def none_left() -> bool | None:
+        # Polled: RabbitMQ and NATS take acknowledgements as one-way frames.
+        left = await unacknowledged(backend, backend_url, topic, group, len(sent))
+        return left == 0 or None
+
+    await eventually(none_left, within_s=10)
+    assert sorted(received.ids) == sorted(event.id for event in sent)
 
 
 async def test_concurrent_publishers(backend: str, make_bus: BusFactory, names: Names) -> None:
