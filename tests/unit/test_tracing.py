@@ -113,6 +113,32 @@ async def test_tracing_is_off_by_default_and_leaves_the_envelope_alone() -> None
     assert event.traceparent is None
 
 
+async def test_without_an_sdk_a_handler_passes_its_events_trace_on() -> None:
+    """The bus skips no-op spans when tracing is off, but not the context an event carries:
+    a process with no exporter between two that have one must not break their trace."""
+    settings = memory_settings()
+    received = Recorder()
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    relay, sink = create_bus(settings), create_bus(settings)
+
+    async def republish(event: CloudEvent, delivery: Delivery) -> None:
+        await relay.publish("t_next", an_event())  # a new event, no traceparent of its own
+
+    relay.subscribe("t_trace", republish, group="relay", consumer="relay-1")
+    sink.subscribe("t_next", received, group="sink", consumer="sink-1")
+    await relay.start()
+    await sink.start()
+    try:
+        await relay.publish("t_trace", an_event().model_copy(update={"traceparent": traceparent}))
+        await received.wait_for_count(1)
+    finally:
+        await relay.close()
+        await sink.close()
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    [(event, _)] = received.received
+    assert event.traceparent == traceparent
+
+
 @pytest.mark.parametrize(
     ("env", "asked"),
     [
