@@ -294,13 +294,15 @@ async def run(
     system_backend: str,
 ) -> list[Figure]:
     figures: list[Figure] = []
-    for backend in backends:
+    # Sections 1-3 measure each backend; an `http,system` run connects to none of them.
+    per_backend = sections & {"publish", "consume", "latency"}
+    for backend in backends if per_backend else []:
         if backend not in RAW_CLIENTS:
             raise ValueError(
                 f"no raw baseline for {backend!r}: choose from {', '.join(RAW_CLIENTS)}"
             )
         try:
-            figures += await broker_sections(backend, urls[backend], plan, sections)
+            figures += await broker_sections(backend, urls[backend], plan, per_backend)
         except Exception as exc:  # noqa: BLE001 - one broker failing must not lose the others
             _say(f"bench: {backend}: failed: {type(exc).__name__}: {exc}")
             figures.append(Figure("error", backend, "failed", "-", 0.0, None, type(exc).__name__))

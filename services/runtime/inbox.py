@@ -6,6 +6,7 @@ counts one more delivery. That count is what `GET /processed` shows as `deliveri
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,6 +53,14 @@ def processed_events_table(metadata: MetaData) -> Table:
     )
 
 
+@functools.cache
+def _insert_if_new(table: Table, dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the dialect (SQLite, PostgreSQL), built once: a
+    statement built per event cost more than SQLite executing it (measured: 115 us of 360)."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
+
+
 @dataclass(frozen=True)
 class Inbox:
     engine: AsyncEngine
@@ -70,16 +79,15 @@ class Inbox:
                 # same time waits for our transaction and then finds it (PostgreSQL), or
                 # waited for the write lock before it began (SQLite's BEGIN IMMEDIATE).
                 recorded = await conn.execute(
-                    self._insert_if_new(conn)
-                    .values(
-                        event_id=event_id,
-                        type=event.type,
-                        order_id=event.subject,
-                        instance_id=self.instance_id,
-                        deliveries=1,
-                        processed_at=datetime.now(UTC),
-                    )
-                    .on_conflict_do_nothing(index_elements=[self.table.c.event_id])
+                    _insert_if_new(self.table, conn.dialect.name),
+                    {
+                        "event_id": event_id,
+                        "type": event.type,
+                        "order_id": event.subject,
+                        "instance_id": self.instance_id,
+                        "deliveries": 1,
+                        "processed_at": datetime.now(UTC),
+                    },
                 )
                 if recorded.rowcount == 0:
                     await self._count_delivery(conn, event_id)
@@ -94,12 +102,6 @@ class Inbox:
                     raise  # a constraint of the effect itself, not a duplicate
                 await self._count_delivery(conn, event_id)
             return False
-
-    def _insert_if_new(self, conn: AsyncConnection) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (SQLite, PostgreSQL)."""
-        if conn.dialect.name == "postgresql":
-            return postgresql_insert(self.table)
-        return sqlite_insert(self.table)
 
     async def _seen(self, conn: AsyncConnection, event_id: str) -> bool:
         query = select(self.table.c.event_id).where(self.table.c.event_id == event_id)

@@ -22,7 +22,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bus import names, tracing
@@ -101,6 +113,30 @@ class OutboxRelay:
         self.table = table
         self.wake = asyncio.Event()
         self.failing = False
+        # Built once, with bound parameters: built per batch they cost more than SQLite
+        # spent executing them.
+        t = table
+        claimable = (
+            t.c.published_at.is_(None),
+            or_(
+                t.c.claimed_until.is_(None),
+                t.c.claimed_until < bindparam("now"),
+                t.c.claimed_by == bindparam("me"),
+            ),
+        )
+        self._unclaimed = select(t.c.seq).where(*claimable).order_by(t.c.seq).limit(BATCH)
+        # The conditions again: a replica may have claimed some of them since we looked.
+        self._claim_rows = (
+            update(t)
+            .where(t.c.seq.in_(bindparam("seqs", expanding=True)), *claimable)
+            .values(claimed_by=bindparam("claimer"), claimed_until=bindparam("until"))
+            .returning(t.c.seq, t.c.topic, t.c.payload)
+        )
+        self._mark_published = (
+            update(t)
+            .where(t.c.seq.in_(bindparam("seqs", expanding=True)))
+            .values(published_at=bindparam("at"))
+        )
 
     async def run(self, runtime: Runtime) -> None:
         while True:
@@ -148,9 +184,7 @@ class OutboxRelay:
             if published:
                 async with runtime.engine.begin() as conn:
                     await conn.execute(
-                        update(self.table)
-                        .where(self.table.c.seq.in_(published))
-                        .values(published_at=datetime.now(UTC))
+                        self._mark_published, {"seqs": published, "at": datetime.now(UTC)}
                     )
         return len(rows)
 
@@ -172,32 +206,23 @@ class OutboxRelay:
         )
 
     async def _claim(self, engine: AsyncEngine, instance: str) -> list[tuple[int, str, str]]:
-        t = self.table
         now = datetime.now(UTC)
-        claimable = (
-            t.c.published_at.is_(None),
-            or_(t.c.claimed_until.is_(None), t.c.claimed_until < now, t.c.claimed_by == instance),
-        )
         # Look before claiming: an idle relay then never takes the write lock (SQLite has one).
         async with engine.connect() as conn:
-            found = (
-                await conn.execute(select(t.c.seq).where(*claimable).order_by(t.c.seq).limit(BATCH))
-            ).scalars()
-            candidates = list(found)
+            found = await conn.execute(self._unclaimed, {"now": now, "me": instance})
+            candidates = list(found.scalars())
         if not candidates:
             return []
         async with engine.begin() as conn:
-            # The conditions again: a replica may have claimed some of them since we looked.
-            await conn.execute(
-                update(t)
-                .where(t.c.seq.in_(candidates), *claimable)
-                .values(claimed_by=instance, claimed_until=now + timedelta(seconds=CLAIM_S))
-            )
             mine = await conn.execute(
-                select(t.c.seq, t.c.topic, t.c.payload)
-                .where(
-                    t.c.seq.in_(candidates), t.c.claimed_by == instance, t.c.published_at.is_(None)
-                )
-                .order_by(t.c.seq)
+                self._claim_rows,
+                {
+                    "seqs": candidates,
+                    "now": now,
+                    "me": instance,
+                    "claimer": instance,
+                    "until": now + timedelta(seconds=CLAIM_S),
+                },
             )
-            return [(seq, topic, payload) for seq, topic, payload in mine]
+            # RETURNING promises no order; the relay publishes in the order of writing.
+            return sorted((seq, topic, payload) for seq, topic, payload in mine)
