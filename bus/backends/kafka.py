@@ -204,8 +204,11 @@ class _Commits(CoalescedAcks[tuple[TopicPartition, int]], ConsumerRebalanceListe
         consumer = self.subscriber.consumer if self.subscriber is not None else None
         if consumer is None:
             raise RuntimeError("the consumer has stopped")
-        # Handled in offset order within a partition: the last is the highest.
-        await consumer.commit({partition: offset + 1 for partition, offset in handled})
+        # The highest offset handled per partition, whatever the order within the batch.
+        offsets: dict[TopicPartition, int] = {}
+        for partition, offset in handled:
+            offsets[partition] = max(offsets.get(partition, -1), offset + 1)
+        await consumer.commit(offsets)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self.flush()

@@ -95,6 +95,7 @@ async def unacknowledged(backend: str, url: str, topic: str, group: str, publish
         )
         await consumer.start()
         try:
+            await consumer.topics()  # fetches the cluster's metadata, this topic's included
             partitions = consumer.partitions_for_topic(topic) or set()
             committed = [await consumer.committed(TopicPartition(topic, p)) for p in partitions]
             # Offsets count from 0 in each partition of a fresh topic, so the committed ones add
