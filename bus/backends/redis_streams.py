@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import redis.asyncio as redis
@@ -223,7 +224,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
 
         return tracked
 
-    def _xack(self, topic: str, group: str) -> Any:
+    def _xack(self, topic: str, group: str) -> Callable[[list[str]], Awaitable[None]]:
         retries = self._awaiting_retry[topic, group]
 
         async def xack(entry_ids: list[str]) -> None:

@@ -129,7 +129,7 @@ class OutboxRelay:
         self._claim_rows = (
             update(t)
             .where(t.c.seq.in_(bindparam("seqs", expanding=True)), *claimable)
-            .values(claimed_by=bindparam("claimer"), claimed_until=bindparam("until"))
+            .values(claimed_by=bindparam("me"), claimed_until=bindparam("until"))
             .returning(t.c.seq, t.c.topic, t.c.payload)
         )
         self._mark_published = (
@@ -220,7 +220,6 @@ class OutboxRelay:
                     "seqs": candidates,
                     "now": now,
                     "me": instance,
-                    "claimer": instance,
                     "until": now + timedelta(seconds=CLAIM_S),
                 },
             )

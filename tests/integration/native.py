@@ -10,7 +10,13 @@ from bus.dead_letter_store import REDIS_DATA_FIELD, open_store
 from bus.retry import DeadLetter
 from bus.topology import remove_topology
 
-__all__ = ["inject_raw", "read_dead_letters", "remove_topology", "unacknowledged"]
+__all__ = [
+    "inject_raw",
+    "messages_in_queue",
+    "read_dead_letters",
+    "remove_topology",
+    "unacknowledged",
+]
 
 
 async def inject_raw(backend: str, url: str, topic: str, body: bytes) -> None:
@@ -61,6 +67,16 @@ async def read_dead_letters(backend: str, url: str, group: str) -> list[DeadLett
     return [stored.letter for stored in await store.list(group)]
 
 
+async def messages_in_queue(url: str, name: str) -> int:
+    """Messages in a RabbitMQ queue (a passive declare: it does not count as using it)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+
+
 async def unacknowledged(backend: str, url: str, topic: str, group: str, published: int) -> int:
     """How many of the `published` events of a fresh `topic` the broker still holds for
     `group` as not acknowledged: waiting, in flight, or pending (redis-pubsub and memory keep
@@ -80,13 +96,7 @@ async def unacknowledged(backend: str, url: str, topic: str, group: str, publish
         finally:
             await redis_client.aclose()
     if backend == "rabbitmq":
-        import aio_pika
-
-        connection = await aio_pika.connect(url)
-        async with connection:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(names.group_queue(topic, group), passive=True)
-            return int(queue.declaration_result.message_count or 0)
+        return await messages_in_queue(url, names.group_queue(topic, group))
     if backend == "kafka":
         from aiokafka import AIOKafkaConsumer, TopicPartition
 

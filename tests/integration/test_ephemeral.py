@@ -20,7 +20,7 @@ from bus import Bus, Delivery, backend_class
 from bus.names import dead_letters, group_queue
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
-from tests.integration.native import read_dead_letters
+from tests.integration.native import messages_in_queue, read_dead_letters
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,13 +122,6 @@ async def _queue_exists(url: str, name: str) -> bool:
     return True
 
 
-async def _messages_in(url: str, name: str) -> int:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        queue = await (await connection.channel()).declare_queue(name, passive=True)
-        return int(queue.declaration_result.message_count or 0)
-
-
 async def _live_and_durable_groups(
     make_bus: BusFactory, names: Names
 ) -> tuple[str, str, str, Bus, Bus, Bus]:
@@ -167,7 +160,7 @@ async def test_rabbitmq_an_ephemeral_queue_expires_once_its_instance_is_gone(
 
     await eventually(expired, within_s=30)
     # The durable group's queue, idle just as long, keeps what was published meanwhile.
-    assert await _messages_in(backend_url, group_queue(topic, durable_group)) == 1
+    assert await messages_in_queue(backend_url, group_queue(topic, durable_group)) == 1
 
 
 @pytest.mark.parametrize("backend", ["rabbitmq"])
