@@ -26,6 +26,8 @@ def _settings(backend: str | None) -> ServiceSettings:
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from services.runtime.orphan import die_with_parent
+    from services.runtime.shutdown import Deadline, GracefulServer
     from services.specs import check_service, create_app
 
     service = check_service(args.service)
@@ -33,15 +35,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.port:  # the port it really listens on, which the instance advertises
         settings = settings.model_copy(update={f"{service}_port": args.port})
     configure_logging(settings.log_format)
+    die_with_parent()
     configure_tracing(service, settings.instance(service))
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(service, settings),
         host=settings.host,
         port=settings.port(service),
         log_config=None,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
         timeout_keep_alive=KEEP_ALIVE_S,
     )
+    deadline = Deadline(settings.shutdown_timeout_s, settings.instance(service))
+    GracefulServer(config, deadline).run()
     return 0
 
 

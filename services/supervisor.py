@@ -24,7 +24,9 @@ from pydantic import SecretStr
 
 from services.runtime.admin import ADMIN_TOKEN_ENV
 from services.runtime.http import KEEP_ALIVE_S
+from services.runtime.orphan import SUPERVISOR_ENV
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
+from services.runtime.shutdown import Deadline, exit_now
 from services.specs import check_service, create_app
 
 
@@ -122,6 +124,25 @@ async def wait_ready(settings: ServiceSettings, instances: list[Instance], withi
                 await asyncio.sleep(0.1)  # polling an HTTP endpoint: there is no event to await
 
 
+TERMINATE_MARGIN_S = 5.0
+"""How much longer than a child's own shutdown deadline `up` waits before killing it."""
+
+
+def _on_stop_signals(stop: asyncio.Event, deadline: Deadline | None = None) -> None:
+    """The first SIGINT or SIGTERM sets `stop` (and arms `deadline`); a second one exits."""
+    loop = asyncio.get_running_loop()
+
+    def first_or_second(signum: int) -> None:
+        if stop.is_set():
+            exit_now(signum, "orderbus up")
+        stop.set()
+        if deadline is not None:
+            deadline.arm(loop)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, first_or_second, sig)
+
+
 class _QuietServer(uvicorn.Server):
     """Signals are handled once for all servers of the process, not by each."""
 
@@ -144,15 +165,14 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
                 port=i.port,
                 log_config=None,
                 lifespan="on",
+                timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
                 timeout_keep_alive=KEEP_ALIVE_S,
             )
         )
         for i in instances
     ]
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    _on_stop_signals(stop, Deadline(settings.shutdown_timeout_s, "orderbus up"))
     serving = [asyncio.create_task(s.serve()) for s in servers]
     try:
         await _first_of(
@@ -176,7 +196,11 @@ RESTARTS_PER_MINUTE = 5
 
 
 async def _spawn(settings: ServiceSettings, instance: Instance) -> asyncio.subprocess.Process:
-    env = os.environ | {"BUS_BACKEND": settings.bus.backend, "INSTANCE_ID": instance.instance_id}
+    env = os.environ | {
+        "BUS_BACKEND": settings.bus.backend,
+        "INSTANCE_ID": instance.instance_id,
+        SUPERVISOR_ENV: str(os.getpid()),  # the child ends with us (services.runtime.orphan)
+    }
     if settings.admin_token is not None:
         env[ADMIN_TOKEN_ENV] = settings.admin_token.get_secret_value()
     return await asyncio.create_subprocess_exec(
@@ -196,9 +220,8 @@ async def _spawn(settings: ServiceSettings, instance: Instance) -> asyncio.subpr
 async def run_processes(settings: ServiceSettings, instances: list[Instance]) -> None:
     children: Children = []
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    # A second signal exits at once; the children, losing their parent, stop by themselves.
+    _on_stop_signals(stop)
     try:
         for instance in instances:
             children.append((instance, await _spawn(settings, instance)))
@@ -208,7 +231,7 @@ async def run_processes(settings: ServiceSettings, instances: list[Instance]) ->
         print_table(settings, instances)
         await _restart_until_stopped(settings, children, stop)
     finally:
-        await _terminate(children)
+        await _terminate(children, settings.shutdown_timeout_s + TERMINATE_MARGIN_S)
 
 
 async def _restart_until_stopped(
@@ -252,18 +275,24 @@ async def _any_exit(children: Children) -> None:
     )
 
 
-async def _terminate(children: Children) -> None:
-    """SIGTERM (each finishes its event in flight and acknowledges it), then wait, then kill."""
-    running = [p for _, p in children if p.returncode is None]
-    for process in running:
+async def _terminate(children: Children, within_s: float) -> None:
+    """SIGTERM (each finishes its events in hand and acknowledges them), then wait up to
+    `within_s`, then kill what is left."""
+    running = [(i, p) for i, p in children if p.returncode is None]
+    for _, process in running:
         process.terminate()
-    try:
-        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), 30)
-    except TimeoutError:
-        for process in running:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    waits = [asyncio.ensure_future(p.wait()) for _, p in running]
+    if waits:
+        await asyncio.wait(waits, timeout=within_s)
+    for instance, process in running:
+        if process.returncode is None:
+            print(
+                f"{instance.instance_id} did not stop within {within_s:.0f}s; killing it",
+                file=sys.stderr,
+                flush=True,
+            )
+            process.kill()
+            await process.wait()
 
 
 async def _first_of(*awaitables: Awaitable[Any]) -> None:

@@ -124,10 +124,11 @@ class NatsBus(FastStreamBus[NatsBroker]):
             self._keeper = asyncio.create_task(self._keep_ephemeral_consumers())
 
     async def close(self) -> None:
+        self._started = False  # the keeper's loop ends at its next round
         if self._keeper is not None:
             self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+            # Bounded, as Redis Streams' loops: it stops by itself once the bus is closed.
+            await asyncio.wait([self._keeper], timeout=2)
         await super().close()
 
     async def _keep_ephemeral_consumers(self) -> None:
@@ -136,7 +137,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
         long. nats-py's fetches then time out forever, without an error: create it again."""
         js = self._broker.config.connection_state.stream
         every_s = max(0.5, min(60.0, self._settings.ephemeral_expiry_s / 4))
-        while True:
+        while self._started:
             await asyncio.sleep(every_s)
             for stream, group, config in self._ephemeral:
                 try:

@@ -88,6 +88,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             self._keeper = asyncio.create_task(self._keep_fetched_entries())
 
     async def close(self) -> None:
+        self._started = False  # their loops end at their next round
         tasks = [task for task in (self._sweeper, self._keeper) if task is not None]
         for task in tasks:
             task.cancel()

@@ -98,7 +98,7 @@ class Dashboard:
         the broker's group coordinator has better things to do."""
         probe: Probe | None = None
         try:
-            while True:
+            while not runtime.stopping.is_set():
                 if self.clients.watching("activity"):
                     probe = probe or open_probe(runtime.settings.bus)
                     await self._ask(probe, runtime.settings.metrics_probe_timeout_s)

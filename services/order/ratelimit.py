@@ -11,7 +11,6 @@ or fails, the hit is allowed and a warning logged (without the URL, which may ho
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -226,10 +225,10 @@ class OrderRateLimit:
         self.limiter = rate_limiter(settings)
         return self.limiter
 
-    async def close_at_shutdown(self, _: Runtime) -> None:
-        """A background task: idles until cancelled at shutdown, then closes the limiter."""
+    async def close_at_shutdown(self, runtime: Runtime) -> None:
+        """A background task: idles until shutdown, then closes the limiter."""
         try:
-            await asyncio.Event().wait()
+            await runtime.stopping.wait()
         finally:
             if self.limiter is not None:
                 await self.limiter.close()

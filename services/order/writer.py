@@ -66,7 +66,7 @@ class OrderWriter:
         """A background task of the order service: writes what waits, a batch at a time."""
         batch: list[NewOrder] = []
         try:
-            while True:
+            while not runtime.stopping.is_set():
                 batch = [await self._waiting.get()]
                 while len(batch) < MAX_BATCH and not self._waiting.empty():
                     batch.append(self._waiting.get_nowait())

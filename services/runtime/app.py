@@ -36,11 +36,16 @@ from services.runtime.inbox import Effect, Inbox, processed_events_table
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import ServiceName, ServiceSettings
+from services.runtime.shutdown import settle
 
 log = logging.getLogger("services")
 
 ACTIVITY_STOP_S = 5.0
 """How long shutdown waits for the activity publisher to finish its batch."""
+BACKGROUND_STOP_S = 5.0
+"""How long shutdown waits for background tasks, told to stop and cancelled, to return."""
+BUS_CLOSE_S = 10.0
+"""How long shutdown waits for the bus to finish the events in hand and close."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class Runtime:
     faults: Faults = field(default_factory=Faults)
     activity: Activity = field(init=False)
     """What this instance handled lately, published for the dashboard."""
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when shutdown begins: background loops end their round and return."""
 
     def __post_init__(self) -> None:
         self.activity = Activity(
@@ -108,7 +115,9 @@ class ServiceSpec:
     """The service's outbox table (`services.runtime.outbox.outbox_table`), if it publishes:
     a relay then runs with the app and is woken after every handled event."""
     background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
-    """Long-running tasks, cancelled at shutdown."""
+    """Long-running tasks. At shutdown `runtime.stopping` is set and they are cancelled: a
+    loop checks `stopping` on every round, so it ends even where a client library swallowed
+    the cancellation."""
     publishes: Sequence[str] = ()
     """Topics this service publishes (for the AsyncAPI document)."""
 
@@ -127,6 +136,7 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.stopping.clear()
         runtime.engine = create_engine(settings.database_url(spec.name))
         await create_tables(runtime.engine, spec.metadata)
         if spec.seed is not None:
@@ -165,18 +175,7 @@ def build_app(
         try:
             yield
         finally:
-            runtime.activity.stop()  # let a publish in flight finish rather than cut it short
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reporting), ACTIVITY_STOP_S)
-            for task in [*tasks, reporting]:
-                task.cancel()
-            await asyncio.gather(*tasks, reporting, return_exceptions=True)
-            runtime.faults.resume()  # a paused handler must finish for the bus to close
-            await runtime.bus.close()  # finishes the event in flight, then acknowledges it
-            if runtime.probe is not None:
-                await runtime.probe.close()
-            await runtime.engine.dispose()
-            log.info("%s %s stopped", spec.name, instance)
+            await _stop(runtime, tasks, reporting)
 
     app = FastAPI(title=f"orderbus {spec.name}", lifespan=lifespan)
     app.state.runtime = runtime
@@ -188,6 +187,27 @@ def build_app(
         app.include_router(control_routes(runtime))
     app.include_router(spec.routes(runtime))
     return app
+
+
+async def _stop(
+    runtime: Runtime, background: list[asyncio.Task[None]], reporting: asyncio.Task[None]
+) -> None:
+    """Stop in order, each step bounded: what overruns is logged with where it is stuck and
+    left behind (the process's shutdown deadline, `services.runtime.shutdown`, ends it)."""
+    who = f"{runtime.service} {runtime.instance}"
+    runtime.stopping.set()
+    runtime.activity.stop()  # let a publish in flight finish rather than cut it short
+    await settle([reporting], ACTIVITY_STOP_S, f"{who}: activity publisher", cancel=False)
+    for task in background:
+        task.cancel()
+    await settle([*background, reporting], BACKGROUND_STOP_S, f"{who}: background tasks")
+    runtime.faults.resume()  # a paused handler must finish for the bus to close
+    # Finishes the events in hand, acknowledges them, closes the connections.
+    await settle([asyncio.ensure_future(runtime.bus.close())], BUS_CLOSE_S, f"{who}: bus close")
+    if runtime.probe is not None:
+        await settle([asyncio.ensure_future(runtime.probe.close())], 2.0, f"{who}: probe close")
+    await runtime.engine.dispose()
+    log.info("%s stopped", who)
 
 
 def _handler(

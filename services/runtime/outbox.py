@@ -139,7 +139,7 @@ class OutboxRelay:
         )
 
     async def run(self, runtime: Runtime) -> None:
-        while True:
+        while not runtime.stopping.is_set():
             # Clear before reading the table, so a wake-up set while we publish is kept.
             self.wake.clear()
             try:

@@ -75,6 +75,13 @@ class ServiceSettings(BaseSettings):
     """Bearer token for admin endpoints (dashboard controls, dead-letter replay); unset, they
     answer 403. At least 16 characters."""
 
+    shutdown_timeout_s: float = Field(
+        25.0, ge=1, le=600, validation_alias=AliasChoices("ORDERBUS_SHUTDOWN_TIMEOUT_S")
+    )
+    """The whole of a process's shutdown, from the first SIGTERM or SIGINT: past it the
+    process logs what is still pending and exits (`services.runtime.shutdown`). Keep it below
+    the orchestrator's grace period (compose's `stop_grace_period`, 30 s)."""
+
     metrics_probe_timeout_s: float = Field(
         2.0, gt=0, le=30, validation_alias=AliasChoices("ORDERBUS_METRICS_PROBE_TIMEOUT_S")
     )
@@ -102,6 +109,12 @@ class ServiceSettings(BaseSettings):
         if token is not None and len(token.get_secret_value()) < 16:
             raise ValueError("ORDERBUS_ADMIN_TOKEN must be at least 16 characters")
         return token
+
+    @property
+    def http_drain_s(self) -> float:
+        """How long shutdown lets HTTP requests in flight finish: two fifths of the deadline,
+        at most 10 s, leaving the rest to the background work, the bus and the database."""
+        return min(10.0, self.shutdown_timeout_s * 0.4)
 
     def database_url(self, service: ServiceName) -> str:
         url: SecretStr | None = getattr(self, f"{service}_database_url")

@@ -50,12 +50,15 @@ def read_table(process: subprocess.Popen[str], log: Path, within_s: float) -> di
 
 
 @contextmanager
-def orderbus_up(backend: str, url: str, data_dir: Path, *args: str) -> Iterator[System]:
+def orderbus_up(
+    backend: str, url: str, data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[System]:
+    """`orderbus up` with `args`, its variables and `env`; SIGINT (and waited for) at the end."""
     ports = {
         f"{s.upper()}_PORT": str(free_port())
         for s in ("order", "inventory", "billing", "notification")
     }
-    env = (
+    variables = (
         os.environ
         | ports
         | {
@@ -70,13 +73,14 @@ def orderbus_up(backend: str, url: str, data_dir: Path, *args: str) -> Iterator[
             # (see the lead's note); the browser tests turn it on.
             "ORDERBUS_ACTIVITY": os.environ.get("ORDERBUS_ACTIVITY", "false"),
         }
+        | (env or {})
     )
-    env.pop("INSTANCE_ID", None)
+    variables.pop("INSTANCE_ID", None)
     log = data_dir / "orderbus-up.log"
     with log.open("w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--backend", backend, *args],
-            env=env,
+            env=variables,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

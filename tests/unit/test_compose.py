@@ -146,3 +146,31 @@ def test_dockerfile_is_pinned_non_root_and_without_dev_dependencies() -> None:
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert "[dev]" not in dockerfile
     assert 'ENTRYPOINT ["orderbus"]' in dockerfile
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration such as `30s`, `1m30s`, `1500ms`."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("service", sorted(APP_SERVICES))
+def test_compose_waits_longer_than_the_services_shutdown_deadline(service: str) -> None:
+    """Past `stop_grace_period` Docker kills the container: the service's own deadline
+    (which logs what is still pending before it exits) must come first."""
+    spec = APP_SERVICES[service]
+    grace = _seconds(str(spec.get("stop_grace_period", "10s")))
+    deadline = float(
+        spec.get("environment", {}).get(
+            "ORDERBUS_SHUTDOWN_TIMEOUT_S", ServiceSettings().shutdown_timeout_s
+        )
+    )
+    assert deadline + 2 <= grace
+
+
+def test_the_readme_documents_every_variable() -> None:
+    table = (ROOT / "README.md").read_text().split("## Configuration", 1)[1]
+    missing = sorted(name for name in SETTINGS_ENV if f"`{name}`" not in table)
+    assert not missing, f"not in the README's configuration table: {missing}"
