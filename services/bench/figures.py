@@ -41,17 +41,42 @@ class Figure:
     higher_is_better: bool = True
     note: str = ""
 
+    def _cost(self, value: float, baseline: float) -> float | None:
+        if baseline == 0 or value == 0:
+            return None
+        return baseline / value if self.higher_is_better else value / baseline
+
+    @property
+    def pair_ratios(self) -> list[float]:
+        """The cost of each run against the baseline run interleaved with it."""
+        if len(self.runs) != len(self.baseline_runs):
+            return []
+        costs = (self._cost(v, b) for v, b in zip(self.runs, self.baseline_runs, strict=True))
+        return [c for c in costs if c is not None]
+
     @property
     def ratio(self) -> float | None:
-        """Cost of the bus relative to the baseline: >1 means the bus is slower."""
-        if self.baseline is None or self.baseline == 0 or self.value == 0:
+        """Cost of the bus relative to the baseline (>1: the bus is slower): the median of
+        the per-pair costs, so a neighbour's load on one pair weighs on both of its sides;
+        medians of each side where the runs do not pair up."""
+        if self.baseline is None:
             return None
-        if self.higher_is_better:
-            return self.baseline / self.value
-        return self.value / self.baseline
+        if pairs := self.pair_ratios:
+            return median(pairs)
+        return self._cost(self.value, self.baseline)
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """The lowest and highest per-pair cost."""
+        pairs = self.pair_ratios
+        return (min(pairs), max(pairs)) if len(pairs) > 1 else None
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"ratio": self.ratio}
+        return asdict(self) | {
+            "ratio": self.ratio,
+            "pair_ratios": self.pair_ratios,
+            "spread": self.spread,
+        }
 
 
 def _number(value: float, unit: str) -> str:
@@ -63,9 +88,11 @@ def _number(value: float, unit: str) -> str:
 
 
 def render(figures: list[Figure], header: str) -> str:
-    rows = [("section", "backend", "metric", "bus", "baseline", "cost", "unit", "baseline is")]
+    rows = [
+        ("section", "backend", "metric", "bus", "baseline", "cost", "spread", "unit", "baseline is")
+    ]
     for f in figures:
-        ratio = f.ratio
+        ratio, spread = f.ratio, f.spread
         rows.append(
             (
                 f.section,
@@ -74,12 +101,13 @@ def render(figures: list[Figure], header: str) -> str:
                 _number(f.value, f.unit),
                 "-" if f.baseline is None else _number(f.baseline, f.unit),
                 "-" if ratio is None else f"{ratio:.2f}x",
+                "-" if spread is None else f"{spread[0]:.2f}-{spread[1]:.2f}",
                 f.unit,
                 f.baseline_name + (f"; {f.note}" if f.note else ""),
             )
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    numeric = {3, 4, 5}
+    numeric = {3, 4, 5, 6}
     lines = [header]
     for row in rows:
         cells = [

@@ -231,34 +231,69 @@ async def http_section(backend: str, url: str, plan: Plan, data_dir: Path) -> li
 
 
 async def system_section(backend: str, url: str, plan: Plan, data_dir: Path) -> list[Figure]:
-    _say(f"bench: whole system on {backend}")
+    _say(f"bench: whole system on {backend}, {system.SYSTEM_CONNECTIONS} connections")
     result = await system.whole_system(backend, url, data_dir, plan.runs, plan.system_seconds)
+    rounds = result.rounds
+    accepted = [r.accepted_per_s for r in rounds]
+    same_run = "POST /orders accepted, same run"
     figures = [
+        _figure(
+            "system",
+            backend,
+            "orders decided (saga ended)",
+            "orders/s",
+            [r.decided_per_s for r in rounds],
+            accepted,
+            same_run,
+        ),
         _figure(
             "system",
             backend,
             "orders committed by all 3",
             "orders/s",
-            [r.committed_per_s for r in result.rounds],
-            [r.accepted_per_s for r in result.rounds],
-            "POST /orders accepted, same run",
+            [r.committed_per_s for r in rounds],
+            accepted,
+            same_run,
+        ),
+        _figure(
+            "system",
+            backend,
+            f"POST p99 at {system.SYSTEM_CONNECTIONS} connections",
+            "ms",
+            [r.post_p99_ms for r in rounds],
+            None,
+            "-",
+            higher_is_better=False,
         ),
     ]
     figures += [
         _figure(
             "system",
             backend,
-            f"orders lost ({service})",
+            f"CPU per order ({process})",
+            "ms",
+            [r.cpu_ms_per_order[process] for r in rounds],
+            None,
+            "user + system, from /proc",
+            higher_is_better=False,
+        )
+        for process in rounds[0].cpu_ms_per_order
+    ]
+    figures += [
+        _figure(
+            "system",
+            backend,
+            f"orders lost ({what})",
             "orders",
             [float(lost)],
             None,
-            f"of {sum(r.accepted for r in result.rounds)} accepted",
+            f"of {sum(r.accepted for r in rounds)} accepted",
         )
-        for service, lost in result.lost.items()
+        for what, lost in result.lost.items()
     ]
     figures += [
-        _figure("system", backend, f"RSS {service}", "MiB", [mib], None, "-")
-        for service, mib in result.rss_mib.items()
+        _figure("system", backend, f"RSS {process}", "MiB", [mib], None, "-")
+        for process, mib in result.rss_mib.items()
     ]
     return figures
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bus import names
-from contracts import ORDER_CREATED
+from contracts import ORDER_CONFIRMED, ORDER_CREATED, ORDER_REJECTED
 from services.bench.load import ORDER_BODY, LoadResult, load
 from services.bench.raw import RAW_CLIENTS
 from services.runtime.settings import SUBSCRIBERS
@@ -32,6 +32,7 @@ from services.soak import pid_of_port
 from services.supervisor import port_free
 
 CONNECTIONS = 16
+DECISIONS = (ORDER_CONFIRMED, ORDER_REJECTED)
 
 
 def free_ports(count: int, start: int = 18_100) -> list[int]:
@@ -142,61 +143,133 @@ async def order_service_rounds(
 
 # -- 5. the whole system --------------------------------------------------------------------
 
+SYSTEM_CONNECTIONS = 32
+
 
 @dataclass(frozen=True)
 class SystemRound:
     accepted: int
     accepted_per_s: float
     """REST: orders the order service accepted per second while the load ran."""
+    post_p99_ms: float
     committed_per_s: float
-    """Orders per second from the first request to the last commit in the slowest service."""
+    """Orders per second from the first request to the last `order_created` commit in the
+    slowest subscriber."""
+    decided_per_s: float
+    """Orders per second from the first request to the end of the saga for the last order:
+    notification handling its `order_confirmed` or `order_rejected`."""
+    cpu_ms_per_order: dict[str, float]
+    """CPU time (user + system, from /proc) per decided order, per process and in `all`."""
 
 
 @dataclass(frozen=True)
 class SystemResult:
     rounds: list[SystemRound]
     lost: dict[str, int]
-    """Per subscriber: accepted orders it never processed (after waiting for it)."""
+    """Per subscriber, and `undecided` for the order service: accepted orders it never
+    processed, or never decided (after waiting for it)."""
     rss_mib: dict[str, float]
 
 
-_CONSUMED = re.compile(r'^orderbus_events_consumed_total\{[^}]*type="order_created"[^}]*\} (\S+)$')
+def _metric(name: str, types: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(map(re.escape, types))
+    return re.compile(rf'^{name}\{{[^}}]*type="(?:{alternatives})"[^}}]*\}} (\S+)$')
 
 
-async def _consumed(client: httpx.AsyncClient, base: str) -> int:
+_CONSUMED = _metric("orderbus_events_consumed_total", (ORDER_CREATED,))
+_DECIDED = _metric("orderbus_events_consumed_total", (ORDER_CONFIRMED, ORDER_REJECTED))
+
+
+async def _count(client: httpx.AsyncClient, base: str, pattern: re.Pattern[str]) -> int:
     text = (await client.get(f"{base}/metrics")).text
-    return sum(int(float(m.group(1))) for m in map(_CONSUMED.match, text.splitlines()) if m)
+    return sum(int(float(m.group(1))) for m in map(pattern.match, text.splitlines()) if m)
 
 
-async def _order_ids(client: httpx.AsyncClient, base: str) -> set[str]:
-    found: set[str] = set()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _orders(client: httpx.AsyncClient, base: str) -> dict[str, str]:
+    """Every order's id and status."""
+    found: dict[str, str] = {}
     while True:
         page = (
             await client.get(f"{base}/orders", params={"limit": 200, "offset": len(found)})
         ).json()
-        found |= {o["order_id"] for o in page["orders"]}
+        found |= {o["order_id"]: o["status"] for o in page["orders"]}
         if len(page["orders"]) < 200:
             return found
 
 
-async def _processed_ids(client: httpx.AsyncClient, base: str) -> set[str]:
-    found: list[str] = []
+async def _processed_ids(client: httpx.AsyncClient, base: str, types: tuple[str, ...]) -> set[str]:
+    """The orders of which `base` processed an event of one of `types`."""
+    found: list[dict[str, str]] = []
     while True:
         page = (
             await client.get(f"{base}/processed", params={"limit": 1000, "offset": len(found)})
         ).json()["processed"]
-        found += [row["order_id"] for row in page]
+        found += page
         if len(page) < 1000:
-            return set(found)
+            return {row["order_id"] for row in found if row["type"] in types}
+
+
+def _processes(backend: str, supervisor: int, ports: list[int]) -> dict[str, int]:
+    """The pid of each service: all in `orderbus up` itself on memory."""
+    if backend == "memory":
+        return {"all": supervisor}
+    found: dict[str, int] = {
+        service: pid
+        for service, port in zip(("order", *SUBSCRIBERS), ports, strict=True)
+        if (pid := pid_of_port(port)) is not None
+    }
+    if len(found) != len(ports):
+        raise RuntimeError(f"found the processes of {sorted(found)} only")
+    return found
+
+
+async def _wait_drained(
+    client: httpx.AsyncClient,
+    order: str,
+    subscribers: list[str],
+    target: int,
+    stall_s: float,
+) -> tuple[float, float]:
+    """Wait until every subscriber has committed `target` orders' `order_created` and
+    notification their decisions, however long the backlog takes, unless nothing moves for
+    `stall_s`. Returns when the first and when the second was seen."""
+    notification = subscribers[-1]
+    committed_at: float | None = None
+    progress, progressed = None, time.perf_counter()
+    while True:
+        counts = [await _count(client, base, _CONSUMED) for base in subscribers]
+        decided = await _count(client, notification, _DECIDED)
+        now = time.perf_counter()
+        if committed_at is None and min(counts) >= target:
+            committed_at = now
+        if committed_at is not None and decided >= target:
+            return committed_at, now
+        if (counts, decided) != progress:
+            progress, progressed = (counts, decided), now
+        elif now - progressed > stall_s:
+            print(  # progress lines go to stderr, as the runner's
+                f"bench: no progress for {stall_s:.0f}s at {counts} order_created, "
+                f"{decided} decided, of {target} orders",
+                file=sys.stderr,
+            )
+            return committed_at or now, now
+        await asyncio.sleep(0.2)  # polling HTTP: no event to await
 
 
 async def whole_system(
     backend: str, url: str, data_dir: Path, runs: int, seconds: float, stall_s: float = 30
 ) -> SystemResult:
-    """`runs` rounds of load, each waited out until every subscriber has handled every order
-    accepted (however long the backlog takes), unless one makes no progress for `stall_s`:
-    then what it never handled counts as lost."""
-    await reset_topology(backend, url)
+    """`runs` rounds of load, each waited out until the saga has ended for every order
+    accepted (however long the backlog takes), unless nothing progresses for `stall_s`: then
+    what was never handled counts as lost."""
+    if backend in RAW_CLIENTS:
+        await reset_topology(backend, url)
     ports = free_ports(4)
     order, *subscribers = (f"http://127.0.0.1:{p}" for p in ports)
     log = (data_dir / "system.log").open("w")
@@ -212,49 +285,48 @@ async def whole_system(
         with _stopping(process):
             for base in (order, *subscribers):
                 await _wait_ready(base, within_s=90)
+            pids = _processes(backend, process.pid, ports)
             async with httpx.AsyncClient(timeout=30) as client:
                 done = 0
                 for _ in range(runs):
+                    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     began = time.perf_counter()
                     rest = await load(
                         f"{order}/orders",
                         "POST",
                         ORDER_BODY,
-                        connections=CONNECTIONS,
+                        connections=SYSTEM_CONNECTIONS,
                         seconds=seconds,
                     )
                     total = (await client.get(f"{order}/orders", params={"limit": 1})).json()
                     accepted = int(total["total"]) - done
-                    # No fixed deadline: a faster order service makes a longer backlog (a
-                    # deadline of 120 s once cut a drain short and reported its rest as lost).
-                    progress, progressed = None, time.perf_counter()
-                    while True:
-                        counts = [await _consumed(client, base) for base in subscribers]
-                        if min(counts) >= done + accepted:
-                            break
-                        if counts != progress:
-                            progress, progressed = counts, time.perf_counter()
-                        elif time.perf_counter() - progressed > stall_s:
-                            print(  # progress lines go to stderr, as the runner's
-                                f"bench: no progress for {stall_s:.0f}s at {counts} of "
-                                f"{done + accepted} orders",
-                                file=sys.stderr,
-                            )
-                            break
-                        await asyncio.sleep(0.2)  # polling HTTP: no event to await
-                    finished = time.perf_counter()
                     done += accepted
-                    rounds.append(SystemRound(accepted, rest.rate, accepted / (finished - began)))
-                placed = await _order_ids(client, order)
+                    committed, decided = await _wait_drained(
+                        client, order, subscribers, done, stall_s
+                    )
+                    spent = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
+                    spent["all"] = sum(spent.values()) if backend != "memory" else spent["all"]
+                    rounds.append(
+                        SystemRound(
+                            accepted,
+                            rest.rate,
+                            rest.p99_ms,
+                            accepted / (committed - began),
+                            accepted / (decided - began),
+                            {name: s * 1_000 / max(1, accepted) for name, s in spent.items()},
+                        )
+                    )
+                statuses = await _orders(client, order)
+                placed = set(statuses)
                 lost: dict[str, int] = {
-                    service: len(placed - await _processed_ids(client, base))
+                    service: len(placed - await _processed_ids(client, base, (ORDER_CREATED,)))
                     for service, base in zip(SUBSCRIBERS, subscribers, strict=True)
                 }
-            memory: dict[str, float] = {
-                service: rss_mib(pid)
-                for service, port in zip(("order", *SUBSCRIBERS), ports, strict=True)
-                if (pid := pid_of_port(port)) is not None
-            }
+                told = await _processed_ids(client, subscribers[-1], DECISIONS)
+                lost["undecided"] = sum(1 for s in statuses.values() if s == "pending")
+                lost["decision not handled by notification"] = len(placed - told)
+            memory = {name: rss_mib(pid) for name, pid in pids.items()}
     finally:
-        await reset_topology(backend, url)
+        if backend in RAW_CLIENTS:
+            await reset_topology(backend, url)
     return SystemResult(rounds, lost, memory)

@@ -45,5 +45,8 @@ def test_bench_quick_prints_the_table_and_writes_the_same_figures(
         "p99 at 1,000/s",
         "POST /orders p99",
         "orders committed by all 3",
+        "orders decided (saga ended)",
+        "CPU per order (all)",
         "orders lost (billing)",
+        "orders lost (undecided)",
     }

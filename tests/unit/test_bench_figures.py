@@ -27,3 +27,23 @@ def test_the_table_shows_each_figure_next_to_its_baseline() -> None:
     assert header == "header"
     assert columns.split()[:6] == ["section", "backend", "metric", "bus", "baseline", "cost"]
     assert row.split()[:6] == ["publish", "nats", "awaited", "500", "1,000", "2.00x"]
+
+
+def test_cost_is_the_median_of_the_interleaved_pairs_costs() -> None:
+    """A neighbour's burst slows one pair, both its sides: the per-pair cost stays honest,
+    where a median of each side would pair runs that never ran together."""
+    figure = Figure(
+        "consume",
+        "nats",
+        "consume",
+        "msg/s",
+        value=400.0,
+        baseline=1_000.0,
+        baseline_name="nats-py",
+        runs=[500.0, 100.0, 400.0],  # the second pair ran on a busy machine
+        baseline_runs=[1_000.0, 150.0, 1_000.0],
+    )
+    assert figure.pair_ratios == [2.0, 1.5, 2.5]
+    assert figure.ratio == 2.0
+    assert figure.spread == (1.5, 2.5)
+    assert "1.50-2.50" in render([figure], "header")
