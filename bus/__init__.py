@@ -2,22 +2,25 @@
 
 bus = create_bus(BusSettings())          # BUS_BACKEND / BUS_URL from the environment
 bus.subscribe("order_created", handle, group="billing", consumer="billing-1")
+bus.subscribe_batch("order_created", handle_many, group="stats", consumer="stats-1")
 await bus.start()
 await bus.publish("order_created", event)
 await bus.close()
 """
 
-from bus.port import Bus, Capabilities, Delivery, Handler
+from bus.port import BatchHandler, Bus, Capabilities, Delivery, Handler, Received
 from bus.registry import BACKENDS, backend_class, create_bus
 from bus.settings import BusSettings
 
 __all__ = [
     "BACKENDS",
+    "BatchHandler",
     "Bus",
     "BusSettings",
     "Capabilities",
     "Delivery",
     "Handler",
+    "Received",
     "backend_class",
     "create_bus",
 ]

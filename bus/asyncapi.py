@@ -20,6 +20,7 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel, create_model
 
 from bus.backends._faststream import FastStreamBus
+from bus.pipeline import Route
 from bus.registry import create_bus
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
@@ -72,7 +73,9 @@ def specification(
     bus = create_bus(BusSettings(backend=backend))  # nothing connects: the broker is not started
     assert isinstance(bus, FastStreamBus)
     for channel, group in subscriptions:
-        bus._register(channel.topic, group, f"{group}-1", _stub(channel, group), ephemeral=False)
+        bus._register(
+            Route(channel.topic, group, f"{group}-1", _stub(channel, group), False, False)
+        )
     bus._finish_registration()
     for channel in publications:
         bus._broker.publisher(
@@ -92,8 +95,8 @@ def specification(
     return data
 
 
-def _stub(channel: Channel, group: str) -> Callable[[Any], Callable[..., Any]]:
-    """What `_register` calls for the callback: the stub, whatever the attempt counter."""
+def _stub(channel: Channel, group: str) -> Callable[..., Any]:
+    """The handler `_register` documents the native callback with."""
     model = envelope_model(channel)
 
     async def handle(event: CloudEvent) -> None:
@@ -105,4 +108,4 @@ def _stub(channel: Channel, group: str) -> Callable[[Any], Callable[..., Any]]:
     # The contract FastStream documents as the payload (an annotation made at run time).
     handle.__annotations__ = {"event": model, "return": None}
     handle.__name__ = handle.__qualname__ = f"{group}_{channel.topic}"
-    return lambda _attempt_of: handle
+    return handle

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from contracts.envelope import CloudEvent
 
@@ -45,13 +45,41 @@ Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
 has it (see `Capabilities.redelivery`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One event of a batch, with where it came from."""
+
+    event: CloudEvent
+    delivery: Delivery
+
+
+BatchHandler = Callable[[Sequence[Received]], Awaitable[None]]
+"""Handles a batch of events, in delivery order. Returning acknowledges them all; raising has
+the batch handled again one event at a time (each a batch of one), so that only the events
+that fail are retried or dead-lettered and the others are acknowledged once."""
+
+Middleware = Callable[[Sequence[Received], BatchHandler], Awaitable[None]]
+"""Wraps every handler call of a bus: `await middleware(batch, call_next)`. A per-event
+handler's call is a batch of one. Raising fails the call, as the handler's own error would."""
+
+Outcome = Literal["handled", "retried", "dead_lettered", "dropped"]
+"""What the bus did with one delivery: acknowledged it after its handler returned; will
+deliver it again; moved it to `dlq.<group>`; dropped it (an ephemeral group's, past its
+attempts)."""
+
+Observer = Callable[[CloudEvent | None, Delivery, Outcome, BaseException | str | None], None]
+"""Told of each delivery's outcome, with the error that caused it, if any. The event is None
+for a message that is not a valid CloudEvent. Called on the consumer's path: keep it cheap."""
+
+
 class Bus(Protocol):
     """Publish events to topics; subscribe handlers to topics under a consumer group.
 
     The group is the service name and the consumer is the instance id: groups fan out, the
-    consumers of one group compete. A consumer handles one event at a time, in delivery order;
-    scale out with more consumers, not with concurrency inside one. Subscribe before `start`;
-    `close` stops taking messages, lets in-flight handlers finish and closes the connections.
+    consumers of one group compete. A consumer handles one event (or one batch) at a time, in
+    delivery order; scale out with more consumers, not with concurrency inside one. Subscribe
+    before `start`; `close` stops taking messages, lets the batches in hand finish, settles
+    them and closes the connections.
     """
 
     name: ClassVar[str]
@@ -59,6 +87,30 @@ class Bus(Protocol):
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
         """Publish and wait for the broker to accept the event (confirm/ack where it has one)."""
+        ...
+
+    def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str,
+        consumer: str,
+        ephemeral: bool = False,
+    ) -> None:
+        """`subscribe` for a handler that takes its events in batches: up to `BUS_BATCH_MAX`,
+        what the consumer has fetched, with `BUS_BATCH_LINGER_MS` at most to let a batch
+        fill. One batch at a time per subscription, in delivery order; see `BatchHandler`
+        for what a failure does."""
+        ...
+
+    def use(self, middleware: Middleware) -> None:
+        """Wrap every handler call with `middleware` (the first added is the outermost);
+        before `start`."""
+        ...
+
+    def observe(self, observer: Observer) -> None:
+        """Tell `observer` of every delivery's outcome; before `start`."""
         ...
 
     def subscribe(

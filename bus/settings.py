@@ -27,6 +27,10 @@ class BusSettings(BaseSettings):
     """Broker address; the backend's loopback default when unset. May hold a password."""
     prefetch: int = Field(16, ge=1, le=10_000)
     """Events in flight per consumer (RabbitMQ prefetch, Redis/NATS fetch size, memory queue)."""
+    batch_max: int = Field(64, ge=1, le=1_000)
+    """Most events one handler call of a batch subscription takes (`Bus.subscribe_batch`)."""
+    batch_linger_ms: float = Field(2.0, ge=0, le=1_000)
+    """How long a batch that is not full may wait for more events before it is handled."""
     redelivery_after_ms: int = Field(5_000, ge=100, le=3_600_000)
     """How long a delivered but unacknowledged event waits before another consumer may take it
     (Redis Streams idle time before XAUTOCLAIM, NATS ack wait)."""

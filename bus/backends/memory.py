@@ -12,7 +12,9 @@ share topics, so replicas started in one process compete and services fan out.
 |            | survives the process. Dead letters are kept in memory (`dead_letters()`) |
 | ordering | per group with one consumer |
 
-Each group queue is bounded (`BUS_MEMORY_QUEUE_SIZE`): a publisher waits when it is full.
+Each group queue is bounded (`BUS_MEMORY_QUEUE_SIZE`): a publisher waits when it is full. A
+consumer takes up to `BUS_PREFETCH` queued events at a time and hands them to the delivery
+pipeline (`bus.pipeline`), as a broker's consumer hands over what it fetched.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 from bus import names, tracing
-from bus.codec import PoisonMessage, decode, encode
-from bus.logfields import event_fields
-from bus.port import Capabilities, Delivery, Handler
+from bus.codec import encode
+from bus.pipeline import Pipeline, Route, Routing
+from bus.port import Capabilities
 from bus.retry import DeadLetter
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
@@ -36,15 +39,21 @@ from contracts.envelope import CloudEvent
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
+class _Queued:
+    body: bytes
+    attempt: int
+
+
 @dataclass
 class _Group:
-    queue: asyncio.Queue[tuple[bytes, int]]
+    queue: asyncio.Queue[_Queued]
     consumers: int = 0
 
 
 @dataclass
 class _Hub:
-    """Topics of one `memory://NAME`: topic -> group -> queue of (encoded event, attempt)."""
+    """Topics of one `memory://NAME`: topic -> group -> queue of encoded events."""
 
     topics: dict[str, dict[str, _Group]] = field(default_factory=dict)
     dead_letters: dict[str, deque[DeadLetter]] = field(default_factory=dict)
@@ -81,16 +90,56 @@ def _hub(url: str) -> _Hub:
     return _HUBS.setdefault(urlsplit(url).netloc or "default", _Hub())
 
 
-@dataclass(frozen=True)
-class _Subscription:
-    topic: str
-    group: str
-    consumer: str
-    handler: Handler
-    ephemeral: bool
+class _Transport:
+    redelivers_on_a_timer = False
+
+    def __init__(self, bus: MemoryBus, route: Route) -> None:
+        self._bus = bus
+        self._route = route
+        self.group: _Group | None = None
+
+    def body(self, message: _Queued) -> bytes:
+        return message.body
+
+    async def attempt(self, message: _Queued) -> int:
+        return message.attempt
+
+    def scope(self, message: _Queued) -> None:
+        return None
+
+    async def ack(self, messages: Sequence[_Queued]) -> None:
+        return
+
+    async def retry(self, message: _Queued, delay_s: float) -> None:
+        group = self.group
+        assert group is not None
+
+        async def requeue() -> None:
+            await asyncio.sleep(delay_s)  # a timer: the consumer handles other events meanwhile
+            await group.queue.put(_Queued(message.body, message.attempt + 1))
+
+        task = asyncio.create_task(requeue())
+        self._bus._retries.add(task)
+        task.add_done_callback(self._bus._retries.discard)
+
+    async def keep_alive(self, messages: Sequence[_Queued]) -> None:
+        return
+
+    async def dead_letter(self, record: bytes) -> None:
+        kept = self._bus._hub.dead_letters.setdefault(
+            self._route.group, deque(maxlen=DEAD_LETTERS_KEPT)
+        )
+        kept.append(DeadLetter.model_validate_json(record))
+
+    async def release(self, messages: Sequence[_Queued]) -> None:
+        # Back to the group, for a replica that goes on (the group goes with its last one).
+        group = self.group
+        if group is not None and group.consumers > 1:
+            for message in messages:
+                group.queue.put_nowait(message)
 
 
-class MemoryBus:
+class MemoryBus(Routing):
     name: ClassVar[str] = "memory"
     capabilities: ClassVar[Capabilities] = Capabilities(
         fan_out=True,
@@ -102,12 +151,12 @@ class MemoryBus:
     )
 
     def __init__(self, settings: BusSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._hub = _hub(settings.resolved_url)
         self._retries: set[asyncio.Task[None]] = set()
-        self._subscriptions: list[_Subscription] = []
+        self._routes: list[tuple[Route, _Transport, Pipeline[_Queued]]] = []
         self._workers: list[asyncio.Task[None]] = []
-        self._busy: set[asyncio.Task[None]] = set()
         self._joined: list[_Group] = []
         self._closing = False
 
@@ -115,158 +164,60 @@ class MemoryBus:
         with tracing.publishing(topic, event, self.name) as stamped:
             body = encode(stamped, self._settings.max_event_bytes)
             for group in list(self._hub.topics.get(names.check_topic(topic), {}).values()):
-                await group.queue.put((body, 1))
+                await group.queue.put(_Queued(body, 1))
         log.debug("published %s %s to %s", event.type, event.id, topic)
 
-    def subscribe(
-        self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False
-    ) -> None:
+    def _routed(self, route: Route) -> None:
         # Every group here lives only while a consumer runs: `ephemeral` changes only what
         # happens to an event past its attempts (dropped, not dead-lettered).
-        self._subscriptions.append(
-            _Subscription(
-                names.check_topic(topic),
-                names.check_group(group),
-                names.check_consumer(consumer),
-                handler,
-                ephemeral,
-            )
-        )
+        transport = _Transport(self, route)
+        pipeline = Pipeline(route, transport, self._settings, self.capabilities, self.name)
+        self._routes.append((route, transport, pipeline))
 
     async def start(self) -> None:
-        for sub in self._subscriptions:
-            groups = self._hub.topics.setdefault(sub.topic, {})
-            group = groups.get(sub.group)
+        for route, transport, pipeline in self._routes:
+            groups = self._hub.topics.setdefault(route.topic, {})
+            group = groups.get(route.group)
             if group is None:
-                group = groups[sub.group] = _Group(asyncio.Queue(self._settings.memory_queue_size))
+                group = groups[route.group] = _Group(
+                    asyncio.Queue(self._settings.memory_queue_size)
+                )
             group.consumers += 1
+            transport.group = group
             self._joined.append(group)
-            self._workers.append(asyncio.create_task(self._consume(sub, group)))
+            self._workers.append(asyncio.create_task(self._consume(group, pipeline)))
 
-    async def _consume(self, sub: _Subscription, group: _Group) -> None:
-        me = asyncio.current_task()
-        assert me is not None
+    async def _consume(self, group: _Group, pipeline: Pipeline[_Queued]) -> None:
+        take = self._settings.prefetch
         while not self._closing:
-            # Queue.get is cancel-safe: close() cancels only idle workers, losing nothing.
-            body, attempt = await group.queue.get()
-            self._busy.add(me)
-            try:
-                event = decode(body, self._settings.max_event_bytes)
-                delivery = Delivery(sub.topic, sub.group, sub.consumer, attempt)
-                with tracing.handling(
-                    sub.topic, sub.group, sub.consumer, event, attempt, self.name
-                ):
-                    await sub.handler(event, delivery)
-            except PoisonMessage as poison:
-                self._dead_letter(sub, body, attempt, poison, None)
-            except Exception as failure:  # noqa: BLE001 - every failure gets the retry policy
-                policy = self._settings.retry
-                if policy.gives_up(attempt):
-                    self._dead_letter(sub, body, attempt, failure, event)
-                else:
-                    delay = policy.delay_s(attempt)
-                    log.warning(
-                        "handler failed on %s/%s (attempt %d): %s; retrying in %.2fs",
-                        sub.topic,
-                        sub.group,
-                        attempt,
-                        failure,
-                        delay,
-                        extra=event_fields(
-                            "retry",
-                            event,
-                            topic=sub.topic,
-                            service=sub.group,
-                            instance=sub.consumer,
-                            attempt=attempt,
-                        ),
-                    )
-                    retry = asyncio.create_task(self._requeue(group, body, attempt + 1, delay))
-                    self._retries.add(retry)
-                    retry.add_done_callback(self._retries.discard)
-            finally:
-                self._busy.discard(me)
+            # Queue.get is cancel-safe: close() cancels the consumers waiting here.
+            taken = [await group.queue.get()]
+            while len(taken) < take and not group.queue.empty():
+                taken.append(group.queue.get_nowait())
+            await pipeline.deliver(taken)
             # Queue.get does not yield while events wait; without this one consumer of a
             # group would take them all and its peers would never compete.
             await asyncio.sleep(0)
-
-    @staticmethod
-    async def _requeue(group: _Group, body: bytes, attempt: int, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)  # a timer: the consumer handles other events meanwhile
-        await group.queue.put((body, attempt))
-
-    def _dead_letter(
-        self,
-        sub: _Subscription,
-        body: bytes,
-        attempts: int,
-        error: BaseException,
-        event: CloudEvent | None,
-    ) -> None:
-        event_id = str(event.id) if event is not None else None
-        if sub.ephemeral:
-            log.error(
-                "dropped %s from ephemeral %s/%s after %d attempt(s): %s",
-                event_id or "a message",
-                sub.topic,
-                sub.group,
-                attempts,
-                error,
-                extra=event_fields(
-                    "drop",
-                    event,
-                    topic=sub.topic,
-                    service=sub.group,
-                    instance=sub.consumer,
-                    attempt=attempts,
-                ),
-            )
-            return
-        record = DeadLetter.of(
-            body,
-            topic=sub.topic,
-            group=sub.group,
-            consumer=sub.consumer,
-            attempts=attempts,
-            error=error,
-            event_id=event_id,
-        )
-        kept = self._hub.dead_letters.setdefault(sub.group, deque(maxlen=DEAD_LETTERS_KEPT))
-        kept.append(record)
-        log.error(
-            "dead-lettered a message from %s/%s after %d attempt(s): %s",
-            sub.topic,
-            sub.group,
-            attempts,
-            record.error,
-            extra=event_fields(
-                "dead_letter",
-                event,
-                topic=sub.topic,
-                service=sub.group,
-                instance=sub.consumer,
-                attempt=attempts,
-            ),
-        )
 
     async def ping(self) -> bool:
         return True  # in-process: there is nothing to be unreachable
 
     async def close(self) -> None:
-        """Stop taking events, let handlers in flight finish, then leave the groups."""
+        """Stop taking events, let the batches in hand finish, then leave the groups."""
         self._closing = True
         for retry in list(self._retries):  # in-process only: a pending retry dies with us
             retry.cancel()
+        for _, _, pipeline in self._routes:
+            await pipeline.close()
         for worker in self._workers:
-            if worker not in self._busy:
-                worker.cancel()
+            worker.cancel()
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        for sub, group in zip(self._subscriptions, self._joined, strict=False):
+        for (route, _, _), group in zip(self._routes, self._joined, strict=False):
             group.consumers -= 1
             if group.consumers == 0:
                 # No consumer left: the group goes, and with it what it had not taken.
-                self._hub.topics[sub.topic].pop(sub.group, None)
+                self._hub.topics[route.topic].pop(route.group, None)
         self._workers.clear()
         self._joined.clear()

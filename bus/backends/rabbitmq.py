@@ -33,11 +33,14 @@ shared one: deprecated, refused by default since RabbitMQ 4.3. No dead-letter ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import aio_pika
 import aiormq
+from aio_pika.abc import AbstractIncomingMessage
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import (
     Channel,
@@ -50,7 +53,8 @@ from faststream.rabbit import (
 from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from bus import names
-from bus.backends._faststream import Adapt, FastStreamBus
+from bus.backends._faststream import FastStreamBus, documented
+from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 from bus.settings import MAX_ATTEMPTS_LIMIT
 
@@ -70,6 +74,48 @@ def _dead_letter_queue(group: str) -> RabbitQueue:
     return RabbitQueue(names.dead_letters(group), queue_type=QueueType.QUORUM, durable=True)
 
 
+async def _raw(message: AbstractIncomingMessage) -> StreamMessage[AbstractIncomingMessage]:
+    """FastStream's parser, skipped: the pipeline reads the message itself."""
+    return StreamMessage(raw_message=message, body=b"")
+
+
+class _Transport:
+    redelivers_on_a_timer = False  # an unacknowledged message returns only with its channel
+
+    def __init__(self, bus: RabbitMQBus, route: Route) -> None:
+        self._bus = bus
+        self._route = route
+
+    def body(self, message: AbstractIncomingMessage) -> bytes:
+        return bytes(message.body)
+
+    async def attempt(self, message: AbstractIncomingMessage) -> int:
+        # Quorum queues count earlier deliveries in `x-delivery-count` (absent on the first).
+        count = (message.headers or {}).get("x-delivery-count", 0)
+        return (int(count) if isinstance(count, int | str) else 0) + 1
+
+    def scope(self, message: AbstractIncomingMessage) -> None:
+        return None
+
+    async def ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        for message in messages:
+            await message.ack()
+
+    async def retry(self, message: AbstractIncomingMessage, delay_s: float) -> None:
+        # Held unacknowledged for the delay (the prefetch window still lets this consumer
+        # take others), then requeued: RabbitMQ has no delayed redelivery of its own.
+        self._bus._later(delay_s, message)
+
+    async def keep_alive(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        return
+
+    async def dead_letter(self, record: bytes) -> None:
+        await self._bus._publish_dead_letter(self._route.group, record)
+
+    async def release(self, messages: Sequence[Any]) -> None:
+        return  # unacknowledged: the broker delivers them again
+
+
 class RabbitMQBus(FastStreamBus[RabbitBroker]):
     name: ClassVar[str] = "rabbitmq"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -84,6 +130,7 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
     def _create_broker(self, url: str, **common: Any) -> RabbitBroker:
         # (topic, group, queue, ephemeral)
         self._group_queues: list[tuple[str, str, RabbitQueue, bool]] = []
+        self._retries: set[asyncio.Task[None]] = set()
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
         # lets one consumer take the whole queue: bound it.
         return RabbitBroker(
@@ -98,9 +145,8 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         aiormq.exceptions.ConnectionInternalError,
     )
 
-    def _register(
-        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
-    ) -> None:
+    def _register(self, route: Route) -> None:
+        topic, group, ephemeral = route.topic, route.group, route.ephemeral
         arguments: QuorumQueueArgs = (
             {"x-expires": self._settings.ephemeral_expiry_s * 1_000}
             if ephemeral
@@ -117,11 +163,28 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
             arguments=arguments,
         )
         self._group_queues.append((topic, group, queue, ephemeral))
-        # REJECT_ON_ERROR, the default, drops the message (or dead-letters it, with a DLX);
-        # NACK requeues it so it is delivered again.
-        self._broker.subscriber(queue, _exchange(topic), ack_policy=AckPolicy.NACK_ON_ERROR)(
-            adapt(self._attempt)
+        pipeline = self._pipeline(route, _Transport(self, route))
+        # MANUAL: the pipeline acknowledges, or requeues after a delay for a retry. Each
+        # message of the prefetch window reaches the callback as a task of its own; the
+        # pipeline batches them again.
+        self._broker.subscriber(queue, _exchange(topic), ack_policy=AckPolicy.MANUAL, parser=_raw)(
+            documented(_deliver(pipeline), route)
         )
+
+    def _later(self, delay_s: float, message: AbstractIncomingMessage) -> None:
+        async def requeue() -> None:
+            await asyncio.sleep(delay_s)
+            await message.nack(requeue=True)
+
+        task = asyncio.create_task(requeue())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _drain(self) -> None:
+        # A retry waiting out its delay: requeue it now, while the channel is open.
+        for task in list(self._retries):
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def _declare(self) -> None:
         import aiormq
@@ -183,10 +246,6 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         finally:
             await channel.close()
 
-    async def _attempt(self, message: StreamMessage[Any]) -> int:
-        # Quorum queues count earlier deliveries in `x-delivery-count` (absent on the first).
-        return int(message.headers.get("x-delivery-count", 0)) + 1
-
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         queue = _dead_letter_queue(group)
         await self._broker.declare_queue(queue)  # cached after the first time
@@ -200,3 +259,10 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         await self._broker.publish(
             body, exchange=exchange, persist=True, content_type="application/cloudevents+json"
         )
+
+
+def _deliver(pipeline: Pipeline[AbstractIncomingMessage]) -> Any:
+    async def deliver(message: StreamMessage[AbstractIncomingMessage]) -> None:
+        await pipeline.deliver([message.raw_message])
+
+    return deliver

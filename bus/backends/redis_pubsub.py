@@ -17,16 +17,59 @@ that must happen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from faststream import StreamMessage
 from faststream.redis import PubSub, RedisBroker
 
 from bus import names
-from bus.backends._faststream import Adapt, FastStreamBus
+from bus.backends._faststream import FastStreamBus, documented
 from bus.backends._redis_format import PlainMessageFormat
 from bus.backends._redis_pipeline import PipelinedPublisher
+from bus.codec import PoisonMessage
+from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
+
+
+async def _raw(message: Any) -> StreamMessage[Any]:
+    """FastStream's parser, skipped: the pipeline reads the message itself."""
+    return StreamMessage(raw_message=message, body=b"")
+
+
+class _Transport:
+    redelivers_on_a_timer = False
+
+    def __init__(self, bus: RedisPubSubBus, route: Route) -> None:
+        self._bus = bus
+        self._route = route
+
+    def body(self, message: dict[str, Any]) -> bytes:
+        data = message.get("data")
+        if not isinstance(data, bytes):
+            raise PoisonMessage(f"a pub/sub message whose data is {type(data).__name__}")
+        return data
+
+    async def attempt(self, message: dict[str, Any]) -> int:
+        return 1  # pub/sub never delivers twice
+
+    def scope(self, message: dict[str, Any]) -> None:
+        return None
+
+    async def ack(self, messages: Sequence[dict[str, Any]]) -> None:
+        return  # nothing to acknowledge: it is gone from Redis already
+
+    async def retry(self, message: dict[str, Any], delay_s: float) -> None:
+        raise AssertionError("pub/sub cannot redeliver: the pipeline dead-letters instead")
+
+    async def keep_alive(self, messages: Sequence[dict[str, Any]]) -> None:
+        return
+
+    async def dead_letter(self, record: bytes) -> None:
+        await self._bus._publish_dead_letter(self._route.group, record)
+
+    async def release(self, messages: Sequence[Any]) -> None:
+        return  # unacknowledged: the broker delivers them again
 
 
 class RedisPubSubBus(FastStreamBus[RedisBroker]):
@@ -47,14 +90,12 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         )
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
-    def _register(
-        self, topic: str, group: str, consumer: str, adapt: Adapt, *, ephemeral: bool
-    ) -> None:
+    def _register(self, route: Route) -> None:
         # A channel subscription is ephemeral already: Redis keeps nothing for it.
-        self._broker.subscriber(channel=PubSub(topic))(adapt(self._attempt))
-
-    async def _attempt(self, message: StreamMessage[Any]) -> int:
-        return 1  # pub/sub never delivers twice
+        pipeline = self._pipeline(route, _Transport(self, route))
+        self._broker.subscriber(channel=PubSub(route.topic), parser=_raw)(
+            documented(_deliver(pipeline), route)
+        )
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._pipelined.publish(
@@ -65,3 +106,10 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         # A channel keeps nothing, so a failed event goes to a stream, where it stays until
         # replayed or purged: pub/sub cannot retry, but it need not fail silently.
         await self._broker.publish(body, stream=names.dead_letters(group))
+
+
+def _deliver(pipeline: Pipeline[dict[str, Any]]) -> Any:
+    async def deliver(message: StreamMessage[dict[str, Any]]) -> None:
+        await pipeline.hand_over(message.raw_message)
+
+    return deliver

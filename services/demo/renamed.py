@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from bus import Bus, Capabilities, Handler
+from bus.port import BatchHandler, Middleware, Observer
 from contracts import CloudEvent
 
 
@@ -36,6 +37,29 @@ class _Renamed:
             consumer=consumer,
             ephemeral=ephemeral,
         )
+
+    def subscribe_batch(
+        self,
+        topic: str,
+        handler: BatchHandler,
+        *,
+        group: str,
+        consumer: str,
+        ephemeral: bool = False,
+    ) -> None:
+        self._inner.subscribe_batch(
+            self._topic(topic),
+            handler,
+            group=self._group(group),
+            consumer=consumer,
+            ephemeral=ephemeral,
+        )
+
+    def use(self, middleware: Middleware) -> None:
+        self._inner.use(middleware)
+
+    def observe(self, observer: Observer) -> None:
+        self._inner.observe(observer)
 
     async def start(self) -> None:
         await self._inner.start()

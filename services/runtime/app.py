@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
@@ -21,11 +20,10 @@ from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, BusSettings, Delivery, create_bus, names
-from bus.logfields import Action, event_fields
 from bus.probes import Probe, open_probe
 from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
-from services.runtime import backlog
+from services.runtime import backlog, handling
 from services.runtime.activity import Activity
 from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, create_tables, reachable
@@ -145,11 +143,13 @@ def build_app(
         instrument(runtime.bus, runtime.metrics.registry, service=spec.name, instance=instance)
         runtime.probe = open_probe(settings.bus) if spec.subscriptions else None
         if inbox_table is not None:
-            runtime.inbox = Inbox(runtime.engine, inbox_table, instance)
+            runtime.inbox = Inbox(runtime.engine, inbox_table, instance, settings.bus.backend)
+        runtime.bus.use(handling.faults(runtime))
+        runtime.bus.observe(handling.observer(runtime, {b.topic for b in spec.broadcasts}))
         for subscription in spec.subscriptions:
-            runtime.bus.subscribe(
+            runtime.bus.subscribe_batch(
                 subscription.topic,
-                _handler(runtime, subscription),
+                handling.inbox_handler(runtime, subscription),
                 group=spec.name,
                 consumer=instance,
             )
@@ -208,74 +208,6 @@ async def _stop(
         await settle([asyncio.ensure_future(runtime.probe.close())], 2.0, f"{who}: probe close")
     await runtime.engine.dispose()
     log.info("%s stopped", who)
-
-
-def _handler(
-    runtime: Runtime, subscription: Subscription
-) -> Callable[[CloudEvent, Delivery], Awaitable[None]]:
-    async def handle(event: CloudEvent, delivery: Delivery) -> None:
-        assert runtime.inbox is not None
-
-        def fields(action: Action) -> dict[str, Any]:
-            return event_fields(
-                action,
-                event,
-                topic=delivery.topic,
-                service=runtime.service,
-                instance=runtime.instance,
-                attempt=delivery.attempt,
-            )
-
-        if (delivery.attempt or 1) > 1:
-            runtime.metrics.count(runtime.metrics.redelivered, event.type)
-        await runtime.faults.wait_running()
-        started = time.perf_counter()
-        try:
-            runtime.faults.check(str(event.id))
-            first = await runtime.inbox.handle(event, delivery, subscription.effect)
-        except Exception as failure:
-            runtime.metrics.count(runtime.metrics.failures, event.type)
-            runtime.activity.record(event, _failure_outcome(runtime, delivery), delivery, failure)
-            raise
-        finally:
-            runtime.metrics.observe_handling(event.type, time.perf_counter() - started)
-        if not first:
-            runtime.activity.record(event, "duplicate", delivery)
-            runtime.metrics.count(runtime.metrics.duplicates, event.type)
-            log.info(
-                "duplicate %s %s on %s (attempt %s): no effect",
-                event.type,
-                event.id,
-                runtime.instance,
-                delivery.attempt,
-                extra=fields("duplicate"),
-            )
-            return
-        runtime.metrics.count(runtime.metrics.consumed, event.type)
-        runtime.activity.record(event, "handled", delivery)
-        if runtime.relay is not None:
-            runtime.relay.wake.set()  # the effect may have enqueued events: publish them now
-        log.info(
-            "handled %s %s for order %s on %s",
-            event.type,
-            event.id,
-            event.subject,
-            runtime.instance,
-            extra=fields("handle"),
-        )
-        if subscription.after_commit is not None:
-            await subscription.after_commit(event)
-
-    return handle
-
-
-def _failure_outcome(runtime: Runtime, delivery: Delivery) -> Literal["failed", "dead_lettered"]:
-    """What the bus will do with a failed event: retry it, or (last attempt, or a backend that
-    cannot redeliver) dead-letter it."""
-    bus = runtime.settings.bus
-    if not runtime.bus.capabilities.redelivery or bus.retry.gives_up(delivery.attempt or 1):
-        return "dead_lettered"
-    return "failed"
 
 
 async def totals(runtime: Runtime, outbox: Table | None) -> dict[str, int]:

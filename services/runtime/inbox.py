@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bus import Delivery
+from bus import Delivery, tracing
+from bus.port import Received
 from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
 
@@ -61,11 +62,68 @@ def _insert_if_new(table: Table, dialect: str) -> Any:
     return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
 
 
+@functools.cache
+def _insert_new_returning(table: Table, dialect: str) -> Any:
+    """`_insert_if_new` that says which ids it inserted (SQLite 3.35+, PostgreSQL)."""
+    return _insert_if_new(table, dialect).returning(table.c.event_id)
+
+
 @dataclass(frozen=True)
 class Inbox:
     engine: AsyncEngine
     table: Table
     instance_id: str
+    system: str = "memory"
+    """The bus's backend, for the spans of each event's handling."""
+
+    async def handle_batch(self, batch: Sequence[Received], effect: Effect) -> list[bool]:
+        """Apply `effect` once per event id, every new event of `batch` in one transaction,
+        in order; return, per event, whether it was new (False: a duplicate, only counted).
+        One failing effect rolls the whole batch back and raises: the bus then handles the
+        events one at a time (`Bus.subscribe_batch`), each through `handle`."""
+        if len(batch) == 1:
+            return [await self.handle(batch[0].event, batch[0].delivery, effect)]
+        now = datetime.now(UTC)
+        rows = [self._row(r.event, now) for r in batch]
+        async with self.engine.begin() as conn:
+            # One statement records every id, skipping those already there; RETURNING says
+            # which were new. A replica inserting one of them at the same moment waits for our
+            # transaction (PostgreSQL) or for the write lock (SQLite), then skips it.
+            inserted = await conn.execute(
+                _insert_new_returning(self.table, conn.dialect.name), rows
+            )
+            new = set(inserted.scalars())
+            firsts: list[bool] = []
+            seen: set[str] = set()
+            for received in batch:
+                event_id = str(received.event.id)
+                first = event_id in new and event_id not in seen  # twice in one batch: once
+                seen.add(event_id)
+                firsts.append(first)
+                if not first:
+                    await self._count_delivery(conn, event_id)
+                    continue
+                await self._apply(conn, received.event, received.delivery, effect)
+        return firsts
+
+    async def _apply(
+        self, conn: AsyncConnection, event: CloudEvent, delivery: Delivery, effect: Effect
+    ) -> None:
+        with tracing.handling(
+            delivery.topic, delivery.group, delivery.consumer, event, delivery.attempt,
+            self.system,
+        ):  # fmt: skip
+            await effect(conn, event, delivery)
+
+    def _row(self, event: CloudEvent, now: datetime) -> dict[str, Any]:
+        return {
+            "event_id": str(event.id),
+            "type": event.type,
+            "order_id": event.subject,
+            "instance_id": self.instance_id,
+            "deliveries": 1,
+            "processed_at": now,
+        }
 
     async def handle(self, event: CloudEvent, delivery: Delivery, effect: Effect) -> bool:
         """Apply `effect` once per event id; return False for a duplicate (only counted)."""
@@ -80,19 +138,12 @@ class Inbox:
                 # waited for the write lock before it began (SQLite's BEGIN IMMEDIATE).
                 recorded = await conn.execute(
                     _insert_if_new(self.table, conn.dialect.name),
-                    {
-                        "event_id": event_id,
-                        "type": event.type,
-                        "order_id": event.subject,
-                        "instance_id": self.instance_id,
-                        "deliveries": 1,
-                        "processed_at": datetime.now(UTC),
-                    },
+                    self._row(event, datetime.now(UTC)),
                 )
                 if recorded.rowcount == 0:
                     await self._count_delivery(conn, event_id)
                     return False
-                await effect(conn, event, delivery)
+                await self._apply(conn, event, delivery, effect)
                 return True
         except IntegrityError:
             # A replica handled the same event concurrently and committed first (Redis

@@ -52,11 +52,15 @@ BusFactory = Callable[..., Awaitable[Bus]]
 @pytest.fixture
 async def make_bus(backend: str, backend_url: str, names: Names) -> AsyncIterator[BusFactory]:
     """`await make_bus(subscriptions...)`: a started bus; every one is closed after the test.
-    `ephemeral=True` makes its subscriptions ephemeral (`Bus.subscribe`)."""
+    `ephemeral=True` makes its subscriptions ephemeral (`Bus.subscribe`); `batched=True`
+    subscribes batch handlers (`Bus.subscribe_batch`)."""
     buses: list[Bus] = []
 
     async def make(
-        *subscriptions: tuple[str, Any, str, str], ephemeral: bool = False, **overrides: Any
+        *subscriptions: tuple[str, Any, str, str],
+        ephemeral: bool = False,
+        batched: bool = False,
+        **overrides: Any,
     ) -> Bus:
         settings = BusSettings(
             backend=backend,
@@ -67,7 +71,8 @@ async def make_bus(backend: str, backend_url: str, names: Names) -> AsyncIterato
         )
         bus = create_bus(settings)
         for topic, handler, group, consumer in subscriptions:
-            bus.subscribe(topic, handler, group=group, consumer=consumer, ephemeral=ephemeral)
+            subscribe = bus.subscribe_batch if batched else bus.subscribe
+            subscribe(topic, handler, group=group, consumer=consumer, ephemeral=ephemeral)
         await bus.start()
         buses.append(bus)
         return bus

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bus import BACKENDS, Bus, Delivery, backend_class
+from bus import BACKENDS, Bus, Delivery, Received, backend_class
 from bus.retry import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
@@ -379,6 +379,58 @@ async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
         assert len(times) == attempts, "tried exactly max_attempts times"
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert all(gap >= 0.05 for gap in gaps), f"retried without backoff: {gaps}"
+
+
+async def test_a_poison_event_inside_a_batch_goes_alone_to_the_dead_letters(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    """A batch handler that raises has its batch handled again one event at a time: only the
+    failing event is retried and dead-lettered, a message that is no event goes there at once,
+    and every other event of the batch commits once, with nothing left unacknowledged."""
+    topic, group = names.topic(), names.group()
+    committed: list[uuid.UUID] = []
+    sizes: list[int] = []
+    first_batch_taken, all_published, all_committed = (asyncio.Event() for _ in range(3))
+
+    async def handle(batch: Sequence[Received]) -> None:
+        sizes.append(len(batch))
+        first_batch_taken.set()
+        await all_published.wait()  # what arrives meanwhile queues up into batches
+        if any(r.event.data.get("bad") for r in batch):
+            raise RuntimeError("a bad event in this batch")  # the batch's effects roll back
+        committed.extend(r.event.id for r in batch)
+        if len(committed) >= 30:
+            all_committed.set()
+
+    consumer = await make_bus(
+        (topic, handle, group, "c1"), batched=True, max_attempts=2, retry_backoff_ms=50
+    )
+    publisher = await make_bus()
+    first = make_event(topic, 0)
+    await publisher.publish(topic, first)
+    await asyncio.wait_for(first_batch_taken.wait(), 30)
+    good = [make_event(topic, i) for i in range(1, 30)]
+    bad = make_event(topic, 30, bad=True)
+    await publish_all(publisher, topic, good[:15])
+    await inject_raw(backend, backend_url, topic, b"not an event")
+    await publish_all(publisher, topic, [bad, *good[15:]])
+    all_published.set()
+
+    letters = await eventually(lambda: dead_letters_when(backend, backend_url, group, 2), 60)
+    await asyncio.wait_for(all_committed.wait(), 30)
+    await consumer.close()
+
+    assert max(sizes) > 1, "the events came in batches"
+    assert sorted(committed) == sorted(e.id for e in [first, *good]), "each once"
+    assert {letter.event_id for letter in letters} == {str(bad.id), None}
+    attempts = 2 if backend_class(backend).capabilities.redelivery else 1
+    assert next(x for x in letters if x.event_id).attempts == attempts
+
+    async def none_left() -> bool | None:
+        left = await unacknowledged(backend, backend_url, topic, group, len(good) + 3)
+        return left == 0 or None
+
+    await eventually(none_left, within_s=10)
 
 
 async def dead_letters_when(

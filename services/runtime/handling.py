@@ -1,0 +1,149 @@
+"""How a service instance takes its events: a batch at a time, through its inbox.
+
+The bus's delivery pipeline decides what happens to each delivery (acknowledged, retried,
+dead-lettered); the service adds, around it:
+- `inbox_handler`: the batch in one transaction of the inbox, each new event's effect once;
+- `faults`: the operator's injected failures and pauses, as a middleware of the pipeline;
+- `observer`: what the pipeline decided, counted in metrics and shown in the activity feed.
+
+One INFO line per batch (each event at DEBUG): at a few thousand events a second, a line per
+event cost more than the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence, Set
+from typing import TYPE_CHECKING
+
+from bus import Delivery
+from bus.logfields import event_fields
+from bus.port import BatchHandler, Middleware, Observer, Outcome, Received
+from contracts import CloudEvent
+
+if TYPE_CHECKING:
+    from services.runtime.app import Runtime, Subscription
+
+log = logging.getLogger("services")
+
+
+def inbox_handler(runtime: Runtime, subscription: Subscription) -> BatchHandler:
+    async def handle(batch: Sequence[Received]) -> None:
+        assert runtime.inbox is not None
+        metrics = runtime.metrics
+        started = time.perf_counter()
+        firsts = await runtime.inbox.handle_batch(batch, subscription.effect)
+        each_s = (time.perf_counter() - started) / len(batch)
+        new: list[CloudEvent] = []
+        for received, first in zip(batch, firsts, strict=True):
+            event, delivery = received.event, received.delivery
+            metrics.observe_handling(event.type, each_s)
+            if first:
+                new.append(event)
+                metrics.count(metrics.consumed, event.type)
+                runtime.activity.record(event, "handled", delivery)
+            else:
+                metrics.count(metrics.duplicates, event.type)
+                runtime.activity.record(event, "duplicate", delivery)
+            if len(batch) == 1:
+                _log_one(runtime, event, delivery, first, logging.INFO)
+            elif log.isEnabledFor(logging.DEBUG):
+                _log_one(runtime, event, delivery, first, logging.DEBUG)
+        if len(batch) > 1:
+            log.info(
+                "handled %d %s events on %s: %d new, %d duplicate",
+                len(batch),
+                batch[0].delivery.topic,
+                runtime.instance,
+                len(new),
+                len(batch) - len(new),
+                extra={"action": "handle", "topic": batch[0].delivery.topic}
+                | _service_fields(runtime),
+            )
+        if new and runtime.relay is not None:
+            runtime.relay.wake.set()  # the effects may have enqueued events: publish them now
+        if subscription.after_commit is not None:
+            for event in new:
+                await subscription.after_commit(event)
+
+    return handle
+
+
+def _log_one(
+    runtime: Runtime, event: CloudEvent, delivery: Delivery, first: bool, level: int
+) -> None:
+    fields = event_fields(
+        "handle" if first else "duplicate",
+        event,
+        topic=delivery.topic,
+        service=runtime.service,
+        instance=runtime.instance,
+        attempt=delivery.attempt,
+    )
+    if first:
+        log.log(
+            level,
+            "handled %s %s for order %s on %s",
+            event.type,
+            event.id,
+            event.subject,
+            runtime.instance,
+            extra=fields,
+        )
+    else:
+        log.log(
+            level,
+            "duplicate %s %s on %s (attempt %s): no effect",
+            event.type,
+            event.id,
+            runtime.instance,
+            delivery.attempt,
+            extra=fields,
+        )
+
+
+def _service_fields(runtime: Runtime) -> dict[str, str]:
+    return {"service": runtime.service, "instance": runtime.instance}
+
+
+def faults(runtime: Runtime) -> Middleware:
+    """The operator's faults (`services.runtime.faults`) as a middleware: a paused instance
+    holds its batches; an event chosen to fail fails its call (the pipeline then isolates it,
+    and only it is retried)."""
+
+    async def middleware(batch: Sequence[Received], call_next: BatchHandler) -> None:
+        await runtime.faults.wait_running()
+        for received in batch:
+            runtime.faults.check(str(received.event.id))
+        await call_next(batch)
+
+    return middleware
+
+
+def observer(runtime: Runtime, views: Set[str]) -> Observer:
+    """Counts and shows what the pipeline decided for each delivery of the service's own
+    subscriptions; events of the `views` types (the instance's broadcasts) are not counted."""
+    metrics = runtime.metrics
+
+    def observe(
+        event: CloudEvent | None,
+        delivery: Delivery,
+        outcome: Outcome,
+        error: BaseException | str | None,
+    ) -> None:
+        if event is None or event.type in views:
+            return
+        if outcome == "handled":
+            if (delivery.attempt or 1) > 1:
+                metrics.count(metrics.redelivered, event.type)
+            return
+        metrics.count(metrics.failures, event.type)
+        if (delivery.attempt or 1) > 1:
+            metrics.count(metrics.redelivered, event.type)
+        failure = error if isinstance(error, BaseException) else RuntimeError(str(error))
+        runtime.activity.record(
+            event, "failed" if outcome == "retried" else "dead_lettered", delivery, failure
+        )
+
+    return observe
