@@ -485,8 +485,9 @@ def _wrapped(middleware: Middleware, inner: BatchHandler) -> BatchHandler:
 
 
 class Routing:
-    """The port's subscribing side, alike on every backend: each subscription becomes a
-    `Route` that carries the bus's middlewares and observers; `_routed` is the backend's."""
+    """What the port does alike on every backend: each subscription becomes a `Route` that
+    carries the bus's middlewares and observers (`_routed` is the backend's), and a batch of
+    publishes goes out one after the other unless the backend pipelines it."""
 
     def __init__(self) -> None:
         # Routes hold these lists themselves: middlewares and observers added later apply too.
@@ -508,6 +509,22 @@ class Routing:
         ephemeral: bool = False,
     ) -> None:
         self._route(topic, handler, True, group, consumer, ephemeral)
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        raise NotImplementedError
+
+    async def publish_many(
+        self, events: Sequence[tuple[str, CloudEvent]]
+    ) -> Sequence[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for topic, event in events:
+            try:
+                await self.publish(topic, event)
+            except Exception as exc:  # noqa: BLE001 - the caller's to handle, per event
+                # The rest is not tried: in order, nothing may overtake what failed.
+                return outcomes + [exc] * (len(events) - len(outcomes))
+            outcomes.append(None)
+        return outcomes
 
     def use(self, middleware: Middleware) -> None:
         self._middlewares.append(middleware)

@@ -89,6 +89,16 @@ class Bus(Protocol):
         """Publish and wait for the broker to accept the event (confirm/ack where it has one)."""
         ...
 
+    async def publish_many(
+        self, events: Sequence[tuple[str, CloudEvent]]
+    ) -> Sequence[BaseException | None]:
+        """Publish `(topic, event)` pairs in order, pipelined where the backend can keep the
+        order (one round trip for the lot on Redis), and wait for the broker's answer to each.
+        Returns, per event, None if the broker accepted it or the error; never raises for
+        the broker's refusal. Once one fails, the ones after it may have been accepted or
+        not: publish them again (consumers' inboxes absorb the duplicates)."""
+        ...
+
     def subscribe_batch(
         self,
         topic: str,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from faststream import StreamMessage
@@ -128,6 +128,20 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
             body = encode(event, self._settings.max_event_bytes)
             await self._publish(names.check_topic(topic), body, event.subject or str(event.id))
         log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
+
+    publishes_keep_order_together: ClassVar[bool] = False
+    """Whether publishes started together reach the broker in the order they started (Redis:
+    they queue on one pipeline). `publish_many` then starts them all at once, one round trip
+    for the batch; elsewhere it publishes one after the other, each awaited."""
+
+    async def publish_many(
+        self, events: Sequence[tuple[str, CloudEvent]]
+    ) -> Sequence[BaseException | None]:
+        if self.publishes_keep_order_together:
+            return await asyncio.gather(
+                *(self.publish(topic, event) for topic, event in events), return_exceptions=True
+            )
+        return await super().publish_many(events)
 
     def _routed(self, route: Route) -> None:
         if self._started:

@@ -82,6 +82,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         per_key_ordering=False,
         ordering="per channel",
     )
+    publishes_keep_order_together: ClassVar[bool] = True  # one pipeline, in arrival order
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
         # Concurrent publishes share a round trip (see _redis_pipeline for why and numbers).

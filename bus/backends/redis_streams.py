@@ -148,6 +148,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         per_key_ordering=False,
         ordering="per stream, with one consumer",
     )
+    publishes_keep_order_together: ClassVar[bool] = True  # one pipeline, in arrival order
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
         self._groups: list[tuple[str, str, str]] = []

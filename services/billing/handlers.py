@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Delivery
@@ -34,6 +34,12 @@ from services.runtime.outbox import enqueue
 log = logging.getLogger(__name__)
 
 SOURCE = "/services/billing"
+
+# Built once, with bound parameters (see services/inventory/handlers.py).
+_INVOICE_ID = select(invoices.c.invoice_id).where(invoices.c.order_id == bindparam("b_order"))
+_ADD_INVOICE = insert(invoices)
+_VOIDED = select(voids.c.order_id).where(voids.c.order_id == bindparam("b_order"))
+_ADD_VOID = insert(voids)
 
 
 async def issue_invoice(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
@@ -60,7 +66,7 @@ async def void_invoice(conn: AsyncConnection, event: CloudEvent, delivery: Deliv
             event,
             delivery,
         )
-    already = await conn.execute(select(voids.c.order_id).where(voids.c.order_id == order_id))
+    already = await conn.execute(_VOIDED, {"b_order": order_id})
     if already.first() is not None:
         return
     voided = InvoiceVoided(
@@ -70,13 +76,14 @@ async def void_invoice(conn: AsyncConnection, event: CloudEvent, delivery: Deliv
         voided_at=datetime.now(UTC),
     )
     await conn.execute(
-        insert(voids).values(
-            order_id=order_id,
-            invoice_id=str(invoice_id),
-            reason=voided.reason,
-            instance_id=delivery.consumer,
-            voided_at=voided.voided_at,
-        )
+        _ADD_VOID,
+        {
+            "order_id": order_id,
+            "invoice_id": str(invoice_id),
+            "reason": voided.reason,
+            "instance_id": delivery.consumer,
+            "voided_at": voided.voided_at,
+        },
     )
     await _announce(conn, INVOICE_VOIDED, voided, event)
     log.info("order %s: invoice %s voided", order_id, invoice_id)
@@ -100,15 +107,16 @@ async def _issue(
         issued_at=datetime.now(UTC),
     )
     await conn.execute(
-        insert(invoices).values(
-            order_id=str(order_id),
-            invoice_id=str(issued.invoice_id),
-            customer_id=customer_id,
-            total=str(total),
-            currency=currency,
-            instance_id=delivery.consumer,
-            issued_at=issued.issued_at,
-        )
+        _ADD_INVOICE,
+        {
+            "order_id": str(order_id),
+            "invoice_id": str(issued.invoice_id),
+            "customer_id": customer_id,
+            "total": str(total),
+            "currency": currency,
+            "instance_id": delivery.consumer,
+            "issued_at": issued.issued_at,
+        },
     )
     await _announce(conn, INVOICE_ISSUED, issued, cause)
     return issued.invoice_id
@@ -122,6 +130,5 @@ async def _announce(
 
 
 async def _invoice_id(conn: AsyncConnection, order_id: str) -> uuid.UUID | None:
-    query = select(invoices.c.invoice_id).where(invoices.c.order_id == order_id)
-    found = (await conn.execute(query)).scalar()
+    found = (await conn.execute(_INVOICE_ID, {"b_order": order_id})).scalar()
     return uuid.UUID(found) if found is not None else None

@@ -7,7 +7,7 @@ on the real names its services would join the running system's groups and take i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from bus import Bus, Capabilities, Handler
@@ -26,6 +26,11 @@ class _Renamed:
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
         await self._inner.publish(self._topic(topic), event)
+
+    async def publish_many(
+        self, events: Sequence[tuple[str, CloudEvent]]
+    ) -> Sequence[BaseException | None]:
+        return await self._inner.publish_many([(self._topic(t), e) for t, e in events])
 
     def subscribe(
         self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False

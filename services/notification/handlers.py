@@ -23,6 +23,9 @@ from contracts import (
 from services.notification.relay import LiveRelay
 from services.notification.store import notifications
 
+_ADD_NOTIFICATION = insert(notifications)
+"""Built once (see services/inventory/handlers.py)."""
+
 email = logging.getLogger("notification.email")
 """The "email" sink: a log line per message, where a real system would call its mail API."""
 
@@ -58,15 +61,16 @@ def notice_of(event: CloudEvent) -> Notice:
 async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
     notice = notice_of(event)
     await conn.execute(
-        insert(notifications).values(
-            order_id=notice.order_id,
-            kind=notice.kind,
-            customer_id=notice.customer_id,
-            channel="email",
-            message=notice.message,
-            instance_id=delivery.consumer,
-            created_at=datetime.now(UTC),
-        )
+        _ADD_NOTIFICATION,
+        {
+            "order_id": notice.order_id,
+            "kind": notice.kind,
+            "customer_id": notice.customer_id,
+            "channel": "email",
+            "message": notice.message,
+            "instance_id": delivery.consumer,
+            "created_at": datetime.now(UTC),
+        },
     )
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Delivery
@@ -37,6 +37,24 @@ log = logging.getLogger(__name__)
 
 SOURCE = "/services/order"
 
+# Built once, with bound parameters (see services/inventory/handlers.py).
+# Lock the order row first: two replicas recording the two answers of one order at once
+# would otherwise each miss the other's fact and neither would confirm (PostgreSQL; SQLite
+# serialises writers anyway and ignores FOR UPDATE).
+_ORDER_FOR_UPDATE = (
+    select(orders).where(orders.c.order_id == bindparam("b_order")).with_for_update()
+)
+_FACTS = select(order_facts.c.fact, order_facts.c.detail).where(
+    order_facts.c.order_id == bindparam("b_order")
+)
+_ADD_FACT = insert(order_facts)
+_SET_STATUS = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("b_order"))
+    .values(status=bindparam("b_status"))
+)
+_ADD_STEP = insert(order_history)
+
 
 class UnknownOrder(Exception):
     """An answer about an order this service never took: retried, then dead-lettered."""
@@ -44,24 +62,21 @@ class UnknownOrder(Exception):
 
 async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
     fact, order_id, detail = _fact(event)
-    # Lock the order row first: two replicas recording the two answers of one order at once
-    # would otherwise each miss the other's fact and neither would confirm (PostgreSQL;
-    # SQLite serialises writers anyway and ignores FOR UPDATE).
-    query = select(orders).where(orders.c.order_id == order_id).with_for_update()
-    order = (await conn.execute(query)).mappings().first()
+    order = (await conn.execute(_ORDER_FOR_UPDATE, {"b_order": order_id})).mappings().first()
     if order is None:
         raise UnknownOrder(f"{event.type} {event.id} is about order {order_id}, unknown here")
     facts = await _facts(conn, order_id)
     if fact not in facts:
         await conn.execute(
-            insert(order_facts).values(
-                order_id=order_id,
-                fact=fact,
-                event_id=str(event.id),
-                event_type=event.type,
-                detail=detail,
-                recorded_at=datetime.now(UTC),
-            )
+            _ADD_FACT,
+            {
+                "order_id": order_id,
+                "fact": fact,
+                "event_id": str(event.id),
+                "event_type": event.type,
+                "detail": detail,
+                "recorded_at": datetime.now(UTC),
+            },
         )
         facts[fact] = detail
     status = next_status(order["status"], facts.keys())
@@ -69,16 +84,17 @@ async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Deli
         return
     reason = facts[Fact.STOCK_REJECTED] if status == "rejected" else None
     now = datetime.now(UTC)
-    await conn.execute(update(orders).where(orders.c.order_id == order_id).values(status=status))
+    await conn.execute(_SET_STATUS, {"b_order": order_id, "b_status": status})
     await conn.execute(
-        insert(order_history).values(
-            order_id=order_id,
-            status=status,
-            event_id=str(event.id),
-            event_type=event.type,
-            reason=reason,
-            at=now,
-        )
+        _ADD_STEP,
+        {
+            "order_id": order_id,
+            "status": status,
+            "event_id": str(event.id),
+            "event_type": event.type,
+            "reason": reason,
+            "at": now,
+        },
     )
     await _announce(conn, dict(order), status, reason, now, event)
     log.info("order %s %s by %s %s", order_id, status, event.type, event.id)
@@ -98,9 +114,7 @@ def _fact(event: CloudEvent) -> tuple[Fact, str, str | None]:
 
 
 async def _facts(conn: AsyncConnection, order_id: str) -> dict[Fact, str | None]:
-    rows = await conn.execute(
-        select(order_facts.c.fact, order_facts.c.detail).where(order_facts.c.order_id == order_id)
-    )
+    rows = await conn.execute(_FACTS, {"b_order": order_id})
     return {Fact(fact): detail for fact, detail in rows}
 
 

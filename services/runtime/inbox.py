@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     select,
     update,
 )
@@ -66,6 +67,15 @@ def _insert_if_new(table: Table, dialect: str) -> Any:
 def _insert_new_returning(table: Table, dialect: str) -> Any:
     """`_insert_if_new` that says which ids it inserted (SQLite 3.35+, PostgreSQL)."""
     return _insert_if_new(table, dialect).returning(table.c.event_id)
+
+
+@functools.cache
+def _count_delivery(table: Table) -> Any:
+    return (
+        update(table)
+        .where(table.c.event_id == bindparam("b_event"))
+        .values(deliveries=table.c.deliveries + 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -159,11 +169,7 @@ class Inbox:
         return (await conn.execute(query)).first() is not None
 
     async def _count_delivery(self, conn: AsyncConnection, event_id: str) -> None:
-        await conn.execute(
-            update(self.table)
-            .where(self.table.c.event_id == event_id)
-            .values(deliveries=self.table.c.deliveries + 1)
-        )
+        await conn.execute(_count_delivery(self.table), {"b_event": event_id})
 
     async def processed(
         self, order_id: str | None, limit: int, offset: int = 0

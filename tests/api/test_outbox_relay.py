@@ -4,6 +4,7 @@ and replicas sharing one outbox publish each event once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import cast
 
 import pytest
@@ -104,17 +105,27 @@ async def _all(seen: list[str], n: int) -> bool | None:
 
 
 class FailsOnThird:
-    """A bus whose third publish fails (the broker went away mid-batch)."""
+    """A bus whose third publish is refused (the broker went away mid-batch), and with it
+    what was sent after it."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.calls = 0
 
-    async def publish(self, topic: str, event: CloudEvent) -> None:
-        self.calls += 1
-        if self.calls == 3:
-            raise ConnectionError("broker gone")
-        await self.bus.publish(topic, event)
+    async def publish_many(
+        self, events: Sequence[tuple[str, CloudEvent]]
+    ) -> Sequence[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        for topic, event in events:
+            self.calls += 1
+            if self.calls == 3:
+                return [
+                    *outcomes,
+                    *[ConnectionError("broker gone")] * (len(events) - len(outcomes)),
+                ]
+            await self.bus.publish(topic, event)
+            outcomes.append(None)
+        return outcomes
 
 
 async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(

@@ -213,6 +213,28 @@ async def test_order_with_one_consumer(backend: str, make_bus: BusFactory, names
     assert [event.data["i"] for event, _ in received.received] == list(range(200))
 
 
+async def test_publish_many_keeps_publish_order_across_topics(
+    backend: str, make_bus: BusFactory, names: Names
+) -> None:
+    """A batch of publishes (the outbox relay's) is accepted whole and arrives in order, as
+    one publish after another would: pipelined where the backend does it, never reordered."""
+    topics, group = [names.topic(), names.topic()], names.group()
+    recorders = [Recorder(), Recorder()]
+    for topic, recorder in zip(topics, recorders, strict=True):
+        await make_bus((topic, recorder, group, "c1"))
+    publisher = await make_bus()
+    key = f"order-{uuid.uuid4()}"
+    sent = [(topics[i % 2], make_event(topics[i % 2], i, subject=key)) for i in range(300)]
+
+    outcomes = await publisher.publish_many(sent)
+
+    assert list(outcomes) == [None] * len(sent)
+    for n, (topic, recorder) in enumerate(zip(topics, recorders, strict=True)):
+        await recorder.wait_for_count(150)
+        assert [event.data["i"] for event, _ in recorder.received] == list(range(n, 300, 2))
+        assert all(delivery.topic == topic for _, delivery in recorder.received)
+
+
 # Only a backend that declares per-key ordering across consumers can be held to it; the rest
 # promise order for one consumer, proven by the test above.
 @pytest.mark.parametrize(
