@@ -110,7 +110,7 @@ def spec() -> ServiceSpec:
             Subscription(topic, record_notification, after_commit=send_and_push(relay))
             for topic in (ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED)
         ],
-        background=[dashboard.watch_backlog],
+        background=[dashboard.watch_backlog, relay.run],
         broadcasts=[
             Broadcast(NOTIFICATION_PUSHED, relay.forward),
             Broadcast(INSTANCE_ACTIVITY, dashboard.on_activity, max_age_s=10),

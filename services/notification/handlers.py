@@ -78,7 +78,7 @@ def send_and_push(live: LiveRelay) -> Callable[[CloudEvent], Awaitable[None]]:
     async def after_commit(event: CloudEvent) -> None:
         notice = notice_of(event)
         email.info("to customer %s: %s", notice.customer_id, notice.message)
-        await live.push(
+        live.push(
             {
                 "type": "notification",
                 "kind": notice.kind,

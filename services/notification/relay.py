@@ -1,14 +1,18 @@
 """Pushes that reach every notification instance's browsers, relayed through the broker.
 
-`push` publishes one `notification_pushed` event; every instance receives it (a group per
-instance) and `forward`s it to its own clients that listen to that order or customer. A push
-is a live view, best effort: the notification itself is already in the database (and in
-`GET /notifications`), so a push the broker refuses is logged, not retried.
+`push` queues one `notification_pushed` event and `run` publishes what is queued, a batch at a
+time (`Bus.publish_many`: one round trip on Redis), so the handler that pushed never waits for
+the broker; every instance receives it (a group per instance) and `forward`s it to its own
+clients that listen to that order or customer. A push is a live view, best effort: the
+notification itself is already in the database (and in `GET /notifications`), so a push the
+broker refuses is logged, not retried, and past `QUEUED_MAX` waiting the oldest are dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from contracts import NOTIFICATION_PUSHED, CloudEvent, NotificationPushed
@@ -18,11 +22,19 @@ from services.runtime.app import Runtime
 
 log = logging.getLogger(__name__)
 
+QUEUED_MAX = 2_000
+"""Pushes waiting to be published at most; past it the oldest are dropped (and counted)."""
+BATCH = 64
+
 
 class LiveRelay:
     def __init__(self, clients: LiveClients) -> None:
         self.clients = clients
         self._runtime: Runtime | None = None
+        self._queued: deque[CloudEvent] = deque(maxlen=QUEUED_MAX)
+        self._wake = asyncio.Event()
+        self.dropped = 0
+        """Pushes dropped unpublished: the queue was full, or the broker refused them."""
 
     def bind(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -32,8 +44,9 @@ class LiveRelay:
         assert self._runtime is not None, "bind() the relay to its runtime first"
         return self._runtime
 
-    async def push(self, message: dict[str, Any]) -> None:
-        """Have every instance send `message` to its clients listening to its order/customer."""
+    def push(self, message: dict[str, Any]) -> None:
+        """Have every instance send `message` to its clients listening to its order/customer
+        (queued: `run` publishes it)."""
         push = NotificationPushed(
             order_id=message.get("order_id"),
             customer_id=message.get("customer_id"),
@@ -47,10 +60,26 @@ class LiveRelay:
             subject=push.order_id,
             dataschema=NOTIFICATION_PUSHED_SCHEMA,
         )
-        try:
-            await self.runtime.bus.publish(NOTIFICATION_PUSHED, event)
-        except Exception:  # best effort: the notification is stored already
-            log.warning("live push for order %s not published", push.order_id, exc_info=True)
+        if len(self._queued) == QUEUED_MAX:
+            self.dropped += 1
+        self._queued.append(event)
+        self._wake.set()
+
+    async def run(self, runtime: Runtime) -> None:
+        """A background task: publish what is queued until shutdown (what is left then is
+        dropped: a view of the moment)."""
+        while not runtime.stopping.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queued and not runtime.stopping.is_set():
+                batch = [self._queued.popleft() for _ in range(min(BATCH, len(self._queued)))]
+                outcomes = await runtime.bus.publish_many([(NOTIFICATION_PUSHED, e) for e in batch])
+                refused = [error for error in outcomes if error is not None]
+                if refused:  # best effort: the notifications are stored already
+                    self.dropped += len(refused)
+                    log.warning(
+                        "%d live pushes not published (%s)", len(refused), type(refused[0]).__name__
+                    )
 
     async def forward(self, event: CloudEvent) -> None:
         push = NotificationPushed.model_validate(event.data)
