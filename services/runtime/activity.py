@@ -30,6 +30,23 @@ KEPT = 1_000
 """Records waiting for the next batch; past that the oldest are dropped (and counted)."""
 
 Totals = Callable[[], Awaitable[dict[str, int]]]
+_Record = tuple[CloudEvent, Outcome, int | None, str | None, datetime]
+"""An event, what became of it, its attempt, the error, when."""
+
+
+def _handled(
+    event: CloudEvent, outcome: Outcome, attempt: int | None, error: str | None, at: datetime
+) -> HandledEvent:
+    return HandledEvent(
+        event_id=str(event.id),
+        type=event.type,
+        order_id=event.subject,
+        attempt=attempt,
+        outcome=outcome,
+        latency_ms=max(0.0, (at - event.time).total_seconds() * 1000),
+        at=at,
+        error=error,
+    )
 
 
 class Activity:
@@ -42,7 +59,10 @@ class Activity:
         self.counters: dict[Outcome, int] = dict.fromkeys(
             ("handled", "duplicate", "failed", "dead_lettered", "published"), 0
         )
-        self._pending: deque[HandledEvent] = deque(maxlen=KEPT)
+        # Kept as they come and made into `HandledEvent`s only when reported: at thousands of
+        # deliveries a second most records are dropped unseen, and a model each cost more
+        # than the rest of the record.
+        self._pending: deque[_Record] = deque(maxlen=KEPT)
         self._dropped = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -57,20 +77,16 @@ class Activity:
         delivery: Delivery | None = None,
         error: BaseException | None = None,
     ) -> None:
-        now = datetime.now(UTC)
         self.counters[outcome] += 1
         if len(self._pending) == self._pending.maxlen:
             self._dropped += 1
         self._pending.append(
-            HandledEvent(
-                event_id=str(event.id),
-                type=event.type,
-                order_id=event.subject,
-                attempt=delivery.attempt if delivery is not None else None,
-                outcome=outcome,
-                latency_ms=max(0.0, (now - event.time).total_seconds() * 1000),
-                at=now,
-                error=f"{type(error).__name__}: {error}"[:200] if error is not None else None,
+            (
+                event,
+                outcome,
+                delivery.attempt if delivery is not None else None,
+                f"{type(error).__name__}: {error}"[:200] if error is not None else None,
+                datetime.now(UTC),
             )
         )
         self._wake.set()
@@ -122,7 +138,8 @@ class Activity:
 
     def report(self, totals: dict[str, int]) -> InstanceActivity:
         events = [
-            self._pending.popleft() for _ in range(min(len(self._pending), ACTIVITY_EVENTS_MAX))
+            _handled(*self._pending.popleft())
+            for _ in range(min(len(self._pending), ACTIVITY_EVENTS_MAX))
         ]
         dropped, self._dropped = self._dropped, 0
         return InstanceActivity.model_validate(
