@@ -350,7 +350,11 @@ class Pipeline(Generic[M]):
         event, delivery = item.received.event, item.received.delivery
         policy = self._settings.retry
         n = delivery.attempt or 1
-        if not self._capabilities.redelivery or policy.gives_up(n):
+        if (
+            isinstance(failure, PoisonMessage)
+            or not self._capabilities.redelivery
+            or policy.gives_up(n)
+        ):
             body = self._transport.body(item.taken.message)
             return await self._dead_letter(_Rejected(item.taken, body, delivery, n, failure, event))
         delay = policy.delay_s(n)

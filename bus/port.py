@@ -42,7 +42,8 @@ class Delivery:
 
 Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
 """Handles one event. Returning acknowledges it; raising asks for redelivery where the backend
-has it (see `Capabilities.redelivery`)."""
+has it (see `Capabilities.redelivery`); raising `bus.codec.PoisonMessage` (an event that can
+never be handled, the reason its message) sends it to the dead letters at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,16 @@ from contracts.order_outcome import ORDER_CONFIRMED, ORDER_REJECTED, OrderConfir
 class EventContract:
     event_type: str
     model: type[OrderEventData]
+    publisher: str
+    """The one service that publishes it: its events carry `source` `/services/<publisher>`,
+    and consumers believe no other (`admission_error`)."""
     about: str
-    """Who publishes it and when: for the AsyncAPI document."""
+    """When it is published: for the AsyncAPI document."""
     version: int = 1
+
+    @property
+    def source(self) -> str:
+        return f"/services/{self.publisher}"
 
     @property
     def dataschema(self) -> str:
@@ -44,24 +51,42 @@ EVENTS: dict[str, EventContract] = {
     contract.event_type: contract
     for contract in (
         EventContract(
-            ORDER_CREATED, OrderCreated, "An order was accepted: the order service's outbox relay."
+            ORDER_CREATED,
+            OrderCreated,
+            "order",
+            "An order was accepted: the order service's outbox relay.",
         ),
         EventContract(
-            INVENTORY_RESERVED, InventoryReserved, "Inventory holds stock for every line."
+            INVENTORY_RESERVED,
+            InventoryReserved,
+            "inventory",
+            "Inventory holds stock for every line.",
         ),
         EventContract(
-            INVENTORY_REJECTED, InventoryRejected, "Inventory is short: nothing is held."
+            INVENTORY_REJECTED,
+            InventoryRejected,
+            "inventory",
+            "Inventory is short: nothing is held.",
         ),
-        EventContract(INVOICE_ISSUED, InvoiceIssued, "Billing issued the order's invoice."),
         EventContract(
-            INVOICE_VOIDED, InvoiceVoided, "Billing voided the invoice of a rejected order."
+            INVOICE_ISSUED, InvoiceIssued, "billing", "Billing issued the order's invoice."
         ),
         EventContract(
-            ORDER_CONFIRMED, OrderConfirmed, "Stock reserved and invoice issued: the order stands."
+            INVOICE_VOIDED,
+            InvoiceVoided,
+            "billing",
+            "Billing voided the invoice of a rejected order.",
+        ),
+        EventContract(
+            ORDER_CONFIRMED,
+            OrderConfirmed,
+            "order",
+            "Stock reserved and invoice issued: the order stands.",
         ),
         EventContract(
             ORDER_REJECTED,
             OrderRejected,
+            "order",
             "The order will not be fulfilled: billing voids, inventory releases.",
         ),
     )
@@ -71,18 +96,32 @@ TOPICS: tuple[str, ...] = tuple(EVENTS)
 """Every business topic: what a clean-up or a native tool needs to know."""
 
 
-def wrap(
-    event_type: str, payload: OrderEventData, *, source: str, correlationid: str | None
-) -> CloudEvent:
-    """`payload` as a CloudEvent of `event_type`, about its order, with its schema version."""
+def wrap(event_type: str, payload: OrderEventData, *, correlationid: str | None) -> CloudEvent:
+    """`payload` as a CloudEvent of `event_type`, about its order, with its schema version,
+    from its publisher (`source`)."""
     contract = EVENTS[event_type]
     if not isinstance(payload, contract.model):
         raise TypeError(f"{event_type} carries {contract.model.__name__}, not {type(payload)}")
     return CloudEvent.of(
         payload,
         type=event_type,
-        source=source,
+        source=contract.source,
         subject=str(payload.order_id),
         dataschema=contract.dataschema,
         correlationid=correlationid,
     )
+
+
+def admission_error(topic: str, event: CloudEvent) -> str | None:
+    """Why `event`, received on the business topic `topic`, is not to be believed, naming the
+    field; None if it is. Anything that can write to the broker can send an event: one that
+    claims another topic's type, or comes from a service that does not publish this topic,
+    would confirm orders or reserve stock on nobody's word."""
+    contract = EVENTS[topic]
+    if event.type != contract.event_type:
+        return f"type: {event.type!r} arrived on topic {topic!r}, which carries only {topic!r}"
+    if event.source != contract.source:
+        return (
+            f"source: {event.source!r} does not publish {topic!r} (only {contract.source!r} does)"
+        )
+    return None

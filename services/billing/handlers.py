@@ -33,7 +33,6 @@ from services.runtime.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/services/billing"
 
 # Built once, with bound parameters (see services/inventory/handlers.py).
 _INVOICE_ID = select(invoices.c.invoice_id).where(invoices.c.order_id == bindparam("b_order"))
@@ -125,7 +124,7 @@ async def _issue(
 async def _announce(
     conn: AsyncConnection, topic: str, payload: InvoiceIssued | InvoiceVoided, cause: CloudEvent
 ) -> None:
-    event = wrap(topic, payload, source=SOURCE, correlationid=cause.correlationid)
+    event = wrap(topic, payload, correlationid=cause.correlationid)
     await enqueue(conn, outbox, topic, event)
 
 

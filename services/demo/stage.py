@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from bus import Bus, BusSettings, Delivery, create_bus
 from bus.topology import remove_topology
-from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
 from services.demo.renamed import renamed
 
 Cell = str | int
@@ -202,7 +202,8 @@ def order_event() -> CloudEvent:
         currency="EUR",
         created_at=datetime.now(UTC),
     )
-    return CloudEvent.of(order, type=ORDER_CREATED, source="/demo", subject=str(order.order_id))
+    # As the order service writes it: the other services believe no other source.
+    return wrap(ORDER_CREATED, order, correlationid=f"demo-{order.order_id}")
 
 
 async def wait_until(condition: Callable[[], bool], within_s: float) -> bool:

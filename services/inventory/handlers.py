@@ -32,7 +32,6 @@ from services.runtime.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/services/inventory"
 
 # Built once, with bound parameters: built per event, a statement cost SQLAlchemy about twice
 # what executing it did (docs/performance.md).
@@ -110,7 +109,7 @@ async def reserve(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) 
         },
     )
     topic = INVENTORY_REJECTED if rejected else INVENTORY_RESERVED
-    reply = wrap(topic, outcome, source=SOURCE, correlationid=event.correlationid)
+    reply = wrap(topic, outcome, correlationid=event.correlationid)
     await enqueue(conn, outbox, topic, reply)
 
 

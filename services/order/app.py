@@ -50,7 +50,6 @@ from services.order.writer import NewOrder, OrderWriter
 from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.http import error_body
 
-SOURCE = "/services/order"
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,128}$")
 ]
@@ -126,9 +125,7 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
             currency=CURRENCY,
             created_at=datetime.now(UTC),
         )
-        event = wrap(
-            ORDER_CREATED, order, source=SOURCE, correlationid=correlation_id or str(uuid.uuid4())
-        )
+        event = wrap(ORDER_CREATED, order, correlationid=correlation_id or str(uuid.uuid4()))
         try:
             await writer.write(NewOrder(order, event, idempotency_key, fingerprint))
         except IntegrityError:

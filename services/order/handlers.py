@@ -35,7 +35,6 @@ from services.runtime.outbox import enqueue
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/services/order"
 
 # Built once, with bound parameters (see services/inventory/handlers.py).
 # Lock the order row first: two replicas recording the two answers of one order at once
@@ -138,5 +137,5 @@ async def _announce(
     else:
         topic = ORDER_REJECTED
         payload = OrderRejected(**common, reason=reason or "rejected", rejected_at=at)
-    event = wrap(topic, payload, source=SOURCE, correlationid=cause.correlationid)
+    event = wrap(topic, payload, correlationid=cause.correlationid)
     await enqueue(conn, outbox, topic, event)

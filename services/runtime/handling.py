@@ -6,6 +6,9 @@ dead-lettered); the service adds, around it:
 - `faults`: the operator's injected failures and pauses, as a middleware of the pipeline;
 - `observer`: what the pipeline decided, counted in metrics and shown in the activity feed.
 
+Every event is checked against the contract's table first (`contracts.admission_error`): the
+type its topic carries, from the one service that publishes it.
+
 One INFO line per batch (each event at DEBUG): at a few thousand events a second, a line per
 event cost more than the event.
 """
@@ -18,9 +21,10 @@ from collections.abc import Sequence, Set
 from typing import TYPE_CHECKING
 
 from bus import Delivery
+from bus.codec import PoisonMessage
 from bus.logfields import event_fields
 from bus.port import BatchHandler, Middleware, Observer, Outcome, Received
-from contracts import CloudEvent
+from contracts import CloudEvent, admission_error
 
 if TYPE_CHECKING:
     from services.runtime.app import Runtime, Subscription
@@ -31,6 +35,11 @@ log = logging.getLogger("services")
 def inbox_handler(runtime: Runtime, subscription: Subscription) -> BatchHandler:
     async def handle(batch: Sequence[Received]) -> None:
         assert runtime.inbox is not None
+        for received in batch:
+            # One forged event fails the batch; handled again one by one, only it goes to
+            # the dead letters, at once (retrying cannot mend it).
+            if (reason := admission_error(subscription.topic, received.event)) is not None:
+                raise PoisonMessage(f"not believed: {reason}")
         metrics = runtime.metrics
         started = time.perf_counter()
         firsts = await runtime.inbox.handle_batch(batch, subscription.effect)

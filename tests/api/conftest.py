@@ -97,4 +97,4 @@ def order_event(*lines: tuple[str, int]) -> CloudEvent:
         currency="EUR",
         created_at=datetime.now(UTC),
     )
-    return wrap(ORDER_CREATED, order, source="/tests", correlationid=f"c-{uuid.uuid4().hex}")
+    return wrap(ORDER_CREATED, order, correlationid=f"c-{uuid.uuid4().hex}")

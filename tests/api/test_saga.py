@@ -90,14 +90,14 @@ def reserved(order_id: str) -> CloudEvent:
         items=[ReservedLine(sku="KB-001", quantity=1)],
         reserved_at=datetime.now(UTC),
     )
-    return wrap(INVENTORY_RESERVED, payload, source="/tests", correlationid="c-1")
+    return wrap(INVENTORY_RESERVED, payload, correlationid="c-1")
 
 
 def short(order_id: str) -> CloudEvent:
     payload = InventoryRejected(
         order_id=uuid.UUID(order_id), reason=SHORT, rejected_at=datetime.now(UTC)
     )
-    return wrap(INVENTORY_REJECTED, payload, source="/tests", correlationid="c-1")
+    return wrap(INVENTORY_REJECTED, payload, correlationid="c-1")
 
 
 def issued(order_id: str) -> CloudEvent:
@@ -109,7 +109,7 @@ def issued(order_id: str) -> CloudEvent:
         currency="EUR",
         issued_at=datetime.now(UTC),
     )
-    return wrap(INVOICE_ISSUED, payload, source="/tests", correlationid="c-1")
+    return wrap(INVOICE_ISSUED, payload, correlationid="c-1")
 
 
 ANSWERS = {"reserved": reserved, "short": short, "issued": issued}
@@ -216,7 +216,7 @@ def rejection_of(created: CloudEvent) -> CloudEvent:
         reason=SHORT,
         rejected_at=datetime.now(UTC),
     )
-    return wrap(ORDER_REJECTED, payload, source="/tests", correlationid=created.correlationid)
+    return wrap(ORDER_REJECTED, payload, correlationid=created.correlationid)
 
 
 @pytest.mark.parametrize(

@@ -140,14 +140,14 @@ def test_wrap_makes_the_order_the_subject_and_names_the_schema() -> None:
     rejected = InventoryRejected(
         order_id=uuid.uuid4(), reason="insufficient stock", rejected_at=datetime.now(UTC)
     )
-    event = wrap(INVENTORY_REJECTED, rejected, source="/services/inventory", correlationid="c-1")
+    event = wrap(INVENTORY_REJECTED, rejected, correlationid="c-1")
     assert event.type == "inventory_rejected"
     assert event.subject == str(rejected.order_id)
     assert event.dataschema == "urn:orderbus:schema:inventory_rejected:1"
     assert event.correlationid == "c-1"
     assert InventoryRejected.model_validate(event.data) == rejected
     with pytest.raises(TypeError, match="inventory_rejected carries InventoryRejected"):
-        wrap(INVENTORY_REJECTED, order(), source="/x", correlationid=None)
+        wrap(INVENTORY_REJECTED, order(), correlationid=None)
 
 
 @pytest.mark.parametrize("reason", ["", "x" * 201])
