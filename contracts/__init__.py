@@ -7,7 +7,7 @@ for the live views; each one's JSON Schema is exported to `contracts/schemas/`
 """
 
 from contracts.envelope import CloudEvent
-from contracts.events import EVENTS, TOPICS, admission_error, wrap
+from contracts.events import EVENTS, TOPICS, admission_error, published_by, wrap
 from contracts.inventory_outcome import (
     INVENTORY_REJECTED,
     INVENTORY_RESERVED,
@@ -52,5 +52,6 @@ __all__ = [
     "OrderRejected",
     "ReservedLine",
     "admission_error",
+    "published_by",
     "wrap",
 ]

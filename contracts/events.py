@@ -112,6 +112,11 @@ def wrap(event_type: str, payload: OrderEventData, *, correlationid: str | None)
     )
 
 
+def published_by(service: str) -> list[str]:
+    """The business topics `service` publishes, from the table."""
+    return [topic for topic, contract in EVENTS.items() if contract.publisher == service]
+
+
 def admission_error(topic: str, event: CloudEvent) -> str | None:
     """Why `event`, received on the business topic `topic`, is not to be believed, naming the
     field; None if it is. Anything that can write to the broker can send an event: one that

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Path
 from sqlalchemy import case, select
 
-from contracts import INVOICE_ISSUED, INVOICE_VOIDED, ORDER_CREATED, ORDER_REJECTED
+from contracts import ORDER_CREATED, ORDER_REJECTED, published_by
 from services.billing.handlers import issue_invoice, void_invoice
 from services.billing.store import invoices, metadata, outbox, voids
 from services.runtime.app import Runtime, ServiceSpec, Subscription
@@ -45,5 +45,5 @@ def spec() -> ServiceSpec:
             Subscription(ORDER_REJECTED, void_invoice),
         ],
         outbox=outbox,
-        publishes=[INVOICE_ISSUED, INVOICE_VOIDED],
+        publishes=published_by("billing"),
     )

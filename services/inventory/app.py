@@ -7,7 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from contracts import INVENTORY_REJECTED, INVENTORY_RESERVED, ORDER_CREATED, ORDER_REJECTED
+from contracts import (
+    ORDER_CREATED,
+    ORDER_REJECTED,
+    published_by,
+)
 from services.inventory.handlers import release, reserve
 from services.inventory.store import metadata, outbox, reservations, seed_stock, stock
 from services.runtime.app import Runtime, ServiceSpec, Subscription
@@ -44,5 +48,5 @@ def spec() -> ServiceSpec:
         subscriptions=[Subscription(ORDER_CREATED, reserve), Subscription(ORDER_REJECTED, release)],
         seed=seed_stock,
         outbox=outbox,
-        publishes=[INVENTORY_RESERVED, INVENTORY_REJECTED],
+        publishes=published_by("inventory"),
     )

@@ -46,7 +46,12 @@ def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRoute
 
     @router.get("/presence")
     async def presence() -> dict[str, Any]:
-        return {"instance": runtime.instance, "clients": len(live), "online": live.online()}
+        return {
+            "instance": runtime.instance,
+            "clients": len(live),
+            "online": live.online(),
+            "pushes_dropped": relay.dropped,
+        }
 
     @router.websocket("/ws")
     async def websocket(socket: WebSocket) -> None:

@@ -15,11 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import (
-    ORDER_CONFIRMED,
     ORDER_CREATED,
-    ORDER_REJECTED,
     OrderCreated,
     OrderItem,
+    published_by,
     wrap,
 )
 from contracts.api import (
@@ -239,5 +238,5 @@ def spec() -> ServiceSpec:
         seed=seed_catalogue,
         outbox=outbox,
         background=[rate_limit.close_at_shutdown, writer.run],
-        publishes=[ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED],
+        publishes=published_by("order"),
     )
