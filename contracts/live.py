@@ -82,3 +82,7 @@ class InstanceActivity(BaseModel):
     """WebSocket clients connected to this instance (notification only)."""
     events: Annotated[list[HandledEvent], Field(max_length=ACTIVITY_EVENTS_MAX)]
     dropped: int = 0
+    reported_at: AwareDatetime | None = None
+    signature: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """HMAC-SHA256 under the admin token of `service`, `instance`, `url` and `reported_at`:
+    a dashboard calls `url` with the token only if it verifies (and is recent)."""

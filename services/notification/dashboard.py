@@ -8,7 +8,9 @@ instances (alive if heard from within `ALIVE_S`), published/processed per servic
 outbox and inbox, and what waits in the broker (`bus.probes`: queued, unacknowledged, dead
 letters).
 The controls are admin endpoints (`Authorization: Bearer <ORDERBUS_ADMIN_TOKEN>`); they reach
-the instances at the URL each one advertises in its activity.
+the instances at the URL each one advertises in its activity. Anything that can publish on the
+broker can send an activity report, so where a token is set only reports signed with it (and
+recent) are believed: no event chooses where the token is sent.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ import contextlib
 import logging
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse
+from pydantic import SecretStr
 
 from bus import backend_class
 from bus.probes import Probe, open_probe
 from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.notification.controls import ControlsClient
 from services.notification.live import LiveClients
-from services.runtime.admin import admin_guard
+from services.runtime.admin import admin_guard, report_signed
 from services.runtime.app import Runtime
 from services.runtime.settings import SUBSCRIBERS
 
@@ -42,6 +46,9 @@ ALIVE_S = 6.0
 FORGET_S = 300.0
 MAX_INSTANCES = 256
 BACKLOG_EVERY_S = 2.0
+SIGNED_FOR_S = 30.0
+"""A signed report older (or further ahead, clocks differ) is not believed: a copy replayed
+later could name an address that is no longer the instance's."""
 
 
 class Dashboard:
@@ -51,15 +58,36 @@ class Dashboard:
         self.heard_at: dict[str, float] = {}
         self.backlog: dict[str, dict[str, int | None]] = {}
         """Per subscriber service, from the broker: `lag`, `pending`, `dead_letters`..."""
+        self.token: SecretStr | None = None
+        """The controls' admin token: set, reports must be signed with it."""
+        self.refused = 0
+        """Reports not believed: unsigned, signed with another token, or stale."""
 
     async def on_activity(self, event: CloudEvent) -> None:
         """A broadcast handler: remember the instance's latest report, forward the event."""
         activity = InstanceActivity.model_validate(event.data)
+        if self.token is not None and not self._signed(activity, self.token):
+            self.refused += 1
+            if self.refused == 1:  # one line, not one a heartbeat: the count is in the state
+                log.warning(
+                    "activity of %r not believed: not signed with this admin token, or stale",
+                    activity.instance,
+                )
+            return
         self._forget_old()
         if activity.instance in self.latest or len(self.latest) < MAX_INSTANCES:
             self.latest[activity.instance] = activity.model_copy(update={"events": []})
             self.heard_at[activity.instance] = time.monotonic()
         await self.clients.deliver("activity", None, {"type": "activity"} | event.data)
+
+    @staticmethod
+    def _signed(activity: InstanceActivity, token: SecretStr) -> bool:
+        at = activity.reported_at
+        if at is None or abs((datetime.now(UTC) - at).total_seconds()) > SIGNED_FOR_S:
+            return False
+        return report_signed(
+            token, activity.signature, at, activity.service, activity.instance, activity.url
+        )
 
     def _forget_old(self) -> None:
         horizon = time.monotonic() - FORGET_S
@@ -127,6 +155,7 @@ def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
         dependencies=[Depends(admin_guard(runtime.settings.admin_token))],
     )
     controls = ControlsClient(runtime, dashboard)
+    dashboard.token = runtime.settings.admin_token
 
     @router.get("", include_in_schema=False)
     async def page() -> FileResponse:
@@ -148,12 +177,13 @@ def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
             "capabilities": asdict(backend_class(backend).capabilities),
             "admin": runtime.settings.admin_token is not None,
             "instances": [
-                a.model_dump(mode="json", exclude={"events"})
+                a.model_dump(mode="json", exclude={"events", "signature"})
                 | {"heard_s_ago": round(now - dashboard.heard_at[a.instance], 1)}
                 for a in dashboard.alive()
             ],
             "progress": dashboard.progress(),
             "backlog": dashboard.backlog,
+            "activity_refused": dashboard.refused,
         }
 
     controls.install(admin)

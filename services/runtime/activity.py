@@ -17,9 +17,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
+
 from bus import Bus, BusSettings, Delivery, create_bus
 from contracts import INSTANCE_ACTIVITY, CloudEvent, HandledEvent, InstanceActivity
 from contracts.live import ACTIVITY_EVENTS_MAX, INSTANCE_ACTIVITY_SCHEMA, Outcome
+from services.runtime.admin import report_signature
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,12 @@ def _handled(
 
 
 class Activity:
-    def __init__(self, service: str, instance: str, url: str, backend: str) -> None:
+    def __init__(
+        self, service: str, instance: str, url: str, backend: str, token: SecretStr | None = None
+    ) -> None:
         self.service = service
+        self.token = token
+        """The admin token, to sign each report's address (`report_signature`)."""
         self.instance = instance
         self.url = url
         self.backend = backend
@@ -142,6 +149,12 @@ class Activity:
             for _ in range(min(len(self._pending), ACTIVITY_EVENTS_MAX))
         ]
         dropped, self._dropped = self._dropped, 0
+        now = datetime.now(UTC)
+        signature = (
+            report_signature(self.token, now, self.service, self.instance, self.url)
+            if self.token is not None
+            else None
+        )
         return InstanceActivity.model_validate(
             {
                 "service": self.service,
@@ -153,6 +166,8 @@ class Activity:
                 "totals": totals,
                 "events": events,
                 "dropped": dropped,
+                "reported_at": now,
+                "signature": signature,
                 **{name: read() for name, read in self.extra.items()},
             }
         )

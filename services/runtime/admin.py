@@ -7,8 +7,10 @@ started without one has no admin surface at all, rather than an open one.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Header, HTTPException, status
@@ -22,6 +24,24 @@ def token_matches(expected: SecretStr | None, presented: str | None) -> bool:
     if expected is None or not presented:
         return False
     return hmac.compare_digest(presented.encode(), expected.get_secret_value().encode())
+
+
+def report_signature(token: SecretStr, signed_at: datetime, *fields: str) -> str:
+    """What an instance puts on its activity report so that a dashboard holding the same token
+    believes the address in it: anything that can publish on the broker could name another."""
+    stamp = signed_at.astimezone(UTC).isoformat(timespec="microseconds")
+    message = "\n".join((stamp, *fields)).encode()
+    return hmac.new(token.get_secret_value().encode(), message, hashlib.sha256).hexdigest()
+
+
+def report_signed(
+    token: SecretStr, signature: str | None, signed_at: datetime | None, *fields: str
+) -> bool:
+    """Whether `signature` is this token's over `signed_at` and `fields` (constant time)."""
+    if not signature or signed_at is None:
+        return False
+    expected = report_signature(token, signed_at, *fields)
+    return hmac.compare_digest(signature.encode(), expected.encode())
 
 
 def admin_guard(token: SecretStr | None) -> Callable[[str | None], None]:

@@ -98,6 +98,7 @@ class Runtime:
             self.instance,
             self.settings.advertised_url(self.service),
             self.settings.bus.backend,
+            self.settings.admin_token,
         )
 
 

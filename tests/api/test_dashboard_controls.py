@@ -7,8 +7,10 @@ notification service's `/dashboard/api/state` sees every instance through its ac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +20,8 @@ from pydantic import SecretStr
 from bus import Bus, BusSettings
 from bus.backends import memory
 from bus.retry import DeadLetter
-from contracts import ORDER_CREATED
+from contracts import INSTANCE_ACTIVITY, ORDER_CREATED, CloudEvent, InstanceActivity
+from services.runtime.admin import report_signature, report_signed
 from services.runtime.settings import ServiceName, ServiceSettings
 from services.specs import create_app
 from tests.api.conftest import order_event
@@ -155,3 +158,74 @@ def test_scarce_orders_ask_for_the_product_with_the_least_stock() -> None:
     assert least.initial_stock < 2 * 5  # five such orders cannot all be filled
     plenty = order_body(PlaceOrders())
     assert all(item["sku"] != least.sku for item in plenty["items"])
+
+
+async def test_a_forged_activity_report_never_gets_the_token(
+    settings: ServiceSettings, publisher: Bus
+) -> None:
+    """Anyone who can publish on the broker can send `instance_activity` naming a real instance
+    and an address of their own; the dashboard's controls must not send the token there."""
+    heard: list[bytes] = []
+
+    async def listen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(await reader.read(65536))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    trap = await asyncio.start_server(listen, "127.0.0.1", 0)
+    trap_url = f"http://127.0.0.1:{trap.sockets[0].getsockname()[1]}"
+    async with (
+        trap,
+        service("notification", settings) as notification,
+        service("billing", settings),
+    ):
+
+        async def billing(forged_handled: bool = False) -> dict[str, Any] | None:
+            found = (await notification.get("/dashboard/api/state")).json()
+            report = next((i for i in found["instances"] if i["instance"] == "billing-1"), None)
+            if report is None or not forged_handled:
+                return report
+            # Both forged reports handled: refused and counted, or (unfixed) believed.
+            handled = found.get("activity_refused", 0) >= 2 or report["url"] == trap_url
+            return report if handled else None
+
+        report = await eventually(billing, within_s=10)
+        now = datetime.now(UTC)
+        forged = {
+            **report,
+            "url": trap_url,
+            "events": [],
+            "reported_at": now.isoformat(),
+            "signature": report_signature(SecretStr("another-token-0123456789"), now, "x"),
+        }
+        unsigned = {**forged, "signature": None}
+        for data in (forged, unsigned):
+            event = CloudEvent.of(
+                InstanceActivity.model_validate(data),
+                type=INSTANCE_ACTIVITY,
+                source="/services/billing/billing-1",
+            )
+            await publisher.publish(INSTANCE_ACTIVITY, event)
+        kept = await eventually(lambda: billing(forged_handled=True), within_s=10)
+        assert kept["url"] == report["url"] != trap_url
+
+        # The control goes to the address billing signed: in-process, nothing listens there.
+        answer = await notification.post(
+            "/dashboard/api/pause", json={"instance": "billing-1", "seconds": 1}, headers=ADMIN
+        )
+        assert answer.status_code == 502
+        assert report["url"] in answer.text
+        assert trap_url not in answer.text
+    assert heard == []
+
+
+def test_a_report_signature_binds_the_address_the_time_and_the_token() -> None:
+    token, at = SecretStr(TOKEN), datetime.now(UTC)
+    fields = ("billing", "billing-1", "http://127.0.0.1:8002")
+    signature = report_signature(token, at, *fields)
+    assert report_signed(token, signature, at, *fields)
+    assert not report_signed(token, signature, at, "billing", "billing-1", "http://evil:80")
+    assert not report_signed(token, signature, at + timedelta(microseconds=1), *fields)
+    assert not report_signed(SecretStr("another-token-0123456789"), signature, at, *fields)
+    assert not report_signed(token, None, at, *fields)
