@@ -32,6 +32,7 @@ from contracts.api import (
 )
 from contracts.catalogue import CURRENCY
 from services import asyncapi
+from services.order import timeouts
 from services.order.handlers import record_answer
 from services.order.lifecycle import FACT_OF
 from services.order.prices import PriceList
@@ -237,6 +238,6 @@ def spec() -> ServiceSpec:
         ],
         seed=seed_catalogue,
         outbox=outbox,
-        background=[rate_limit.close_at_shutdown, writer.run],
+        background=[rate_limit.close_at_shutdown, writer.run, timeouts.run],
         publishes=published_by("order"),
     )

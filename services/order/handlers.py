@@ -10,6 +10,7 @@ inbox's transaction.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,7 @@ from contracts import (
     OrderRejected,
     wrap,
 )
-from services.order.lifecycle import FACT_OF, Fact, next_status
+from services.order.lifecycle import FACT_OF, Fact, next_status, rejection_reason
 from services.order.store import order_facts, order_history, orders, outbox
 from services.runtime.outbox import enqueue
 
@@ -59,11 +60,37 @@ class UnknownOrder(Exception):
     """An answer about an order this service never took: retried, then dead-lettered."""
 
 
+@dataclass(frozen=True)
+class Cause:
+    """What established a fact: an answer event, or the order service's own timeout."""
+
+    event_id: str
+    event_type: str
+    correlationid: str | None
+
+
 async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
     fact, order_id, detail = _fact(event)
-    order = (await conn.execute(_ORDER_FOR_UPDATE, {"b_order": order_id})).mappings().first()
+    order = await lock_order(conn, order_id)
     if order is None:
         raise UnknownOrder(f"{event.type} {event.id} is about order {order_id}, unknown here")
+    cause = Cause(str(event.id), event.type, event.correlationid)
+    await establish(conn, order, fact, detail, cause)
+
+
+async def lock_order(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
+    """The order's row, locked until the transaction ends (PostgreSQL), or None if unknown."""
+    order = (await conn.execute(_ORDER_FOR_UPDATE, {"b_order": order_id})).mappings().first()
+    return dict(order) if order is not None else None
+
+
+async def establish(
+    conn: AsyncConnection, order: dict[str, Any], fact: Fact, detail: str | None, cause: Cause
+) -> str | None:
+    """Record `fact` about `order` (its row locked by the caller, in this transaction) once,
+    then move the order to the status its facts now give, with history and announcement.
+    Returns the new status, or None if it stays."""
+    order_id = order["order_id"]
     facts = await _facts(conn, order_id)
     if fact not in facts:
         await conn.execute(
@@ -71,8 +98,8 @@ async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Deli
             {
                 "order_id": order_id,
                 "fact": fact,
-                "event_id": str(event.id),
-                "event_type": event.type,
+                "event_id": cause.event_id,
+                "event_type": cause.event_type,
                 "detail": detail,
                 "recorded_at": datetime.now(UTC),
             },
@@ -80,8 +107,8 @@ async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Deli
         facts[fact] = detail
     status = next_status(order["status"], facts.keys())
     if status is None:
-        return
-    reason = facts[Fact.STOCK_REJECTED] if status == "rejected" else None
+        return None
+    reason = rejection_reason(facts) if status == "rejected" else None
     now = datetime.now(UTC)
     await conn.execute(_SET_STATUS, {"b_order": order_id, "b_status": status})
     await conn.execute(
@@ -89,14 +116,15 @@ async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Deli
         {
             "order_id": order_id,
             "status": status,
-            "event_id": str(event.id),
-            "event_type": event.type,
+            "event_id": cause.event_id,
+            "event_type": cause.event_type,
             "reason": reason,
             "at": now,
         },
     )
-    await _announce(conn, dict(order), status, reason, now, event)
-    log.info("order %s %s by %s %s", order_id, status, event.type, event.id)
+    await _announce(conn, order, status, reason, now, cause.correlationid)
+    log.info("order %s %s by %s %s", order_id, status, cause.event_type, cause.event_id)
+    return status
 
 
 def _fact(event: CloudEvent) -> tuple[Fact, str, str | None]:
@@ -123,7 +151,7 @@ async def _announce(
     status: str,
     reason: str | None,
     at: datetime,
-    cause: CloudEvent,
+    correlationid: str | None,
 ) -> None:
     common: dict[str, Any] = {
         "order_id": order["order_id"],
@@ -137,5 +165,5 @@ async def _announce(
     else:
         topic = ORDER_REJECTED
         payload = OrderRejected(**common, reason=reason or "rejected", rejected_at=at)
-    event = wrap(topic, payload, correlationid=cause.correlationid)
+    event = wrap(topic, payload, correlationid=correlationid)
     await enqueue(conn, outbox, topic, event)

@@ -7,7 +7,7 @@ arrived first, and a fact heard twice is still one fact.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from enum import StrEnum
 
 from contracts import INVENTORY_REJECTED, INVENTORY_RESERVED, INVOICE_ISSUED
@@ -18,6 +18,8 @@ class Fact(StrEnum):
     STOCK_RESERVED = "stock_reserved"
     STOCK_REJECTED = "stock_rejected"
     INVOICE_ISSUED = "invoice_issued"
+    TIMED_OUT = "timed_out"
+    """No decision within `ORDER_DECISION_TIMEOUT_S`: established by the order service itself."""
 
 
 FACT_OF: dict[str, Fact] = {
@@ -26,6 +28,8 @@ FACT_OF: dict[str, Fact] = {
     INVOICE_ISSUED: Fact.INVOICE_ISSUED,
 }
 """The event type that establishes each fact: the order service's subscriptions."""
+
+TIMED_OUT_REASON = "timed out"
 
 FINAL: frozenset[OrderStatus] = frozenset({"confirmed", "rejected"})
 
@@ -38,6 +42,8 @@ class ContradictoryFacts(Exception):
 def status_of(facts: Set[Fact]) -> OrderStatus:
     if Fact.STOCK_REJECTED in facts:
         return "rejected"  # whatever else is known: billing voids the invoice
+    if Fact.TIMED_OUT in facts:
+        return "rejected"  # a late answer changes nothing: compensation undoes what it did
     if Fact.STOCK_RESERVED in facts and Fact.INVOICE_ISSUED in facts:
         return "confirmed"
     return "pending"
@@ -51,3 +57,10 @@ def next_status(current: OrderStatus, facts: Set[Fact]) -> OrderStatus | None:
     if current in FINAL:
         raise ContradictoryFacts(f"{current} order, but the facts {sorted(facts)} say {derived}")
     return derived
+
+
+def rejection_reason(facts: Mapping[Fact, str | None]) -> str:
+    """Why a rejected order was rejected: inventory's reason, or that no decision came."""
+    if Fact.STOCK_REJECTED in facts:
+        return facts[Fact.STOCK_REJECTED] or "rejected"
+    return TIMED_OUT_REASON

@@ -51,6 +51,10 @@ class ServiceSettings(BaseSettings):
         1.0, gt=0, le=60, validation_alias=AliasChoices("ORDERBUS_OUTBOX_POLL_S")
     )
     """How often the outbox relay looks for unpublished events it was not told about."""
+    order_decision_timeout_s: float = Field(300.0, ge=1, le=86_400)
+    """An order still pending this long after it was placed is rejected (`timed out`): an
+    answer dead-lettered or lost (redis-pubsub), or a service that never started, must not
+    leave it pending for good. The saga's compensation undoes what a late answer did."""
     rate_limit_per_minute: int = Field(
         600, ge=0, le=1_000_000, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_PER_MINUTE")
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,10 @@ from contracts import (
     ReservedLine,
     wrap,
 )
+from services.order.lifecycle import TIMED_OUT_REASON
+from services.order.timeouts import TIMEOUT_CAUSE, decide_overdue
 from services.runtime.settings import ServiceSettings
+from services.specs import create_app
 from tests.api.conftest import Running, order_event
 from tests.integration.conftest import Recorder
 from tests.polling import eventually
@@ -324,3 +327,68 @@ async def test_a_short_order_is_answered_with_the_reason(
         assert answer.data["reason"] == SHORT
         assert answer.dataschema == "urn:orderbus:schema:inventory_rejected:1"
         assert published(outcomes, INVENTORY_RESERVED, order_id) == []
+
+
+# -- the order service: no order waits for ever ---------------------------------------------
+
+
+async def test_an_order_nobody_decides_is_rejected_as_timed_out(
+    settings: ServiceSettings, publisher: Bus, outcomes: Recorder
+) -> None:
+    """Billing never answers (dead-lettered, lost, never started): after the timeout the
+    order is rejected, announced once, and a late answer changes nothing."""
+    quick = settings.model_copy(update={"order_decision_timeout_s": 1.0})
+    app = create_app("order", quick)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://order") as order:
+            placed = await order.post(
+                "/orders",
+                json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]},
+            )
+            order_id = placed.json()["order_id"]
+            await deliver(publisher, order, reserved(order_id))
+
+            async def decided() -> dict[str, Any] | None:
+                view: dict[str, Any] = (await order.get(f"/orders/{order_id}")).json()
+                return view if view["status"] != "pending" else None
+
+            view = await eventually(decided, within_s=10)
+            assert view["status"] == "rejected"
+            steps = [(s["status"], s["event_type"], s["reason"]) for s in view["history"]]
+            assert steps == [
+                ("pending", ORDER_CREATED, None),
+                ("rejected", TIMEOUT_CAUSE, TIMED_OUT_REASON),
+            ]
+            await outcomes.wait_until(lambda: bool(published(outcomes, ORDER_REJECTED, order_id)))
+            [rejection] = published(outcomes, ORDER_REJECTED, order_id)
+            assert rejection.data["reason"] == TIMED_OUT_REASON
+
+            await deliver(publisher, order, issued(order_id))  # billing, late
+            again = (await order.get(f"/orders/{order_id}")).json()
+            assert (again["status"], again["history"]) == ("rejected", view["history"])
+    assert published(outcomes, ORDER_CONFIRMED, order_id) == []
+    assert len(published(outcomes, ORDER_REJECTED, order_id)) == 1
+
+
+async def test_only_orders_pending_past_the_timeout_are_decided(
+    settings: ServiceSettings, publisher: Bus
+) -> None:
+    app = create_app("order", settings)
+    body = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://order") as order:
+            answered = (await order.post("/orders", json=body)).json()["order_id"]
+            waiting = (await order.post("/orders", json=body)).json()["order_id"]
+            for answer in (reserved(answered), issued(answered)):
+                await deliver(publisher, order, answer)
+            runtime = app.state.runtime
+            assert await decide_overdue(runtime) == 0, "none is overdue yet"
+            later = datetime.now(UTC) + timedelta(seconds=settings.order_decision_timeout_s + 1)
+            assert await decide_overdue(runtime, now=later) == 1
+            assert await decide_overdue(runtime, now=later) == 0, "decided once"
+            statuses = [
+                (await order.get(f"/orders/{i}")).json()["status"] for i in (answered, waiting)
+            ]
+            assert statuses == ["confirmed", "rejected"]

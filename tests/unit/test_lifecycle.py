@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from contracts.api import OrderStatus
-from services.order.lifecycle import ContradictoryFacts, Fact, next_status, status_of
+from services.order.lifecycle import (
+    TIMED_OUT_REASON,
+    ContradictoryFacts,
+    Fact,
+    next_status,
+    rejection_reason,
+    status_of,
+)
 
 RESERVED, SHORT, INVOICED = Fact.STOCK_RESERVED, Fact.STOCK_REJECTED, Fact.INVOICE_ISSUED
 
@@ -49,3 +56,16 @@ def test_a_final_status_never_moves() -> None:
     assert next_status("confirmed", {RESERVED, INVOICED}) is None
     with pytest.raises(ContradictoryFacts, match="confirmed order"):
         next_status("confirmed", {RESERVED, INVOICED, SHORT})
+
+
+def test_a_timed_out_order_is_rejected_and_late_answers_change_nothing() -> None:
+    timed_out = {Fact.TIMED_OUT}
+    assert next_status("pending", timed_out) == "rejected"
+    assert rejection_reason(dict.fromkeys(timed_out)) == TIMED_OUT_REASON
+    for late in ({RESERVED}, {RESERVED, INVOICED}, {SHORT}, {SHORT, INVOICED}):
+        assert next_status("rejected", timed_out | late) is None, late
+
+
+def test_inventorys_reason_comes_before_the_timeout() -> None:
+    facts: dict[Fact, str | None] = {Fact.TIMED_OUT: TIMED_OUT_REASON, SHORT: "out of stock"}
+    assert rejection_reason(facts) == "out of stock"
