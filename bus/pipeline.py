@@ -145,6 +145,7 @@ class Pipeline(Generic[M]):
         self.route = route
         self._transport = transport
         self._settings = settings
+        self._retry = settings.retry
         self._capabilities = capabilities
         self._system = system
         self._call = _chain(route, system)
@@ -244,7 +245,7 @@ class Pipeline(Generic[M]):
         """The bus itself failed mid-batch (acknowledging, dead-lettering): what was not
         settled is delivered again later, and this consumer backs off meanwhile, so a broker
         or dead-letter queue that keeps failing is not hammered in a loop."""
-        delay = self._settings.retry.delay_s(1 + min(self._failures, 10))
+        delay = self._retry.delay_s(1 + min(self._failures, 10))
         self._failures += 1
         log.error(
             "%s: could not settle a batch (%s); delivering its rest again in %.2fs",
@@ -322,7 +323,7 @@ class Pipeline(Generic[M]):
             event = decode(body, self._settings.max_event_bytes)
         except PoisonMessage as poison:
             return _Rejected(taken, body, delivery, attempt or 1, poison, None)
-        if attempt is not None and attempt > self._settings.max_attempts:
+        if attempt is not None and attempt > self._retry.attempts:
             # Delivered past the limit without an outcome: its handler never returned, most
             # likely because the consumer died inside it. Do not try it again.
             return _Rejected(
@@ -348,7 +349,7 @@ class Pipeline(Generic[M]):
 
     async def _failed(self, item: _Item[M], failure: Exception) -> Outcome:
         event, delivery = item.received.event, item.received.delivery
-        policy = self._settings.retry
+        policy = self._retry
         n = delivery.attempt or 1
         if (
             isinstance(failure, PoisonMessage)
@@ -365,7 +366,7 @@ class Pipeline(Generic[M]):
             delivery.group,
             delivery.consumer,
             n,
-            policy.max_attempts,
+            policy.attempts,
             failure,
             delay,
             extra=self._fields("retry", event, n),

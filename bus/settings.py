@@ -36,8 +36,13 @@ class BusSettings(BaseSettings):
     (Redis Streams idle time before XAUTOCLAIM, NATS ack wait)."""
     kafka_partitions: int = Field(6, ge=1, le=10_000)
     """Partitions of each Kafka topic created by the bus: the ceiling on competing consumers."""
-    max_attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS_LIMIT)
-    """Deliveries of one event before it is dead-lettered to `dlq.<group>`."""
+    retry_budget_s: float = Field(60.0, ge=0, le=86_400)
+    """How long a failing event is retried (its waits added up) before it is dead-lettered to
+    `dlq.<group>`: long enough to ride out a restart of the database or the broker. 0: never
+    retried."""
+    max_attempts: int = Field(MAX_ATTEMPTS_LIMIT, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    """The most deliveries of one event, whatever the budget (`retry.attempts` is the
+    smaller of the two)."""
     retry_backoff_ms: int = Field(200, ge=1, le=600_000)
     """Delay after the first failed attempt; doubles per attempt, with jitter."""
     retry_backoff_max_ms: int = Field(30_000, ge=1, le=3_600_000)
@@ -64,7 +69,9 @@ class BusSettings(BaseSettings):
 
     @property
     def retry(self) -> RetryPolicy:
-        return RetryPolicy(self.max_attempts, self.retry_backoff_ms, self.retry_backoff_max_ms)
+        return RetryPolicy(
+            self.max_attempts, self.retry_backoff_ms, self.retry_backoff_max_ms, self.retry_budget_s
+        )
 
     @property
     def resolved_url(self) -> str:

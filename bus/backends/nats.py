@@ -116,7 +116,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
             max_ack_pending=self._settings.prefetch * 64,
             # A net under our own limit: past it JetStream stops delivering, so even a
             # message that kills its consumer every time is not redelivered forever.
-            max_deliver=self._settings.max_attempts + 1,
+            max_deliver=self._settings.retry.attempts + 1,
             # A new ephemeral group would otherwise replay the whole stream.
             deliver_policy=DeliverPolicy.NEW if ephemeral else DeliverPolicy.ALL,
             inactive_threshold=float(self._settings.ephemeral_expiry_s) if ephemeral else None,

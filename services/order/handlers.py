@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Delivery
+from bus.codec import PoisonMessage
 from contracts import (
     ORDER_CONFIRMED,
     ORDER_REJECTED,
@@ -56,8 +57,10 @@ _SET_STATUS = (
 _ADD_STEP = insert(order_history)
 
 
-class UnknownOrder(Exception):
-    """An answer about an order this service never took: retried, then dead-lettered."""
+class UnknownOrder(PoisonMessage):
+    """An answer about an order this service never took: dead-lettered at once. It cannot be
+    early (an order is committed before its `order_created` leaves through the outbox), so
+    no retry would find the order."""
 
 
 @dataclass(frozen=True)
