@@ -8,7 +8,7 @@ await bus.publish("order_created", event)
 await bus.close()
 """
 
-from bus.port import BatchHandler, Bus, Capabilities, Delivery, Handler, Received
+from bus.port import BatchHandler, Bus, Capabilities, Delivery, Handler, NotPublished, Received
 from bus.registry import BACKENDS, backend_class, create_bus
 from bus.settings import BusSettings
 
@@ -20,6 +20,7 @@ __all__ = [
     "Capabilities",
     "Delivery",
     "Handler",
+    "NotPublished",
     "Received",
     "backend_class",
     "create_bus",

@@ -73,6 +73,11 @@ Observer = Callable[[CloudEvent | None, Delivery, Outcome, BaseException | str |
 for a message that is not a valid CloudEvent. Called on the consumer's path: keep it cheap."""
 
 
+class NotPublished(Exception):
+    """The broker answered, and did not keep the event (RabbitMQ: returned, no queue bound).
+    Publish it again later: the outbox keeps the row."""
+
+
 class Bus(Protocol):
     """Publish events to topics; subscribe handlers to topics under a consumer group.
 

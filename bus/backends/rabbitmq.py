@@ -55,7 +55,7 @@ from faststream.rabbit.schemas.queue import QuorumQueueArgs
 from bus import names
 from bus.backends._faststream import FastStreamBus, documented
 from bus.pipeline import Pipeline, Route
-from bus.port import Capabilities
+from bus.port import Capabilities, NotPublished
 from bus.settings import MAX_ATTEMPTS_LIMIT
 
 log = logging.getLogger("bus")
@@ -132,10 +132,11 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         self._group_queues: list[tuple[str, str, RabbitQueue, bool]] = []
         self._retries: set[asyncio.Task[None]] = set()
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
-        # lets one consumer take the whole queue: bound it.
-        return RabbitBroker(
-            url, default_channel=Channel(prefetch_count=self._settings.prefetch), **common
-        )
+        # lets one consumer take the whole queue: bound it. Publishes are mandatory: one that
+        # no queue takes is returned, and on_return_raises makes that its confirm's error
+        # (otherwise the broker's ack follows the return and the event counts as published).
+        channel = Channel(prefetch_count=self._settings.prefetch, on_return_raises=True)
+        return RabbitBroker(url, default_channel=channel, **common)
 
     # RabbitMQ 3.10 answers a consumer of a quorum queue that another connection declared a
     # moment before with INTERNAL_ERROR (`{badmatch,{error,noproc}}` in
@@ -256,9 +257,15 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         await self._broker.declare_exchange(exchange)
         # persist: delivery mode 2, so a durable queue keeps the event across a broker restart
         # (FastStream's default is transient).
-        await self._broker.publish(
-            body, exchange=exchange, persist=True, content_type="application/cloudevents+json"
-        )
+        try:
+            await self._broker.publish(
+                body, exchange=exchange, persist=True, content_type="application/cloudevents+json"
+            )
+        except aiormq.exceptions.PublishError:
+            raise NotPublished(
+                f"no queue is bound to {topic}: RabbitMQ returned the event (no subscriber "
+                "group has declared its queue yet)"
+            ) from None
 
 
 def _deliver(pipeline: Pipeline[AbstractIncomingMessage]) -> Any:
