@@ -11,13 +11,22 @@ class PoisonMessage(Exception):
     """A message that can never be handled (not a valid envelope, or too large)."""
 
 
+class EventTooLarge(ValueError):
+    """An event over `BUS_MAX_EVENT_BYTES` encoded: no broker will be asked to take it."""
+
+    def __init__(self, event: CloudEvent, size: int, max_bytes: int) -> None:
+        super().__init__(
+            f"event {event.id} is {size} bytes encoded; the limit is {max_bytes} "
+            "(BUS_MAX_EVENT_BYTES)"
+        )
+        self.size = size
+        self.max_bytes = max_bytes
+
+
 def encode(event: CloudEvent, max_bytes: int) -> bytes:
     body = event.to_json()
     if len(body) > max_bytes:
-        raise ValueError(
-            f"event {event.id} is {len(body)} bytes encoded; the limit is {max_bytes} "
-            "(BUS_MAX_EVENT_BYTES)"
-        )
+        raise EventTooLarge(event, len(body), max_bytes)
     return body
 
 

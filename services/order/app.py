@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bus.codec import EventTooLarge
 from contracts import (
     ORDER_CREATED,
     OrderCreated,
@@ -74,6 +75,14 @@ def _too_many(verdict: Verdict) -> JSONResponse:
     )
 
 
+def _too_large(error: EventTooLarge) -> JSONResponse:
+    reason = (
+        f"the order's event would be {error.size} bytes; the limit is {error.max_bytes} "
+        "(BUS_MAX_EVENT_BYTES): place fewer items per order"
+    )
+    return JSONResponse(error_body("order too large", [{"field": "items", "reason": reason}]), 413)
+
+
 def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
@@ -92,7 +101,10 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
         "/orders",
         status_code=202,
         response_model=OrderAccepted,
-        responses={429: {"description": "too many orders from this customer; see Retry-After"}},
+        responses={
+            413: {"description": "the order's event would exceed BUS_MAX_EVENT_BYTES"},
+            429: {"description": "too many orders from this customer; see Retry-After"},
+        },
     )
     async def place_order(
         request: PlaceOrder,
@@ -128,6 +140,8 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
         event = wrap(ORDER_CREATED, order, correlationid=correlation_id or str(uuid.uuid4()))
         try:
             await writer.write(NewOrder(order, event, idempotency_key, fingerprint))
+        except EventTooLarge as too_large:
+            return _too_large(too_large)
         except IntegrityError:
             # The same Idempotency-Key raced us and won: answer as it did.
             if idempotency_key is None:

@@ -8,8 +8,8 @@ hand-offs between threads. Written together, the orders waiting at that moment t
 six statements (BEGIN, four multi-row INSERTs, COMMIT) however many they are.
 
 All or nothing still holds per order: a batch that fails (an `Idempotency-Key` raced and
-another request won) is written again one order per transaction, so only the order at fault
-gets the error.
+another request won, or an order too large to announce) is written again one order per
+transaction, so only the order at fault gets the error.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bus.codec import EventTooLarge
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated
 from services.order.store import order_history, order_items, orders, outbox
 from services.runtime.outbox import enqueue_many, with_trace
@@ -84,8 +85,8 @@ class OrderWriter:
     async def _commit(self, runtime: Runtime, batch: list[NewOrder]) -> None:
         try:
             async with runtime.engine.begin() as conn:
-                await store(conn, batch)
-        except IntegrityError as exc:
+                await store(conn, batch, runtime.settings.bus.max_event_bytes)
+        except (IntegrityError, EventTooLarge) as exc:
             if len(batch) == 1:
                 _settle(batch[0], exc)
             else:
@@ -111,8 +112,10 @@ def _settle(new: NewOrder, error: BaseException | None) -> None:
         new.written.set_exception(error)
 
 
-async def store(conn: AsyncConnection, batch: Sequence[NewOrder]) -> None:
-    """Orders, their items, first history step and `order_created` events: multi-row INSERTs."""
+async def store(conn: AsyncConnection, batch: Sequence[NewOrder], max_event_bytes: int) -> None:
+    """Orders, their items, first history step and `order_created` events: multi-row INSERTs.
+    Raises `EventTooLarge` for an order whose event the bus would refuse: the order is never
+    written, rather than accepted and never announced."""
     await conn.execute(
         insert(orders),
         [
@@ -156,4 +159,5 @@ async def store(conn: AsyncConnection, batch: Sequence[NewOrder]) -> None:
             for new in batch
         ],
     )
-    await enqueue_many(conn, outbox, [(ORDER_CREATED, new.event) for new in batch])
+    events = [(ORDER_CREATED, new.event) for new in batch]
+    await enqueue_many(conn, outbox, events, max_bytes=max_event_bytes)

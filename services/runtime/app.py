@@ -33,6 +33,7 @@ from services.runtime.http import BodyLimit, install_error_handlers
 from services.runtime.inbox import Effect, Inbox, processed_events_table
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay
+from services.runtime.outbox_routes import outbox_routes
 from services.runtime.settings import ServiceName, ServiceSettings
 from services.runtime.shutdown import settle
 
@@ -186,6 +187,8 @@ def build_app(
     if spec.subscriptions:
         app.include_router(dead_letter_routes(runtime))
         app.include_router(control_routes(runtime))
+    if runtime.relay is not None:
+        app.include_router(outbox_routes(runtime, runtime.relay))
     app.include_router(spec.routes(runtime))
     return app
 

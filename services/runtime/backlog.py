@@ -28,6 +28,11 @@ async def unpublished(engine: AsyncEngine, outbox: Table) -> int:
         return int((await conn.execute(query)).scalar_one())
 
 
+async def parked(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
 async def refresh(runtime: Runtime, topics: Sequence[str]) -> None:
     metrics = runtime.metrics
     if metrics.refreshing.locked():
@@ -41,7 +46,8 @@ async def refresh(runtime: Runtime, topics: Sequence[str]) -> None:
                         metrics.set_backlog(topic, backlog)
                 if runtime.relay is not None:
                     metrics.set_outbox_backlog(
-                        await unpublished(runtime.engine, runtime.relay.table)
+                        await unpublished(runtime.engine, runtime.relay.table),
+                        await parked(runtime.engine, runtime.relay.parked),
                     )
         except Exception as exc:  # noqa: BLE001 - a scrape reports what it can, never fails
             metrics.probe_failed()

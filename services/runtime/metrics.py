@@ -95,6 +95,12 @@ class Metrics:
             INSTANCE_LABELS,
             registry=r,
         )
+        self.outbox_parked = Gauge(
+            "orderbus_outbox_parked",
+            "Outbox rows parked as never publishable (GET /outbox/parked)",
+            INSTANCE_LABELS,
+            registry=r,
+        )
         self.probe_failures = Counter(
             "orderbus_probe_failures",
             "Scrapes whose broker or database backlog query failed or timed out",
@@ -124,8 +130,9 @@ class Metrics:
         if backlog.dead_letters is not None:
             self.dead_letters.labels(**self._labels).set(backlog.dead_letters)
 
-    def set_outbox_backlog(self, rows: int) -> None:
+    def set_outbox_backlog(self, rows: int, parked: int) -> None:
         self.outbox_backlog.labels(**self._labels).set(rows)
+        self.outbox_parked.labels(**self._labels).set(parked)
 
     def probe_failed(self) -> None:
         self.probe_failures.labels(**self._labels).inc()

@@ -11,6 +11,11 @@ Replicas of a service share its database, so they share its outbox: a relay clai
 `CLAIM_S` before publishing it, and the other replicas skip claimed rows. A relay that dies
 holding a claim leaves its rows to the others once the claim runs out (or to itself at once
 when it restarts under the same instance id, as `orderbus up` does).
+
+A row that can never be published (over `BUS_MAX_EVENT_BYTES`, or not a valid event) would
+stop every row behind it, since rows go out in order: the relay moves it to `outbox_parked`
+with the reason, and goes on. `GET /outbox/parked` lists them (admin), the gauge
+`orderbus_outbox_parked` counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Column,
     Insert,
@@ -33,6 +39,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    delete,
     insert,
     or_,
     select,
@@ -41,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bus import names, tracing
+from bus.codec import EventTooLarge
 from bus.logfields import event_fields
 from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
@@ -57,8 +65,10 @@ longer than publishing `BATCH` events takes, as a second publisher only makes du
 
 
 def outbox_table(metadata: MetaData) -> Table:
+    """The service's outbox, and beside it (in the same metadata) `outbox_parked`."""
     if "outbox" in metadata.tables:  # replicas in one process share the metadata
         return metadata.tables["outbox"]
+    parked_table(metadata)
     return Table(
         "outbox",
         metadata,
@@ -73,6 +83,22 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+def parked_table(metadata: MetaData) -> Table:
+    """Outbox rows that can never be published, with why (see the module's docstring)."""
+    if "outbox_parked" in metadata.tables:
+        return metadata.tables["outbox_parked"]
+    return Table(
+        "outbox_parked",
+        metadata,
+        Column("seq", Integer, primary_key=True),
+        Column("event_id", String(36), nullable=False),
+        Column("topic", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("reason", String(200), nullable=False),
+        Column("parked_at", UtcDateTime, nullable=False),
+    )
+
+
 async def enqueue(conn: AsyncConnection, outbox: Table, topic: str, event: CloudEvent) -> None:
     """Add `event` to the outbox, in the caller's transaction: it is published iff that commits.
 
@@ -83,22 +109,30 @@ async def enqueue(conn: AsyncConnection, outbox: Table, topic: str, event: Cloud
 
 
 async def enqueue_many(
-    conn: AsyncConnection, outbox: Table, events: Sequence[tuple[str, CloudEvent]]
+    conn: AsyncConnection,
+    outbox: Table,
+    events: Sequence[tuple[str, CloudEvent]],
+    *,
+    max_bytes: int | None = None,
 ) -> None:
-    """`enqueue` for several events in one statement."""
+    """`enqueue` for several events in one statement. With `max_bytes`, an event larger than
+    that encoded raises `EventTooLarge` before anything is written (the order service refuses
+    such an order at the door rather than accept what it could never announce)."""
     now = datetime.now(UTC)
-    await conn.execute(
-        _insert(outbox),
-        [
+    rows = []
+    for topic, event in events:
+        payload = with_trace(event).to_json()
+        if max_bytes is not None and len(payload) > max_bytes:
+            raise EventTooLarge(event, len(payload), max_bytes)
+        rows.append(
             {
                 "event_id": str(event.id),
                 "topic": names.check_topic(topic),
-                "payload": with_trace(event).to_json().decode(),
+                "payload": payload.decode(),
                 "created_at": now,
             }
-            for topic, event in events
-        ],
-    )
+        )
+    await conn.execute(_insert(outbox), rows)
 
 
 @functools.cache
@@ -120,6 +154,7 @@ class OutboxRelay:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self.parked = parked_table(table.metadata)
         self.wake = asyncio.Event()
         self.failing = False
         # Built once, with bound parameters: built per batch they cost more than SQLite
@@ -141,6 +176,8 @@ class OutboxRelay:
             .values(claimed_by=bindparam("me"), claimed_until=bindparam("until"))
             .returning(t.c.seq, t.c.topic, t.c.payload)
         )
+        self._park = insert(self.parked)
+        self._remove_from_outbox = delete(t).where(t.c.seq.in_(bindparam("seqs", expanding=True)))
         self._mark_published = (
             update(t)
             .where(t.c.seq.in_(bindparam("seqs", expanding=True)))
@@ -178,10 +215,12 @@ class OutboxRelay:
         """Claim up to `BATCH` unpublished rows, publish them in order (pipelined where the
         backend can, `Bus.publish_many`), mark what the broker accepted; return how many
         were claimed. Raises the first refusal once the rest is marked."""
-        rows = await self._claim(runtime.engine, runtime.instance)
-        if not rows:
+        claimed = await self._claim(runtime.engine, runtime.instance)
+        if not claimed:
             return 0
-        events = [(topic, CloudEvent.from_json(payload)) for _, topic, payload in rows]
+        rows, events = await self._publishable(runtime, claimed)
+        if not rows:
+            return len(claimed)
         outcomes = await runtime.bus.publish_many(events)
         # What went out before the first refusal; the rest goes again next round (some of it
         # may have reached the broker: the inboxes absorb the duplicates).
@@ -201,7 +240,54 @@ class OutboxRelay:
             error = outcomes[accepted]
             assert error is not None
             raise error
-        return len(rows)
+        return len(claimed)
+
+    async def _publishable(
+        self, runtime: Runtime, claimed: list[tuple[int, str, str]]
+    ) -> tuple[list[tuple[int, str, str]], list[tuple[str, CloudEvent]]]:
+        """The claimed rows that can be published, as events; the others are parked."""
+        max_bytes = runtime.settings.bus.max_event_bytes
+        rows: list[tuple[int, str, str]] = []
+        events: list[tuple[str, CloudEvent]] = []
+        parked: list[dict[str, object]] = []
+        for seq, topic, payload in claimed:
+            size = len(payload.encode())
+            try:
+                event = CloudEvent.from_json(payload)
+            except ValidationError as exc:
+                fields = ", ".join(".".join(map(str, e["loc"])) or "-" for e in exc.errors())
+                reason, event_id = f"not a valid CloudEvent ({fields})", "-"
+            else:
+                if size <= max_bytes:
+                    rows.append((seq, topic, payload))
+                    events.append((topic, event))
+                    continue
+                reason = f"{size} bytes encoded; the limit is {max_bytes} (BUS_MAX_EVENT_BYTES)"
+                event_id = str(event.id)
+            parked.append(
+                {
+                    "seq": seq,
+                    "event_id": event_id[:36],
+                    "topic": topic,
+                    "payload": payload,
+                    "reason": reason[:200],
+                    "parked_at": datetime.now(UTC),
+                }
+            )
+        if parked:
+            async with runtime.engine.begin() as conn:
+                await conn.execute(self._park, parked)
+                await conn.execute(self._remove_from_outbox, {"seqs": [p["seq"] for p in parked]})
+            for row in parked:
+                log.error(
+                    "outbox row %s (%s, event %s) parked: it can never be published: %s",
+                    row["seq"],
+                    row["topic"],
+                    row["event_id"],
+                    row["reason"],
+                    extra={"action": "park", "service": runtime.service},
+                )
+        return rows, events
 
     def _published(self, runtime: Runtime, events: Sequence[tuple[str, CloudEvent]]) -> None:
         """Counted and shown per event; one INFO line per batch (each event at DEBUG): at a
