@@ -6,17 +6,24 @@ so this module uses each broker's own client. Each entry is named by a `ref` the
 understands: a stream entry id (Redis), a dead letter's id (RabbitMQ), `partition:offset`
 (Kafka), a stream sequence (NATS) or a dead letter's id (memory, which only the process
 running the bus can see).
+
+An entry that is not a dead-letter record (anything can write to a stream or a queue) is
+listed as malformed, with its raw bytes and why, so that one bad entry never breaks the
+listing, and can be purged; it is never replayed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from bus import names
 from bus.backends.kafka import bootstrap_servers
@@ -31,6 +38,29 @@ REDIS_DATA_FIELD = b"__data__"  # the field FastStream keeps a stream entry's bo
 class Stored:
     ref: str
     letter: DeadLetter
+    malformed: str | None = None
+    """Why the entry is not a dead-letter record; `letter` then only carries its raw bytes."""
+
+
+def parse(ref: str, raw: bytes | str | None, group: str) -> Stored:
+    """The entry `ref` of `dlq.<group>` as a dead letter, or as malformed, never an error."""
+    body = raw.encode() if isinstance(raw, str) else raw or b""
+    try:
+        return Stored(ref, DeadLetter.model_validate_json(body))
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "-" for e in exc.errors()[:5])
+        reason = f"not a dead-letter record ({fields or 'empty'})"
+    digest = hashlib.sha256(body).hexdigest()
+    letter = DeadLetter(
+        id=uuid.uuid5(uuid.NAMESPACE_URL, f"orderbus-dlq:{group}:{digest}"),
+        topic="",
+        group=group,
+        consumer="",
+        attempts=0,
+        error=f"malformed entry: {reason}",
+        envelope=body.decode("utf-8", errors="replace"),
+    )
+    return Stored(ref, letter, reason)
 
 
 class DeadLetterStore(Protocol):
@@ -95,9 +125,9 @@ class RedisStore:
         finally:
             await client.aclose()
         return [
-            Stored(_text(ref), DeadLetter.model_validate_json(fields[REDIS_DATA_FIELD]))
+            parse(_text(ref), (fields or {}).get(REDIS_DATA_FIELD), group)
             for ref, fields in entries
-            if ref is not None and fields
+            if ref is not None
         ]
 
     async def remove(self, group: str, refs: set[str]) -> int:
@@ -140,12 +170,12 @@ class RabbitStore:
                 return [], 0  # nothing dead-lettered yet: the queue is declared on first use
             held = []
             while (message := await queue.get(fail=False)) is not None:
-                letter = _rabbit_letter(message, group)
-                if remove is not None and str(letter.id) in remove:
+                found = _rabbit_letter(message, group)
+                if remove is not None and found.ref in remove:
                     await message.ack()
                     removed += 1
                 else:
-                    stored.append(Stored(str(letter.id), letter))
+                    stored.append(found)
                     held.append(message)
             for message in held:
                 await message.nack(requeue=True)
@@ -161,29 +191,34 @@ class RabbitStore:
         return await self.remove(group, {s.ref for s in await self.list(group)})
 
 
-def _rabbit_letter(message: Any, group: str) -> DeadLetter:
+def _rabbit_letter(message: Any, group: str) -> Stored:
     """The bus's own record, or one made from what RabbitMQ's net dead-lettered: the event as
     it was, with an `x-death` header saying where from and why."""
     deaths = message.headers.get("x-death") if message.headers else None
-    if not deaths:
-        return DeadLetter.model_validate_json(message.body)
+    if not deaths or not isinstance(deaths, list) or not isinstance(deaths[0], dict):
+        found = parse("", message.body, group)
+        return Stored(str(found.letter.id), found.letter, found.malformed)
     death = deaths[0]
     ident = uuid.uuid5(uuid.NAMESPACE_URL, f"{message.message_id}:{death.get('time')}")
     failed_at = death.get("time")
+    if not isinstance(failed_at, datetime):
+        failed_at = None
     event_id = None
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
-        event_id = str(json.loads(message.body)["id"])
-    return DeadLetter(
+    with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+        event_id = str(json.loads(message.body)["id"])[:36]
+    count = message.headers.get("x-delivery-count", death.get("count", 1))
+    letter = DeadLetter(
         id=ident,
         topic=str(death.get("exchange") or ""),
         group=group,
         consumer="",
-        attempts=int(message.headers.get("x-delivery-count", death.get("count", 1))),
+        attempts=count if isinstance(count, int) else 1,
         error=f"dead-lettered by RabbitMQ: {death.get('reason')} (from {death.get('queue')})",
         failed_at=failed_at.replace(tzinfo=UTC) if failed_at else datetime.now(UTC),
         event_id=event_id,
         envelope=message.body.decode("utf-8", errors="replace"),
     )
+    return Stored(str(ident), letter)
 
 
 class KafkaStore:
@@ -231,9 +266,8 @@ class KafkaStore:
                 while await consumer.position(partition) < end[partition]:
                     batch = await consumer.getmany(partition, timeout_ms=1_000)
                     for record in batch.get(partition, []):
-                        if record.value is not None:
-                            letter = DeadLetter.model_validate_json(record.value)
-                            stored.append(Stored(f"{record.partition}:{record.offset}", letter))
+                        ref = f"{record.partition}:{record.offset}"
+                        stored.append(parse(ref, record.value, group))
         return stored
 
     async def remove(self, group: str, refs: set[str]) -> int:
@@ -267,9 +301,7 @@ class NatsStore:
             for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
                 with contextlib.suppress(NotFoundError):  # a gap: removed earlier
                     message = await js.get_msg(stream, seq)
-                    stored.append(
-                        Stored(str(seq), DeadLetter.model_validate_json(message.data or b""))
-                    )
+                    stored.append(parse(str(seq), message.data, group))
         except NotFoundError:
             pass  # no stream: nothing dead-lettered yet
         finally:

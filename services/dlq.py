@@ -8,6 +8,8 @@ from typing import Any
 from bus import BusSettings, create_bus, names
 from bus.dead_letter_store import open_store
 from services.runtime import dead_letters
+from services.runtime.settings import SERVICES
+from services.specs import service_spec
 
 
 async def run(
@@ -52,10 +54,17 @@ async def run(
     bus = create_bus(settings)
     await bus.start()
     try:
-        result = await dead_letters.replay(store, group, chosen, bus)
+        result = await dead_letters.replay(store, group, chosen, bus, _subscribed(service))
     finally:
         await bus.close()
     return _report(as_json, result)
+
+
+def _subscribed(group: str) -> set[str] | None:
+    """The topics a service's group subscribes to; None for a group that is no service's."""
+    if group not in SERVICES:
+        return None
+    return {sub.topic for sub in service_spec(group).subscriptions}
 
 
 def _report(as_json: bool, result: dict[str, Any]) -> tuple[int, str]:

@@ -117,7 +117,9 @@ async def poison_and_replay(stage: Stage) -> Outcome:
     tries = [r for r in stage.received if r.event_id == poison]
     stored = await store.list(group)
     bug[0] = False  # "fix the bug", then replay
-    replayed = await dead_letters.replay(store, group, stored, await stage.publisher())
+    replayed = await dead_letters.replay(
+        store, group, stored, await stage.publisher(), {stage.topic}
+    )
     await wait_until(lambda: any(g.event_id == poison for g in billing.got()), WAIT_S)
     left = len(await store.list(group))
 

@@ -185,7 +185,7 @@ def build_app(
     install_error_handlers(app)
     app.include_router(_basics(runtime, [sub.topic for sub in spec.subscriptions]))
     if spec.subscriptions:
-        app.include_router(dead_letter_routes(runtime))
+        app.include_router(dead_letter_routes(runtime, {sub.topic for sub in spec.subscriptions}))
         app.include_router(control_routes(runtime))
     if runtime.relay is not None:
         app.include_router(outbox_routes(runtime, runtime.relay))

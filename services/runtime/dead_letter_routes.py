@@ -6,6 +6,7 @@ changes what the system does.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -37,7 +38,8 @@ class Selection(BaseModel):
         return self
 
 
-def dead_letter_routes(runtime: Runtime) -> APIRouter:
+def dead_letter_routes(runtime: Runtime, topics: Collection[str]) -> APIRouter:
+    """`topics`: what the service subscribes to, the only topics a replay may go to."""
     router = APIRouter(
         prefix="/dead-letters",
         tags=["admin"],
@@ -75,7 +77,7 @@ def dead_letter_routes(runtime: Runtime) -> APIRouter:
     @router.post("/replay")
     async def replay(selection: Selection) -> dict[str, Any]:
         opened, picked, _ = await chosen(selection)
-        return await dead_letters.replay(opened, group, picked, runtime.bus)
+        return await dead_letters.replay(opened, group, picked, runtime.bus, topics)
 
     @router.post("/purge")
     async def purge(selection: Selection) -> dict[str, Any]:

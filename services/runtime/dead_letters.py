@@ -2,11 +2,13 @@
 
 Replay republishes the message exactly as it was received to its original topic. The event
 keeps its id, so a service that had in fact processed it changes nothing twice (its inbox).
+Anything that can write to the broker can write to a dead-letter queue too: a replay goes
+only to a topic the group subscribes to, never to one an entry names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ class NoSuchDeadLetter(LookupError):
 def row(stored: Stored, full: bool) -> dict[str, Any]:
     """A dead letter for display; without `full`, the envelope and traceback are left out."""
     shown = {"ref": stored.ref} | stored.letter.model_dump(mode="json")
+    shown["malformed"] = stored.malformed
     if not full:
         shown.pop("envelope")
         shown.pop("traceback")
@@ -53,16 +56,28 @@ async def purge(
 
 
 async def replay(
-    store: DeadLetterStore, group: str, chosen: Sequence[Stored], bus: Bus
+    store: DeadLetterStore,
+    group: str,
+    chosen: Sequence[Stored],
+    bus: Bus,
+    topics: Collection[str] | None,
 ) -> dict[str, Any]:
     """Republish each chosen letter to its original topic, then remove the replayed ones.
 
-    A letter whose body is not a CloudEvent (invalid JSON, a schema violation) is refused and
-    kept: replaying it would only dead-letter it again.
+    Refused and kept: a malformed entry, a letter whose topic is not one of `topics` (what the
+    group subscribes to; None: a group that is not a service's, not checked), and a letter
+    whose body is not a CloudEvent (replaying it would only dead-letter it again).
     """
     replayable: list[tuple[Stored, CloudEvent]] = []
     refused: list[dict[str, str]] = []
     for s in chosen:
+        if s.malformed is not None:
+            refused.append({"ref": s.ref, "reason": f"malformed entry ({s.malformed}); purge it"})
+            continue
+        if topics is not None and s.letter.topic not in topics:
+            reason = f"{group} does not subscribe to {s.letter.topic[:64]!r}; purge it"
+            refused.append({"ref": s.ref, "reason": reason})
+            continue
         try:
             replayable.append((s, CloudEvent.from_json(s.letter.envelope)))
         except ValidationError:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -12,7 +16,9 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Bus, BusSettings, Delivery
-from contracts import ORDER_CREATED, CloudEvent
+from bus.backends import memory
+from bus.retry import DeadLetter
+from contracts import ORDER_CONFIRMED, ORDER_CREATED, CloudEvent, OrderConfirmed, wrap
 from services.billing import app as billing_app
 from services.runtime.settings import ServiceSettings
 from services.specs import create_app
@@ -144,3 +150,42 @@ async def test_poison_is_refused_on_replay_and_purged_by_ref(
             "/dead-letters/purge", headers=ADMIN, json={"refs": [letter["ref"]]}
         )
         assert purged.json() == {"purged": 1, "kept": 0}
+
+
+async def test_a_replay_goes_only_to_a_topic_the_group_subscribes_to(
+    settings: ServiceSettings,
+) -> None:
+    """Anything that can write to the broker can write a dead letter naming any topic: a
+    replay must not become a way to publish `order_confirmed` in billing's name."""
+    confirmed = OrderConfirmed(
+        order_id=uuid.uuid4(),
+        customer_id="mallory",
+        total=Decimal("1.00"),
+        currency="EUR",
+        confirmed_at=datetime.now(UTC),
+    )
+    forged = DeadLetter.of(
+        wrap(ORDER_CONFIRMED, confirmed, correlationid=None).to_json(),
+        topic=ORDER_CONFIRMED,
+        group="billing",
+        consumer="billing-1",
+        attempts=1,
+        error="forged",
+    )
+    hub = memory._hub(settings.bus.resolved_url)
+    async with billing(settings) as client:
+        hub.dead_letters.setdefault("billing", deque()).append(forged)
+        answer = await client.post("/dead-letters/replay", json={"all": True}, headers=ADMIN)
+        assert answer.status_code == 200
+        assert answer.json()["replayed"] == 0
+        assert answer.json()["refused"] == [
+            {
+                "ref": str(forged.id),
+                "reason": "billing does not subscribe to 'order_confirmed'; purge it",
+            }
+        ]
+        assert ORDER_CONFIRMED not in hub.topics or all(
+            group.queue.empty() for group in hub.topics[ORDER_CONFIRMED].values()
+        )
+        listing = (await client.get("/dead-letters", headers=ADMIN)).json()
+        assert [row["ref"] for row in listing["dead_letters"]] == [str(forged.id)]

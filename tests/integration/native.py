@@ -11,6 +11,7 @@ from bus.retry import DeadLetter
 from bus.topology import remove_topology
 
 __all__ = [
+    "inject_dead_letter",
     "inject_raw",
     "messages_in_queue",
     "read_dead_letters",
@@ -57,6 +58,42 @@ async def inject_raw(backend: str, url: str, topic: str, body: bytes) -> None:
         nats_client = await nats.connect(url)
         await nats_client.jetstream().publish(topic, body, stream=topic)
         await nats_client.drain()
+
+
+async def inject_dead_letter(backend: str, url: str, group: str, body: bytes) -> None:
+    """Put bytes in `dlq.<group>` (declared already) with the broker's own client, as anything
+    that can write to the broker could."""
+    destination = names.dead_letters(group)
+    if backend == "redis-streams" or backend == "redis-pubsub":
+        import redis.asyncio as redis
+
+        redis_client = redis.from_url(url)
+        await redis_client.xadd(destination, {REDIS_DATA_FIELD: body})
+        await redis_client.aclose()
+    elif backend == "rabbitmq":
+        import aio_pika
+
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.default_exchange.publish(aio_pika.Message(body), destination)
+    elif backend == "kafka":
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(url))
+        await producer.start()
+        await producer.send_and_wait(destination, body)
+        await producer.stop()
+    elif backend == "nats":
+        import nats
+
+        from bus.backends.nats import dead_letter_stream
+
+        nats_client = await nats.connect(url)
+        await nats_client.jetstream().publish(destination, body, stream=dead_letter_stream(group))
+        await nats_client.drain()
+    else:
+        raise ValueError(f"no raw dead letters on {backend}")
 
 
 async def read_dead_letters(backend: str, url: str, group: str) -> list[DeadLetter]:

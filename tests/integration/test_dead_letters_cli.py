@@ -13,7 +13,7 @@ from bus import BACKENDS, BusSettings, Delivery
 from contracts import CloudEvent
 from services import dlq
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
-from tests.integration.native import inject_raw, read_dead_letters
+from tests.integration.native import inject_dead_letter, inject_raw, read_dead_letters
 from tests.polling import eventually
 
 BROKERS = [b for b in BACKENDS if b != "memory"]  # memory's dead letters never leave its process
@@ -97,6 +97,46 @@ async def test_the_command_line_prints_json(
     code, _, err = await orderbus(env, "dlq", "show", "nope", "--service", group)
     assert code == 1
     assert "no dead letter nope" in err
+
+
+@pytest.mark.parametrize("backend", BROKERS)
+async def test_a_malformed_entry_is_listed_as_such_and_purged_never_replayed(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    """Anything that can write to the broker can write to a dead-letter queue: an entry that
+    is not a dead-letter record must not break the tools, nor be replayed."""
+    settings = BusSettings(backend=backend, url=backend_url)
+    topic, group, events = await fill_dead_letters(backend, backend_url, make_bus, names, 1)
+    await inject_dead_letter(backend, backend_url, group, b"{}")
+    await inject_dead_letter(backend, backend_url, group, b"\xff not even text")
+
+    code, listed = await dlq.run("list", group, [], False, True, settings)
+    assert code == 0
+    rows = json.loads(listed)
+    assert len(rows) == 4
+    malformed = [r for r in rows if r["malformed"] is not None]
+    assert len(malformed) == 2
+    assert all(r["malformed"].startswith("not a dead-letter record") for r in malformed)
+    code, text = await dlq.run("list", group, [], False, False, settings)
+    assert code == 0
+    assert "malformed entry" in text
+
+    mended = Recorder()
+    await make_bus((topic, mended, group, "c2"))
+    code, replayed = await dlq.run("replay", group, [], True, True, settings)
+    result = json.loads(replayed)
+    assert result["replayed"] == 1
+    assert sorted(r["reason"].split(" (")[0] for r in result["refused"]) == [
+        "malformed entry",
+        "malformed entry",
+        "not a valid CloudEvent; purge it instead",
+    ]
+    await mended.wait_for_count(1)
+    assert mended.ids == [events[0].id]
+
+    code, _ = await dlq.run("purge", group, [], True, True, settings)
+    assert code == 0
+    assert await dlq.run("list", group, [], False, True, settings) == (0, "[]")
 
 
 async def orderbus(env: dict[str, str], *args: str) -> tuple[int, str, str]:
