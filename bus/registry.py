@@ -21,6 +21,11 @@ class BackendInfo:
     """`module:Class`, imported only when the backend is chosen."""
     default_url: str
     schemes: tuple[str, ...]
+    refused: tuple[tuple[str, str], ...] = ()
+    """`(scheme, why)`: URLs a user may reasonably try that this backend does not honour;
+    refused with the reason rather than connected some other way (plaintext, say)."""
+    credentials: bool = True
+    """Whether a user or password in the URL is honoured; False: refused, never ignored."""
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -46,7 +51,18 @@ BACKENDS: dict[str, BackendInfo] = {
             ("amqp", "amqps"),
         ),
         BackendInfo(
-            "kafka", "bus.backends.kafka:KafkaBus", "kafka://127.0.0.1:9092", ("kafka", "kafkas")
+            "kafka",
+            "bus.backends.kafka:KafkaBus",
+            "kafka://127.0.0.1:9092",
+            ("kafka",),
+            refused=(
+                (
+                    "kafkas",
+                    "TLS to Kafka is not set up by this bus (it would connect in plaintext); "
+                    "use kafka:// on a network you trust",
+                ),
+            ),
+            credentials=False,
         ),
         BackendInfo("nats", "bus.backends.nats:NatsBus", "nats://127.0.0.1:4222", ("nats", "tls")),
     )

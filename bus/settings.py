@@ -64,7 +64,7 @@ class BusSettings(BaseSettings):
     def _check(self) -> Self:
         info = backend_info(self.backend)  # raises with a did-you-mean on a typo
         if self.url is not None:
-            check_url(info.name, self.url.get_secret_value(), info.schemes)
+            check_url(info, self.url.get_secret_value())
         return self
 
     @property

@@ -2,31 +2,56 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from bus.registry import BackendInfo
+
+SECRET_WORDS = ("pass", "token", "secret", "key", "auth", "cred", "nkey", "jwt")
+"""A query parameter whose name holds one of these has its value redacted."""
 
 
 def redact(url: str) -> str:
-    """`amqp://guest:secret@host/` -> `amqp://guest:***@host/`; anything unparsable -> `***`."""
+    """Every credential a broker URL can carry, replaced by `***`: the password of
+    `user:password@` (`amqp://guest:***@host/`), a user alone (a NATS token is written
+    `nats://TOKEN@host`), and the value of any query parameter named like a secret
+    (`?password=`, `?token=`...). Anything unparsable -> `***`."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hosts = netloc.rpartition("@")
+            user, has_password, _ = userinfo.partition(":")
+            netloc = f"{user}:***@{hosts}" if has_password else f"***@{hosts}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(k, "***" if any(w in k.lower() for w in SECRET_WORDS) else v) for k, v in pairs],
+                safe="*",
+            )
+        return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
     except ValueError:
         return "***"
 
 
-def check_url(backend: str, url: str, schemes: tuple[str, ...]) -> str:
-    """Return `url` if its scheme suits `backend`, else raise naming both (password redacted)."""
+def check_url(info: BackendInfo, url: str) -> str:
+    """Return `url` if it suits the backend, else raise naming why (credentials redacted)."""
+    backend, schemes = info.name, info.schemes
     try:
         parts = urlsplit(url)
         port_ok = parts.port is None or 0 < parts.port < 65536
     except ValueError:
         parts, port_ok = None, False
+    for scheme, why in info.refused:
+        if parts is not None and parts.scheme == scheme:
+            raise ValueError(f"BUS_URL {redact(url)!r}: {scheme}:// is not supported: {why}")
+    if parts is not None and not info.credentials and "@" in parts.netloc:
+        raise ValueError(
+            f"BUS_URL {redact(url)!r}: backend {backend!r} takes no credentials in its URL "
+            "(they would be ignored, or sent in plaintext)"
+        )
     if parts is None or parts.scheme not in schemes or not port_ok:
         wanted = " or ".join(f"{s}://" for s in schemes)
         raise ValueError(

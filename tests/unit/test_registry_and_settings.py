@@ -73,10 +73,31 @@ def test_settings_repr_hides_the_url() -> None:
         ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
         ("nats://host:4222", "nats://host:4222"),
         ("kafka://a:9092,b:9092", "kafka://a:9092,b:9092"),
+        ("nats://s3cr3tTOKEN@host:4222", "nats://***@host:4222"),  # a NATS token
+        ("nats://u:p@a:4222,b:4222", "nats://u:***@a:4222,b:4222"),
+        ("redis://host:6379/0?password=s3cr3t&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("rediss://host/0?ssl_keyfile_password=x", "rediss://host/0?ssl_keyfile_password=***"),
+        ("nats://host:4222?token=s3cr3t", "nats://host:4222?token=***"),
+        ("amqps://host/?auth_token=x#frag-s3cr3t", "amqps://host/?auth_token=***"),
     ],
 )
 def test_redact(url: str, safe: str) -> None:
     assert redact(url) == safe
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("kafkas://broker:9093", "kafkas:// is not supported: TLS to Kafka is not set up"),
+        ("kafka://alice:s3cr3t@broker:9092", "backend 'kafka' takes no credentials"),
+    ],
+)
+def test_a_kafka_url_the_bus_would_not_honour_is_refused(url: str, reason: str) -> None:
+    """Rather than connect in plaintext where the URL asks for TLS, or drop credentials."""
+    with pytest.raises(ValidationError) as caught:
+        BusSettings(backend="kafka", url=url)
+    assert reason in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
 
 
 def test_bounds_are_enforced() -> None:
