@@ -407,7 +407,12 @@ class Pipeline(Generic[M]):
             error=error,
             event_id=event_id,
         )
-        await self._transport.dead_letter(record.to_json())
+        try:
+            await self._transport.dead_letter(record.fitted(self._settings.dead_letter_max_bytes))
+        except Exception as failure:
+            # Not settled: `_unsettled` backs off and the message comes again.
+            self._tell(event, delivery, "dead_letter_failed", failure)
+            raise
         if acknowledge:
             await self._transport.ack([message])
             self._settled.add(id(message))

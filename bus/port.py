@@ -63,10 +63,10 @@ Middleware = Callable[[Sequence[Received], BatchHandler], Awaitable[None]]
 """Wraps every handler call of a bus: `await middleware(batch, call_next)`. A per-event
 handler's call is a batch of one. Raising fails the call, as the handler's own error would."""
 
-Outcome = Literal["handled", "retried", "dead_lettered", "dropped"]
+Outcome = Literal["handled", "retried", "dead_lettered", "dropped", "dead_letter_failed"]
 """What the bus did with one delivery: acknowledged it after its handler returned; will
 deliver it again; moved it to `dlq.<group>`; dropped it (an ephemeral group's, past its
-attempts)."""
+attempts); could not move it to `dlq.<group>` (it comes again, after a backoff)."""
 
 Observer = Callable[[CloudEvent | None, Delivery, Outcome, BaseException | str | None], None]
 """Told of each delivery's outcome, with the error that caused it, if any. The event is None

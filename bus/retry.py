@@ -9,6 +9,7 @@ replayed, with the error, its traceback, the attempt count, and where it came fr
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import random
 import traceback
@@ -68,7 +69,14 @@ class DeadLetter(BaseModel):
     failed_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     event_id: str | None = None
     envelope: str
-    """The message body exactly as received (invalid UTF-8 replaced), ready to replay."""
+    """The message body exactly as received (invalid UTF-8 replaced), ready to replay; cut
+    short if the record would not fit (`truncated`)."""
+    truncated: bool = False
+    """The envelope is only the start of the message: the record had to fit the broker's
+    limit. `envelope_bytes` and `envelope_sha256` identify the original (still in its topic
+    on Kafka and Redis Streams until retention removes it, found by `event_id`)."""
+    envelope_bytes: int | None = None
+    envelope_sha256: str | None = None
 
     @classmethod
     def of(
@@ -100,3 +108,27 @@ class DeadLetter(BaseModel):
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
+
+    def fitted(self, max_bytes: int) -> bytes:
+        """The record encoded in at most `max_bytes`: as it is if it fits, else with the
+        envelope cut short and marked so (JSON escaping can make a body several times its
+        size, so the cut is found by trying, shrinking in proportion)."""
+        record = self.to_json()
+        if len(record) <= max_bytes:
+            return record
+        original = self.envelope.encode()
+        cut = self.model_copy(
+            update={
+                "truncated": True,
+                "envelope_bytes": len(original),
+                "envelope_sha256": hashlib.sha256(original).hexdigest(),
+                "traceback": (self.traceback or "")[-2_000:] or None,
+            }
+        )
+        keep = len(self.envelope)
+        for _ in range(8):
+            keep = max(0, keep * (max_bytes - 512) // max(len(record), 1))
+            record = cut.model_copy(update={"envelope": self.envelope[:keep]}).to_json()
+            if len(record) <= max_bytes:
+                return record
+        return cut.model_copy(update={"envelope": ""}).to_json()

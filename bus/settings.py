@@ -68,6 +68,13 @@ class BusSettings(BaseSettings):
         return self
 
     @property
+    def dead_letter_max_bytes(self) -> int:
+        """The most a dead-letter record may take: below `max_event_bytes` by room for the
+        broker's own framing (a Kafka request, a NATS message's headers), so a record that
+        quotes a large event still fits where the event did."""
+        return self.max_event_bytes - min(16_384, self.max_event_bytes // 8)
+
+    @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(
             self.max_attempts, self.retry_backoff_ms, self.retry_backoff_max_ms, self.retry_budget_s

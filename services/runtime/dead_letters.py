@@ -74,6 +74,10 @@ async def replay(
         if s.malformed is not None:
             refused.append({"ref": s.ref, "reason": f"malformed entry ({s.malformed}); purge it"})
             continue
+        if s.letter.truncated:
+            reason = "truncated to fit the dead-letter queue: the original is in its topic"
+            refused.append({"ref": s.ref, "reason": f"{reason}; purge it"})
+            continue
         if topics is not None and s.letter.topic not in topics:
             reason = f"{group} does not subscribe to {s.letter.topic[:64]!r}; purge it"
             refused.append({"ref": s.ref, "reason": reason})

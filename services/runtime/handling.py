@@ -141,6 +141,9 @@ def observer(runtime: Runtime, views: Set[str]) -> Observer:
         outcome: Outcome,
         error: BaseException | str | None,
     ) -> None:
+        if outcome == "dead_letter_failed":
+            metrics.count(metrics.dead_letter_failures, event.type if event else "other")
+            return
         if event is None or event.type in views:
             return
         if outcome == "handled":

@@ -15,10 +15,16 @@ import contextlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bus.probes import Backlog
+from contracts import EVENTS, INSTANCE_ACTIVITY, NOTIFICATION_PUSHED
 
 LABELS = ("service", "instance", "type")
 TOPIC_LABELS = ("service", "instance", "topic")
 INSTANCE_LABELS = ("service", "instance")
+KNOWN_TYPES = frozenset(
+    {*(c.event_type for c in EVENTS.values()), INSTANCE_ACTIVITY, NOTIFICATION_PUSHED}
+)
+"""The `type` label takes these values, and `other`: an event's type is whatever its sender
+wrote, and each new value would be a new series in every scrape for good."""
 HANDLER_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -101,6 +107,12 @@ class Metrics:
             INSTANCE_LABELS,
             registry=r,
         )
+        self.dead_letter_failures = Counter(
+            "orderbus_dead_letter_failures",
+            "Events that could not be moved to dlq.<group>: delivered again after a backoff",
+            LABELS,
+            registry=r,
+        )
         self.probe_failures = Counter(
             "orderbus_probe_failures",
             "Scrapes whose broker or database backlog query failed or timed out",
@@ -109,10 +121,10 @@ class Metrics:
         )
 
     def count(self, counter: Counter, event_type: str) -> None:
-        counter.labels(type=event_type, **self._labels).inc()
+        counter.labels(type=_bounded(event_type), **self._labels).inc()
 
     def observe_handling(self, event_type: str, seconds: float) -> None:
-        self.handler_seconds.labels(type=event_type, **self._labels).observe(seconds)
+        self.handler_seconds.labels(type=_bounded(event_type), **self._labels).observe(seconds)
 
     def set_backlog(self, topic: str, backlog: Backlog) -> None:
         """Set the topic's gauges; a figure the backend cannot give is left out."""
@@ -144,3 +156,7 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _bounded(event_type: str) -> str:
+    return event_type if event_type in KNOWN_TYPES else "other"

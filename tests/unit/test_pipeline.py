@@ -7,6 +7,8 @@ import json
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities, Received
 from bus.settings import BusSettings
@@ -139,3 +141,45 @@ async def test_a_poison_message_behind_a_retry_of_its_scope_waits_for_it() -> No
     assert recorder.retried == [0, 2]
     assert recorder.dead == []
     assert recorder.acked == []
+
+
+@dataclass
+class RefusingDeadLetters(Recorder):
+    """A broker whose dead-letter queue refuses every record (over its limit, say)."""
+
+    refused: int = 0
+
+    async def dead_letter(self, record: bytes) -> None:
+        self.refused += 1
+        raise RuntimeError("record over the broker's limit")
+
+
+async def test_a_dead_letter_that_cannot_be_written_is_told_not_acknowledged_and_backed_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Neither lost (acknowledged unwritten) nor re-read in a hot loop, and visible."""
+    slept: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("bus.pipeline.asyncio.sleep", no_wait)
+    told: list[str] = []
+    recorder = RefusingDeadLetters()
+    route = Route(
+        "t", "g", "c", _unused, True, False, observers=(lambda e, d, o, x: told.append(o),)
+    )
+    bus = Pipeline(route, recorder, BusSettings(batch_linger_ms=0), CAPABILITIES, "memory")
+    await bus.deliver([Message(0, b"not an event"), Message(1, event(1))])
+    await bus.close()
+
+    assert recorder.refused == 1
+    assert told[0] == "dead_letter_failed"
+    assert 0 not in recorder.acked, "a record not written: the message is not acknowledged"
+    assert 0 in recorder.retried, "it comes again"
+    assert slept, "after a backoff"
+    assert slept[0] > 0
+
+
+async def _unused(batch: Sequence[Received]) -> None:
+    return
