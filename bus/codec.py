@@ -8,7 +8,13 @@ from contracts.envelope import CloudEvent
 
 
 class PoisonMessage(Exception):
-    """A message that can never be handled (not a valid envelope, or too large)."""
+    """A message that can never be handled (not a valid envelope, or too large). `raw`: the
+    message's bytes where the client library gave no body (a Redis Streams entry without the
+    body's field: its fields, `name=value` per line), for the dead letter."""
+
+    def __init__(self, reason: str, raw: bytes = b"") -> None:
+        super().__init__(reason)
+        self.raw = raw
 
 
 class EventTooLarge(ValueError):

@@ -322,7 +322,7 @@ class Pipeline(Generic[M]):
             body = self._transport.body(message)
             event = decode(body, self._settings.max_event_bytes)
         except PoisonMessage as poison:
-            return _Rejected(taken, body, delivery, attempt or 1, poison, None)
+            return _Rejected(taken, body or poison.raw, delivery, attempt or 1, poison, None)
         if attempt is not None and attempt > self._retry.attempts:
             # Delivered past the limit without an outcome: its handler never returned, most
             # likely because the consumer died inside it. Do not try it again.

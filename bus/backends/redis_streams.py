@@ -61,6 +61,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def _position(entry_id: str) -> tuple[int, ...]:
     """An entry id (`<ms>-<seq>`) as something that sorts as the stream does."""
     return tuple(int(part) for part in entry_id.split("-"))
@@ -94,8 +98,12 @@ class _Transport:
     def body(self, message: _Entry) -> bytes:
         body = message.fields.get(DATA)
         if body is None:
-            fields = sorted(_text(k) if isinstance(k, bytes) else str(k) for k in message.fields)
-            raise PoisonMessage(f"stream entry without a {DATA.decode()} field: {fields[:5]}")
+            raw = {_bytes(k): _bytes(v) for k, v in message.fields.items()}
+            fields = sorted(k.decode(errors="replace") for k in raw)
+            raise PoisonMessage(
+                f"stream entry without a {DATA.decode()} field: {fields[:5]}",
+                raw=b"\n".join(k + b"=" + v for k, v in raw.items()),
+            )
         return body
 
     async def attempt(self, message: _Entry) -> int | None:
