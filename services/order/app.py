@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -37,7 +37,7 @@ from services.order import timeouts
 from services.order.handlers import record_answer
 from services.order.lifecycle import FACT_OF
 from services.order.prices import PriceList
-from services.order.ratelimit import OrderRateLimit, RateLimiter, Verdict
+from services.order.ratelimit import OrderRateLimit, RateLimiter, Refusal, check
 from services.order.store import (
     metadata,
     order_history,
@@ -63,13 +63,15 @@ def _unprocessable(field: str, reason: str) -> JSONResponse:
     return JSONResponse(error_body("invalid request", [{"field": field, "reason": reason}]), 422)
 
 
-def _too_many(verdict: Verdict) -> JSONResponse:
+def _too_many(refusal: Refusal) -> JSONResponse:
+    verdict = refusal.verdict
+    whose = " from this client" if refusal.field == "client" else ""
     reason = (
-        f"at most {verdict.limit} orders per {verdict.window_s} s; "
+        f"at most {verdict.limit} orders{whose} per {verdict.window_s} s; "
         f"retry after {verdict.retry_after_s} s"
     )
     return JSONResponse(
-        error_body("too many orders", [{"field": "customer_id", "reason": reason}]),
+        error_body("too many orders", [{"field": refusal.field, "reason": reason}]),
         429,
         headers={"Retry-After": str(verdict.retry_after_s)},
     )
@@ -103,11 +105,12 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
         response_model=OrderAccepted,
         responses={
             413: {"description": "the order's event would exceed BUS_MAX_EVENT_BYTES"},
-            429: {"description": "too many orders from this customer; see Retry-After"},
+            429: {"description": "too many orders from this customer or client; see Retry-After"},
         },
     )
     async def place_order(
         request: PlaceOrder,
+        http: Request,
         idempotency_key: IdempotencyKey = None,
         correlation_id: CorrelationId = None,
     ) -> Any:
@@ -123,9 +126,10 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
         # Counted only once the order is known to be valid and is not a replay, and before
         # anything is written: a refused order leaves no trace but the count.
         if limiter is not None:
-            verdict = await limiter.hit(request.customer_id)
-            if not verdict.allowed:
-                return _too_many(verdict)
+            client = http.client.host if http.client is not None else "unknown"
+            refusal = await check(limiter, runtime.settings, client, request.customer_id)
+            if refusal is not None:
+                return _too_many(refusal)
         order = OrderCreated(
             order_id=uuid.uuid4(),
             customer_id=request.customer_id,

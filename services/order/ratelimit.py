@@ -1,4 +1,13 @@
-"""Per-customer rate limit on `POST /orders`: a fixed-window counter per key.
+"""Rate limits on `POST /orders`: a fixed-window counter per key.
+
+Two keys per order, both of the client's address (what a client cannot choose freely, unlike
+the `customer_id` in the body): the customer's orders from that address
+(`ORDERBUS_RATE_LIMIT_PER_MINUTE`), so that rotating customer ids gains nothing and orders
+placed in a victim's name from elsewhere cannot lock the victim out; and all orders from that
+address (`ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE`), so that rotating customer ids cannot
+flood the service. It protects the service from one noisy or hostile client; it does not
+authenticate anyone. Behind a proxy every client has the proxy's address (no
+`X-Forwarded-For` is believed): size the limits for it, or limit at the proxy.
 
 Time is cut into windows of `window_s` seconds aligned to the epoch, so every replica agrees
 where a window starts; each hit counts against the current window and is allowed while the
@@ -49,8 +58,9 @@ class Verdict:
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str) -> Verdict:
-        """Count one request for `key` in the current window and say whether it may go on."""
+    async def hit(self, key: str, limit: int | None = None) -> Verdict:
+        """Count one request for `key` in the current window and say whether it may go on:
+        whether the count is at most `limit` (the limiter's own when None)."""
         ...
 
     async def close(self) -> None: ...
@@ -94,7 +104,7 @@ class InProcessRateLimiter:
     def tracked(self) -> int:
         return len(self._windows)
 
-    async def hit(self, key: str) -> Verdict:
+    async def hit(self, key: str, limit: int | None = None) -> Verdict:
         now = self._clock()
         start = window_start(now, self.window_s)
         self._drop_expired(start)
@@ -102,7 +112,7 @@ class InProcessRateLimiter:
         if window is None or window.start != start:
             window = self._open(key, start)
         window.count += 1
-        return verdict(window.count, self.limit, self.window_s, now)
+        return verdict(window.count, limit or self.limit, self.window_s, now)
 
     async def close(self) -> None:
         self._windows.clear()
@@ -157,17 +167,17 @@ class RedisRateLimiter:
     def key(self, key: str, now: float) -> str:
         return f"{self.prefix}{key}:{window_start(now, self.window_s)}"
 
-    async def hit(self, key: str) -> Verdict:
+    async def hit(self, key: str, limit: int | None = None) -> Verdict:
         now = self._clock()
         try:
             count = await self._count(self.key(key, now))
         except (RedisError, OSError) as error:
             self._unavailable(error)
-            return Verdict(True, self.limit, self.window_s, 1)
+            return Verdict(True, limit or self.limit, self.window_s, 1)
         if self._failing:
             self._failing = False
             log.info("rate limit store answers again; orders are limited again")
-        return verdict(count, self.limit, self.window_s, now)
+        return verdict(count, limit or self.limit, self.window_s, now)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -205,7 +215,7 @@ def redis_url(settings: ServiceSettings) -> str | None:
 def rate_limiter(settings: ServiceSettings, *, clock: Clock = time.time) -> RateLimiter | None:
     """The order rate limiter these settings ask for; None when limiting is off."""
     limit, window_s = settings.rate_limit_per_minute, settings.rate_limit_window_s
-    if limit == 0:
+    if limit == 0 and settings.rate_limit_per_client_per_minute == 0:
         return None
     url = redis_url(settings)
     if url is not None:
@@ -213,6 +223,32 @@ def rate_limiter(settings: ServiceSettings, *, clock: Clock = time.time) -> Rate
         name = f"{settings.instance('order')}:ratelimit"
         return RedisRateLimiter(url, limit, window_s, clock=clock, client_name=name)
     return InProcessRateLimiter(limit, window_s, clock=clock)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    verdict: Verdict
+    field: str
+    """What the limit is on, for the 429's error: `customer_id`, or `client`."""
+
+
+async def check(
+    limiter: RateLimiter, settings: ServiceSettings, client: str, customer_id: str
+) -> Refusal | None:
+    """Count one order of `customer_id` from the address `client`; the refusal, if any."""
+    per_customer, per_client = (
+        settings.rate_limit_per_minute,
+        settings.rate_limit_per_client_per_minute,
+    )
+    if per_customer:
+        found = await limiter.hit(f"{client}/{customer_id}", per_customer)
+        if not found.allowed:
+            return Refusal(found, "customer_id")
+    if per_client:
+        found = await limiter.hit(f"client:{client}", per_client)
+        if not found.allowed:
+            return Refusal(found, "client")
+    return None
 
 
 class OrderRateLimit:

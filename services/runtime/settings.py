@@ -58,7 +58,16 @@ class ServiceSettings(BaseSettings):
     rate_limit_per_minute: int = Field(
         600, ge=0, le=1_000_000, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_PER_MINUTE")
     )
-    """Orders one customer may place per rate-limit window (a minute by default); 0: no limit."""
+    """Orders one customer may place from one client address per rate-limit window (a minute
+    by default); 0: no limit."""
+    rate_limit_per_client_per_minute: int = Field(
+        6_000,
+        ge=0,
+        le=10_000_000,
+        validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE"),
+    )
+    """Orders one client address may place per window, whatever the customers; 0: no limit.
+    Behind a proxy, every client has the proxy's address."""
     rate_limit_window_s: int = Field(
         60, ge=1, le=3_600, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_WINDOW_S")
     )

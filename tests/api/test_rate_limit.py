@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +138,49 @@ async def test_an_unreachable_redis_lets_orders_through_and_warns_once_without_t
     assert "rate limit store unavailable" in warnings[0].getMessage()
     assert password not in caplog.text
     assert "redis://" not in caplog.text
+
+
+@asynccontextmanager
+async def clients(
+    settings: ServiceSettings, *addresses: str
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One order app, and a client of it from each address."""
+    app = create_app("order", settings)
+    async with app.router.lifespan_context(app), contextlib.AsyncExitStack() as stack:
+        made = []
+        for address in addresses:
+            transport = httpx.ASGITransport(app=app, client=(address, 40_000))
+            made.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url="http://order")
+                )
+            )
+        yield made
+
+
+async def test_orders_in_a_victims_name_from_elsewhere_do_not_lock_the_victim_out(
+    settings: ServiceSettings,
+) -> None:
+    async with clients(settings, "203.0.113.7", "198.51.100.20") as (mallory, alice):
+        assert await statuses(mallory, order_of("alice"), LIMIT + 1) == [202] * LIMIT + [429]
+        assert await statuses(alice, order_of("alice"), 1) == [202]
+
+
+async def test_rotating_customer_ids_runs_into_the_client_limit(
+    settings: ServiceSettings,
+) -> None:
+    per_client = settings.model_copy(update={"rate_limit_per_client_per_minute": 5})
+    async with clients(per_client, "203.0.113.7", "198.51.100.20") as (mallory, other):
+        placed = [
+            (await place(mallory, order_of(f"c-{uuid.uuid4().hex[:8]}"))).status_code
+            for _ in range(6)
+        ]
+        assert placed == [202] * 5 + [429]
+        refused = await place(mallory, order_of("someone-else"))
+        assert refused.json()["errors"] == [
+            {
+                "field": "client",
+                "reason": "at most 5 orders from this client per 60 s; retry after 45 s",
+            }
+        ]
+        assert await statuses(other, order_of("bob"), 1) == [202]

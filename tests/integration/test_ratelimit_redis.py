@@ -102,7 +102,7 @@ async def test_the_order_service_counts_in_redis_and_closes_its_client(
         rate_limit_per_minute=1,
         rate_limit_redis_url=redis_url,
     )
-    key = f"{KEY_PREFIX}{customer}:{int(WINDOW_START)}"
+    key = f"{KEY_PREFIX}127.0.0.1/{customer}:{int(WINDOW_START)}"  # httpx ASGI: 127.0.0.1
     order = {"customer_id": customer, "items": [{"sku": "KB-001", "quantity": 1}]}
     app = create_app("order", settings)
     try:

@@ -138,7 +138,9 @@ def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_zero_turns_limiting_off() -> None:
-    assert rate_limiter(settings(rate_limit_per_minute=0)) is None
+    off = settings(rate_limit_per_minute=0, rate_limit_per_client_per_minute=0)
+    assert rate_limiter(off) is None
+    assert rate_limiter(settings(rate_limit_per_minute=0)) is not None, "the client limit stays"
 
 
 @pytest.mark.parametrize("backend", ["redis-pubsub", "redis-streams"])
