@@ -43,7 +43,11 @@ def pid_of_port(port: int) -> int | None:
 
 def start_system(backend: str, data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     replicas = ",".join(f"{s}=2" for s in SUBSCRIBERS)
-    env = os.environ | {"ORDERBUS_DATA_DIR": str(data_dir), "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0"}
+    env = os.environ | {
+        "ORDERBUS_DATA_DIR": str(data_dir),
+        "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
+        "ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE": "0",
+    }
     process = subprocess.Popen(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "services.cli", "up", "--backend", backend, "--replicas", replicas],
         env=env,

@@ -55,6 +55,7 @@ def _env(backend: str, url: str, data_dir: Path, ports: list[int]) -> dict[str, 
         "BUS_URL": url,
         "ORDERBUS_DATA_DIR": str(data_dir),
         "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
+        "ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE": "0",
         **{
             f"{service.upper()}_PORT": str(port)
             for service, port in zip(("order", *SUBSCRIBERS), ports, strict=False)

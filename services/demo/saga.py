@@ -37,6 +37,7 @@ async def running_services(stage: Stage, data_dir: Path) -> AsyncIterator[Client
             **{f"{s}_database_url": None for s in SERVICES},  # the temporary SQLite files
             "activity": False,  # the live dashboard's heartbeat: nobody watches it here
             "rate_limit_per_minute": 0,
+            "rate_limit_per_client_per_minute": 0,
         }
     )
     apps = {

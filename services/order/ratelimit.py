@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,6 +61,10 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, limit: int | None = None) -> Verdict:
         """Count one request for `key` in the current window and say whether it may go on:
         whether the count is at most `limit` (the limiter's own when None)."""
+        ...
+
+    async def hits(self, keys: Sequence[tuple[str, int]]) -> list[Verdict]:
+        """`hit` for each `(key, limit)`, at once (one round trip on Redis)."""
         ...
 
     async def close(self) -> None: ...
@@ -113,6 +117,9 @@ class InProcessRateLimiter:
             window = self._open(key, start)
         window.count += 1
         return verdict(window.count, limit or self.limit, self.window_s, now)
+
+    async def hits(self, keys: Sequence[tuple[str, int]]) -> list[Verdict]:
+        return [await self.hit(key, limit) for key, limit in keys]
 
     async def close(self) -> None:
         self._windows.clear()
@@ -168,29 +175,37 @@ class RedisRateLimiter:
         return f"{self.prefix}{key}:{window_start(now, self.window_s)}"
 
     async def hit(self, key: str, limit: int | None = None) -> Verdict:
+        [found] = await self.hits([(key, limit or self.limit)])
+        return found
+
+    async def hits(self, keys: Sequence[tuple[str, int]]) -> list[Verdict]:
         now = self._clock()
         try:
-            count = await self._count(self.key(key, now))
+            counts = await self._count([self.key(key, now) for key, _ in keys])
         except (RedisError, OSError) as error:
             self._unavailable(error)
-            return Verdict(True, limit or self.limit, self.window_s, 1)
+            return [Verdict(True, limit, self.window_s, 1) for _, limit in keys]
         if self._failing:
             self._failing = False
             log.info("rate limit store answers again; orders are limited again")
-        return verdict(count, limit or self.limit, self.window_s, now)
+        return [
+            verdict(count, limit, self.window_s, now)
+            for count, (_, limit) in zip(counts, keys, strict=True)
+        ]
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _count(self, name: str) -> int:
+    async def _count(self, names: Sequence[str]) -> list[int]:
         async with self._client.pipeline(transaction=True) as pipe:
-            # MULTI/EXEC: one round trip, and no moment where the counter lives without an
+            # MULTI/EXEC: one round trip, and no moment where a counter lives without an
             # expiry. NX sets the expiry only if there is none, i.e. only for the INCR that
             # created the key (Redis >= 7.0), so later hits do not push the expiry back.
-            pipe.incr(name)
-            pipe.expire(name, self.window_s, nx=True)
-            count, _ = await pipe.execute()
-        return int(count)
+            for name in names:
+                pipe.incr(name)
+                pipe.expire(name, self.window_s, nx=True)
+            replies = await pipe.execute()
+        return [int(count) for count in replies[::2]]
 
     def _unavailable(self, error: Exception) -> None:
         # Only the error's class, as redis-py's messages name the host; and once per outage,

@@ -68,6 +68,7 @@ def orderbus_up(
             "PYTHONUNBUFFERED": "1",
             # These tests place orders as fast as they can, from a handful of customer ids.
             "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
+            "ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE": "0",
             # The dashboard's feed only where a test asks for it: on Tansu, a test broker that
             # never expires sessions, its heartbeats made a later run's group joins wait
             # (see the lead's note); the browser tests turn it on.
