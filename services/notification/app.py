@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
 from contracts import (
@@ -19,9 +19,17 @@ from contracts import (
 from services.notification.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
 from services.notification.live import Client, LiveClients
-from services.notification.protocol import MAX_MESSAGE_CHARS, Feeds, Incoming, Ping, Subscribe
+from services.notification.protocol import (
+    MAX_MESSAGE_CHARS,
+    Auth,
+    Feeds,
+    Incoming,
+    Ping,
+    Subscribe,
+)
 from services.notification.relay import LiveRelay
 from services.notification.store import metadata, notifications
+from services.runtime.admin import token_matches
 from services.runtime.app import Broadcast, Runtime, ServiceSpec, Subscription
 from services.runtime.http import field_name
 
@@ -53,8 +61,21 @@ def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRoute
             "pushes_dropped": relay.dropped,
         }
 
+    allowed_origins = {
+        o.strip().rstrip("/") for o in runtime.settings.ws_allowed_origins.split(",")
+    }
+
     @router.websocket("/ws")
     async def websocket(socket: WebSocket) -> None:
+        origin = socket.headers.get("origin")
+        if origin is not None and not _same_site(
+            origin, socket.headers.get("host"), allowed_origins
+        ):
+            # Before accept: the handshake is refused (403). A page of another site would
+            # otherwise read the feed with its visitor's browser (cross-site WebSocket
+            # hijacking); clients that are not browsers send no Origin.
+            await socket.close(code=1008)
+            return
         await socket.accept()
         client = live.admit(socket)
         if client is None:
@@ -63,7 +84,7 @@ def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRoute
         try:
             await socket.send_json({"type": "hello", "instance": runtime.instance})
             while True:
-                await _answer(client, await socket.receive_text())
+                await _answer(client, await socket.receive_text(), runtime.settings.admin_token)
         except WebSocketDisconnect:
             pass
         finally:
@@ -72,7 +93,16 @@ def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRoute
     return router
 
 
-async def _answer(client: Client, text: str) -> None:
+def _same_site(origin: str, host: str | None, allowed: set[str]) -> bool:
+    """Whether a page of `origin` may open this socket: the service's own origin (the host
+    the browser connected to), or one configured."""
+    origin = origin.rstrip("/")
+    if origin in allowed:
+        return True
+    return host is not None and origin in (f"http://{host}", f"https://{host}")
+
+
+async def _answer(client: Client, text: str, token: SecretStr | None) -> None:
     """Apply one client message and answer it."""
     client.last_seen = time.monotonic()
     if len(text) > MAX_MESSAGE_CHARS:
@@ -84,15 +114,28 @@ async def _answer(client: Client, text: str) -> None:
         first = exc.errors()[0]
         await _error(client, field_name(tuple(first["loc"])), str(first["msg"]))
         return
-    if isinstance(message, Subscribe):
+    if isinstance(message, Auth):
+        if not token_matches(token, message.token):
+            # Never echoes what was presented: it may be a near-miss of the token.
+            await _error(client, "token", "not the admin token (or none is configured)")
+            return
+        client.admin = True
+        await client.socket.send_json({"type": "authorized"})
+    elif isinstance(message, Subscribe):
         kind, value = message.key()
         try:
             client.subscribe(kind, value)
+        except PermissionError as exc:
+            await _error(client, "all", str(exc))
+            return
         except ValueError as exc:
             await _error(client, "type", str(exc))
             return
         await client.socket.send_json({"type": "subscribed", "keys": sorted(client.keys)})
     elif isinstance(message, Feeds):
+        if "activity" in message.feeds and token is not None and not client.admin:
+            await _error(client, "feeds", "the activity feed needs the admin token (auth first)")
+            return
         client.feeds = set(message.feeds)
         await client.socket.send_json({"type": "subscribed", "feeds": sorted(client.feeds)})
     elif isinstance(message, Ping):

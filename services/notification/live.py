@@ -20,7 +20,7 @@ from fastapi import WebSocket
 log = logging.getLogger(__name__)
 
 EVERYTHING = "*"
-"""What a client listens to until it subscribes to something narrower."""
+"""Every notification: for a client that showed the admin token (`all`), no one else."""
 MAX_KEYS = 100
 """Orders and customers one client may listen to at once."""
 FEEDS = frozenset({"notifications", "activity"})
@@ -29,17 +29,20 @@ FEEDS = frozenset({"notifications", "activity"})
 @dataclass(eq=False)
 class Client:
     socket: WebSocket
-    keys: set[str] = field(default_factory=lambda: {EVERYTHING})
-    """`order:<id>`, `customer:<id>`, or `*` for every notification."""
+    keys: set[str] = field(default_factory=set)
+    """`order:<id>`, `customer:<id>`, or `*` for every notification: nothing until the
+    client names what it follows."""
     feeds: set[str] = field(default_factory=lambda: {"notifications"})
     client_id: str | None = None
+    admin: bool = False
+    """Showed the admin token (`{"type": "auth"}`): may follow everything and the activity."""
     last_seen: float = field(default_factory=time.monotonic)
     """Refreshed by every message from the client (it pings): presence with a TTL."""
 
     def subscribe(self, kind: str, value: str) -> None:
-        if EVERYTHING in self.keys:
-            self.keys.clear()  # the first explicit subscription narrows the default
         if kind == "all":
+            if not self.admin:
+                raise PermissionError("every customer's notifications need the admin token")
             self.keys.add(EVERYTHING)
             return
         if len(self.keys) >= MAX_KEYS:

@@ -2,9 +2,15 @@
 
     {"type": "subscribe", "order_id": "..."}      # pushes for this order
     {"type": "subscribe", "customer_id": "..."}   # pushes for this customer's orders
-    {"type": "subscribe", "all": true}            # every push (the default until the first)
-    {"type": "feeds", "feeds": ["activity"]}      # what kinds of message (dashboard: activity)
+    {"type": "auth", "token": "..."}              # the admin token: for what follows
+    {"type": "subscribe", "all": true}            # every push (admin only)
+    {"type": "feeds", "feeds": ["activity"]}      # what kinds of message (activity: admin
+                                                  # only where a token is configured)
     {"type": "ping", "client_id": "..."}          # heartbeat: keeps the client "online"
+
+A client follows nothing until it names an order or a customer. A browser page of another
+site cannot connect at all: an `Origin` other than the service's own (or one of
+`ORDERBUS_WS_ALLOWED_ORIGINS`) is refused at the handshake.
 
 The server sends `hello` on connect, `subscribed` after each subscription, `notification`
 for each push (with `handled_by` and `delivered_by`, the instances either side of the
@@ -50,10 +56,16 @@ class Feeds(BaseModel):
     feeds: Annotated[list[Literal["notifications", "activity"]], Field(max_length=len(FEEDS))]
 
 
+class Auth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["auth"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class Ping(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["ping"]
     client_id: Key | None = None
 
 
-Incoming = TypeAdapter(Annotated[Subscribe | Feeds | Ping, Field(discriminator="type")])
+Incoming = TypeAdapter(Annotated[Subscribe | Feeds | Auth | Ping, Field(discriminator="type")])

@@ -82,6 +82,12 @@ class ServiceSettings(BaseSettings):
     """Publish `instance_activity` (what this instance handles, a heartbeat) for the live
     dashboard; off, the dashboard shows no lanes for this instance."""
 
+    ws_allowed_origins: str = Field(
+        "", validation_alias=AliasChoices("ORDERBUS_WS_ALLOWED_ORIGINS")
+    )
+    """Comma-separated origins (`https://shop.example`) whose pages may open `/ws`, besides
+    the service's own; a browser from any other origin is refused at the handshake."""
+
     admin_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ORDERBUS_ADMIN_TOKEN")
     )

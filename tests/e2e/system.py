@@ -49,6 +49,11 @@ def read_table(process: subprocess.Popen[str], log: Path, within_s: float) -> di
     raise AssertionError(f"orderbus up printed no table; its log:\n{log.read_text()[-4000:]}")
 
 
+ADMIN_TOKEN = "e2e-admin-token-0123456789"
+"""Every system's admin token unless the environment has one: a test shows it (WebSocket
+`auth`, admin calls)."""
+
+
 @contextmanager
 def orderbus_up(
     backend: str, url: str, data_dir: Path, *args: str, env: dict[str, str] | None = None
@@ -65,6 +70,7 @@ def orderbus_up(
             "BUS_BACKEND": backend,
             "BUS_URL": url,
             "ORDERBUS_DATA_DIR": str(data_dir),
+            "ORDERBUS_ADMIN_TOKEN": os.environ.get("ORDERBUS_ADMIN_TOKEN", ADMIN_TOKEN),
             "PYTHONUNBUFFERED": "1",
             # These tests place orders as fast as they can, from a handful of customer ids.
             "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",

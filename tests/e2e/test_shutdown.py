@@ -25,7 +25,7 @@ from contracts.live import INSTANCE_ACTIVITY_SCHEMA
 from services.runtime.activity import Activity
 from services.runtime.shutdown import EXIT_OVERRAN
 from services.soak import pid_of_port
-from tests.e2e.system import System, orderbus_up, remove_system_topology
+from tests.e2e.system import ADMIN_TOKEN, System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(300)
@@ -106,6 +106,7 @@ async def test_every_process_exits_within_the_deadline_while_events_flood_in(
             ws = system.url("notification-1").replace("http://", "ws://") + "/ws"
             async with websockets.connect(ws) as dashboard:
                 await dashboard.recv()  # hello
+                await dashboard.send(json.dumps({"type": "auth", "token": ADMIN_TOKEN}))
                 await dashboard.send(json.dumps({"type": "feeds", "feeds": ["activity"]}))
                 stop = asyncio.Event()
                 flooding = asyncio.create_task(_flood(backend_url, stop))

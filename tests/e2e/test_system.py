@@ -19,7 +19,7 @@ import websockets
 
 from bus import backend_class
 from contracts import ORDER_CREATED
-from tests.e2e.system import System, orderbus_up, remove_system_topology
+from tests.e2e.system import ADMIN_TOKEN, System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(300)
@@ -61,6 +61,11 @@ async def test_orders_reach_every_service_once_in_effect(backend: str, system: S
         ws_url = system.url("notification-1").replace("http://", "ws://") + "/ws"
         async with websockets.connect(ws_url) as browser:
             assert json.loads(await browser.recv())["type"] == "hello"
+            # Every customer's pushes: for the admin only.
+            await browser.send(json.dumps({"type": "auth", "token": ADMIN_TOKEN}))
+            assert json.loads(await browser.recv())["type"] == "authorized"
+            await browser.send(json.dumps({"type": "subscribe", "all": True}))
+            assert json.loads(await browser.recv())["type"] == "subscribed"
             orders = set(await asyncio.gather(*(place(n) for n in range(50))))
             assert len(orders) == 50
             # Two pushes per order: it was received, then its outcome.

@@ -46,13 +46,18 @@ def client() -> Client:
     return Client(cast(WebSocket, object()))
 
 
-def test_a_client_gets_everything_until_it_subscribes() -> None:
+def test_a_client_gets_only_what_it_names() -> None:
     c = client()
-    assert c.wants("notifications", {"order:1"})
+    assert not c.wants("notifications", {"order:1"}), "nothing until it names something"
     c.subscribe("customer", "alice")
     assert c.wants("notifications", {"order:1", "customer:alice"})
     assert not c.wants("notifications", {"order:2", "customer:bob"})
     assert not c.wants("activity", None), "activity only for clients that ask for it"
+    with pytest.raises(PermissionError, match="admin token"):
+        c.subscribe("all", "")
+    c.admin = True
+    c.subscribe("all", "")
+    assert c.wants("notifications", {"order:2", "customer:bob"})
 
 
 def test_subscriptions_are_bounded() -> None:

@@ -44,8 +44,7 @@ function connect() {
   socket.onopen = () => {
     retries = 0;
     // (Re)subscribe: a new connection, maybe to another instance, knows nothing of the old.
-    socket.send(JSON.stringify({ type: "feeds", feeds: ["activity", "notifications"] }));
-    socket.send(JSON.stringify({ type: "subscribe", all: true }));
+    follow();
     socket.send(JSON.stringify({ type: "ping", client_id: clientId }));
   };
   socket.onmessage = (message) => onMessage(JSON.parse(message.data));
@@ -54,6 +53,15 @@ function connect() {
     const delay = Math.min(10000, 500 * 2 ** retries++);
     setTimeout(connect, delay);
   };
+}
+
+// Every order's notifications and the activity need the admin token where one is set: shown
+// first, in order, on this connection (the server answers each message in turn).
+function follow() {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  if (token) socket.send(JSON.stringify({ type: "auth", token }));
+  socket.send(JSON.stringify({ type: "feeds", feeds: ["activity", "notifications"] }));
+  if (token) socket.send(JSON.stringify({ type: "subscribe", all: true }));
 }
 
 function setConnection(on, text) {
@@ -246,6 +254,7 @@ $("#token-form").onsubmit = (event) => {
   token = $("#token").value.trim();
   sessionStorage.setItem("orderbus-token", token);
   $("#token-form").hidden = true;
+  follow();
   say("Token set for this tab.");
 };
 

@@ -1,0 +1,75 @@
+"""Who may read what over `/ws`: no page of another site, nobody everything, the activity only
+with the admin token. Starlette's test client speaks the WebSocket protocol to the app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from services.notification.live import Client
+from services.runtime.settings import ServiceSettings
+from services.specs import create_app
+
+TOKEN = "ws-admin-token-0123456789"
+
+
+@pytest.fixture
+def notification(settings: ServiceSettings) -> Iterator[TestClient]:
+    configured = settings.model_copy(
+        update={"admin_token": SecretStr(TOKEN), "ws_allowed_origins": "https://shop.example"}
+    )
+    with TestClient(create_app("notification", configured)) as client:
+        yield client
+
+
+def said(socket: Any, message: dict[str, Any]) -> dict[str, Any]:
+    socket.send_json(message)
+    answer: dict[str, Any] = socket.receive_json()
+    return answer
+
+
+def test_a_page_of_another_site_cannot_open_the_socket(notification: TestClient) -> None:
+    evil = {"origin": "https://evil.example"}
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        notification.websocket_connect("/ws", headers=evil),
+    ):
+        pass
+    assert refused.value.code == 1008
+    for origin in ("http://testserver", "https://shop.example"):
+        with notification.websocket_connect("/ws", headers={"origin": origin}) as socket:
+            assert socket.receive_json()["type"] == "hello"
+    with notification.websocket_connect("/ws") as socket:  # not a browser: no Origin
+        assert socket.receive_json()["type"] == "hello"
+
+
+def test_everything_and_the_activity_need_the_admin_token(notification: TestClient) -> None:
+    with notification.websocket_connect("/ws") as socket:
+        socket.receive_json()  # hello
+        assert said(socket, {"type": "subscribe", "all": True}) == {
+            "type": "error",
+            "field": "all",
+            "reason": "every customer's notifications need the admin token",
+        }
+        refused = said(socket, {"type": "feeds", "feeds": ["activity"]})
+        assert (refused["type"], refused["field"]) == ("error", "feeds")
+        wrong = said(socket, {"type": "auth", "token": "not-the-token-0123456789"})
+        assert (wrong["type"], wrong["field"]) == ("error", "token")
+        assert "not-the-token" not in wrong["reason"]
+        # What a customer's page does: name the customer it follows.
+        assert said(socket, {"type": "subscribe", "customer_id": "alice"})["keys"] == [
+            "customer:alice"
+        ]
+
+        assert said(socket, {"type": "auth", "token": TOKEN}) == {"type": "authorized"}
+        assert said(socket, {"type": "subscribe", "all": True})["keys"] == ["*", "customer:alice"]
+        assert said(socket, {"type": "feeds", "feeds": ["activity"]})["feeds"] == ["activity"]
+
+
+def test_a_new_client_follows_nothing_until_it_names_something() -> None:
+    assert not Client(socket=None).wants("notifications", {"customer:alice"})  # type: ignore[arg-type]
