@@ -128,7 +128,32 @@ def test_services_wait_for_healthy_dependencies() -> None:
 @pytest.mark.parametrize("service", ["inventory", "billing", "notification"])
 def test_scalable_services_take_no_fixed_host_port(service: str) -> None:
     port = ServiceSettings.model_fields[f"{service}_port"].default
-    assert APP_SERVICES[service]["ports"] == [str(port)]  # container port only: --scale works
+    # No fixed host port (`--scale` works), and on the host's loopback only.
+    assert APP_SERVICES[service]["ports"] == [f"127.0.0.1::{port}"]
+
+
+def test_every_published_port_is_on_the_hosts_loopback_only() -> None:
+    """Anything that can reach a broker can publish on it; a service's admin surface too."""
+    for name, spec in COMPOSE["services"].items():
+        for port in spec.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+@pytest.mark.parametrize(
+    ("backend", "broker"),
+    [
+        ("redis-streams", "redis"),
+        ("redis-pubsub", "redis"),
+        ("rabbitmq", "rabbitmq"),
+        ("nats", "nats"),
+    ],
+)
+def test_each_broker_wants_the_credentials_its_bus_url_carries(backend: str, broker: str) -> None:
+    url = env_file(backend)["BUS_URL"]
+    assert ":orderbus@" in url, url  # compose's default BROKER_PASSWORD
+    spec = COMPOSE["services"][broker]
+    configured = json.dumps([spec.get("command"), spec.get("environment")])
+    assert "${BROKER_PASSWORD:-orderbus}" in configured, broker
 
 
 def test_healthchecks_probe_each_services_own_port() -> None:
