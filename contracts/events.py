@@ -129,4 +129,8 @@ def admission_error(topic: str, event: CloudEvent) -> str | None:
         return (
             f"source: {event.source!r} does not publish {topic!r} (only {contract.source!r} does)"
         )
+    order_id = event.data.get("order_id") if isinstance(event.data, dict) else None
+    if event.subject is None or event.subject != order_id:
+        # The inboxes and logs key events by subject: it must be the order the data is about.
+        return f"subject: {str(event.subject)[:64]!r} is not the order the data is about"
     return None

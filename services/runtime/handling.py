@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence, Set
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from bus import Delivery
 from bus.codec import PoisonMessage
 from bus.logfields import event_fields
@@ -42,7 +44,12 @@ def inbox_handler(runtime: Runtime, subscription: Subscription) -> BatchHandler:
                 raise PoisonMessage(f"not believed: {reason}")
         metrics = runtime.metrics
         started = time.perf_counter()
-        firsts = await runtime.inbox.handle_batch(batch, subscription.effect)
+        try:
+            firsts = await runtime.inbox.handle_batch(batch, subscription.effect)
+        except ValidationError as invalid:
+            # The data does not fit its event's schema: no retry can change that.
+            where = ".".join(map(str, invalid.errors()[0]["loc"])) if invalid.errors() else "-"
+            raise PoisonMessage(f"data: {where}: {invalid.errors()[0]['msg']}") from None
         each_s = (time.perf_counter() - started) / len(batch)
         new: list[CloudEvent] = []
         for received, first in zip(batch, firsts, strict=True):

@@ -28,6 +28,8 @@ def settings(settings: ServiceSettings) -> ServiceSettings:
 
 
 def forged(event: CloudEvent, **changes: Any) -> CloudEvent:
+    if changes.get("data") == "items-not-a-list":  # the envelope right, the data not
+        changes["data"] = {**event.data, "items": "not a list"}
     return event.model_copy(update=changes)
 
 
@@ -44,8 +46,16 @@ def forged(event: CloudEvent, **changes: Any) -> CloudEvent:
             {"type": INVENTORY_RESERVED},
             "type: 'inventory_reserved' arrived on topic 'order_created'",
         ),
+        ({"subject": "o" * 200}, "subject: 'oooo"),
+        ({"data": "items-not-a-list"}, "data: items: "),
     ],
-    ids=["another service", "a stranger", "another topic's type"],
+    ids=[
+        "another service",
+        "a stranger",
+        "another topic's type",
+        "a subject of no order",
+        "bad data",
+    ],
 )
 async def test_a_forged_event_is_dead_lettered_at_once_and_reserves_nothing(
     publisher: Bus, running: Running, changes: dict[str, Any], reason: str
@@ -66,8 +76,9 @@ async def test_a_forged_event_is_dead_lettered_at_once_and_reserves_nothing(
         assert letter["event_id"] == str(fake.id)
         assert letter["attempts"] == 1, "not retried: retrying cannot mend it"
         assert reason in letter["error"]
-        assert (await inventory.get(f"/reservations/{fake.subject}")).status_code == 404
+        order_id = fake.data["order_id"]
+        assert (await inventory.get(f"/reservations/{order_id}")).status_code == 404
         stock = (await inventory.get("/stock/LIMITED-EDITION")).json()
         assert stock["reserved"] == 0, "the forged order took no stock"
-        rows = (await inventory.get("/processed", params={"order_id": fake.subject})).json()
+        rows = (await inventory.get("/processed", params={"order_id": order_id})).json()
         assert rows["processed"] == [], "not in the inbox: a genuine copy would still count"
