@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
-from services.runtime.http import KEEP_ALIVE_S
+from services.runtime.http import KEEP_ALIVE_S, WS_MAX_BYTES
 from services.runtime.logs import configure_logging
 from services.runtime.settings import ServiceSettings
 from services.runtime.tracing import configure_tracing
@@ -44,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
         log_config=None,
         timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
         timeout_keep_alive=KEEP_ALIVE_S,
+        ws_max_size=WS_MAX_BYTES,
     )
     deadline = Deadline(settings.shutdown_timeout_s, settings.instance(service))
     GracefulServer(config, deadline).run()

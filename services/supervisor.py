@@ -23,7 +23,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from services.runtime.admin import ADMIN_TOKEN_ENV
-from services.runtime.http import KEEP_ALIVE_S
+from services.runtime.http import KEEP_ALIVE_S, WS_MAX_BYTES
 from services.runtime.orphan import SUPERVISOR_ENV
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 from services.runtime.shutdown import Deadline, exit_now
@@ -167,6 +167,7 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
                 lifespan="on",
                 timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
                 timeout_keep_alive=KEEP_ALIVE_S,
+                ws_max_size=WS_MAX_BYTES,
             )
         )
         for i in instances

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from services.notification.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
 from services.notification.live import Client, LiveClients
 from services.notification.protocol import (
+    IDLE_S,
     MAX_MESSAGE_CHARS,
     Auth,
     Feeds,
@@ -84,7 +86,18 @@ def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRoute
         try:
             await socket.send_json({"type": "hello", "instance": runtime.instance})
             while True:
-                await _answer(client, await socket.receive_text(), runtime.settings.admin_token)
+                try:
+                    async with asyncio.timeout(IDLE_S):
+                        frame = await socket.receive()
+                except TimeoutError:
+                    await socket.close(code=1001, reason="idle")  # it pings when alive
+                    return
+                if frame["type"] == "websocket.disconnect":
+                    return
+                if frame.get("text") is None:
+                    await socket.close(code=1003, reason="text frames only")
+                    return
+                await _answer(client, frame["text"], runtime.settings.admin_token)
         except WebSocketDisconnect:
             pass
         finally:

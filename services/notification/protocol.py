@@ -27,6 +27,9 @@ from services.notification.live import FEEDS
 
 Key = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MAX_MESSAGE_CHARS = 4_096
+IDLE_S = 300.0
+"""A client silent this long is closed (1001): a live page pings every few seconds. A binary
+frame is closed with 1003, a frame over `WS_MAX_BYTES` by the server with 1009."""
 
 
 class Subscribe(BaseModel):

@@ -11,6 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 KEEP_ALIVE_S = 65
+WS_MAX_BYTES = 16_384
+"""Largest WebSocket frame a server reads (uvicorn's `ws_max_size`, 16 MiB by default): a
+larger one closes the connection (1009) before it is read. Clients send a few hundred bytes."""
 """How long uvicorn keeps an idle connection open. Longer than its clients keep theirs
 (httpx 5 s, browsers and load balancers up to 60 s): with uvicorn's default, 5 s, the same as
 httpx's, the server can close a connection just as the client sends on it (`ReadError`)."""

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from services.notification import app as notification_app
 from services.notification.live import Client
 from services.runtime.settings import ServiceSettings
 from services.specs import create_app
@@ -73,3 +74,21 @@ def test_everything_and_the_activity_need_the_admin_token(notification: TestClie
 
 def test_a_new_client_follows_nothing_until_it_names_something() -> None:
     assert not Client(socket=None).wants("notifications", {"customer:alice"})  # type: ignore[arg-type]
+
+
+def test_a_binary_frame_is_answered_with_a_close_code(notification: TestClient) -> None:
+    with notification.websocket_connect("/ws") as socket:
+        socket.receive_json()  # hello
+        socket.send_bytes(b"\x00\x01")
+        closed = socket.receive()
+    assert (closed["type"], closed["code"]) == ("websocket.close", 1003)
+
+
+def test_a_silent_client_is_closed(
+    notification: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notification_app, "IDLE_S", 0.2)
+    with notification.websocket_connect("/ws") as socket:
+        socket.receive_json()  # hello
+        closed = socket.receive()  # nothing sent: the server gives up on it
+    assert (closed["type"], closed["code"]) == ("websocket.close", 1001)
