@@ -178,6 +178,7 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
                 auto_offset_reset="latest" if group in self._ephemeral else "earliest",
                 max_records=self._settings.prefetch,
                 parser=_raw,
+                no_reply=True,  # a record's reply-to header names no destination of ours
             )
             subscriber(_by_topic(group, pipelines, self._group_routes[group]))
             commits.subscriber = subscriber

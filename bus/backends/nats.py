@@ -148,6 +148,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
             # what waits as in progress.
             ack_policy=AckPolicy.MANUAL,
             parser=_raw,
+            no_reply=True,  # a message's reply subject names no destination of ours
         )(documented(_deliver(pipeline), route))
         self._declared.add(topic)
 

@@ -168,9 +168,9 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         # MANUAL: the pipeline acknowledges, or requeues after a delay for a retry. Each
         # message of the prefetch window reaches the callback as a task of its own; the
         # pipeline batches them again.
-        self._broker.subscriber(queue, _exchange(topic), ack_policy=AckPolicy.MANUAL, parser=_raw)(
-            documented(_deliver(pipeline), route)
-        )
+        self._broker.subscriber(
+            queue, _exchange(topic), ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
+        )(documented(_deliver(pipeline), route))
 
     def _later(self, delay_s: float, message: AbstractIncomingMessage) -> None:
         async def requeue() -> None:

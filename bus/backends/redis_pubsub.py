@@ -94,7 +94,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
     def _register(self, route: Route) -> None:
         # A channel subscription is ephemeral already: Redis keeps nothing for it.
         pipeline = self._pipeline(route, _Transport(self, route))
-        self._broker.subscriber(channel=PubSub(route.topic), parser=_raw)(
+        self._broker.subscriber(channel=PubSub(route.topic), parser=_raw, no_reply=True)(
             documented(_deliver(pipeline), route)
         )
 

@@ -244,12 +244,12 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         )
         # MANUAL: the pipeline acknowledges (coalesced XACKs, see _coalesced_acks), and
         # leaves a failed entry pending: the reclaimer's redelivery is the whole retry story.
-        self._broker.subscriber(stream=reader, ack_policy=AckPolicy.MANUAL, parser=_raw)(
-            documented(self._read(pipeline), route)
-        )
-        self._broker.subscriber(stream=reclaimer, ack_policy=AckPolicy.MANUAL, parser=_raw)(
-            documented(self._reclaimed(pipeline, topic, group), route)
-        )
+        self._broker.subscriber(
+            stream=reader, ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
+        )(documented(self._read(pipeline), route))
+        self._broker.subscriber(
+            stream=reclaimer, ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
+        )(documented(self._reclaimed(pipeline, topic, group), route))
 
     @staticmethod
     def _read(pipeline: Pipeline[_Entry]) -> Any:
