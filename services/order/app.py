@@ -85,6 +85,12 @@ def _too_large(error: EventTooLarge) -> JSONResponse:
     return JSONResponse(error_body("order too large", [{"field": "items", "reason": reason}]), 413)
 
 
+def _scoped(customer_id: str, key: str) -> str:
+    """The key as stored: one customer's key, unknown to any other (a key another customer
+    chose, or guessed, finds nothing). Hashed: both together would not fit the column."""
+    return hashlib.sha256(f"{customer_id}\n{key}".encode()).hexdigest()
+
+
 def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
@@ -116,6 +122,7 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
     ) -> Any:
         fingerprint = _fingerprint(request)
         if idempotency_key is not None:
+            idempotency_key = _scoped(request.customer_id, idempotency_key)
             earlier = await _by_idempotency_key(runtime, idempotency_key, fingerprint)
             if earlier is not None:
                 return earlier

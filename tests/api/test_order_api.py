@@ -253,6 +253,20 @@ async def test_an_idempotency_key_reused_for_another_order_is_refused(
     await assert_idempotent_single_event(order_client, published, first.json()["order_id"])
 
 
+async def test_an_idempotency_key_is_one_customers_own(
+    order_client: httpx.AsyncClient,
+) -> None:
+    """Another customer using (or guessing) the same key neither gets alice's order back nor
+    is refused: the key means something only with its customer."""
+    alices = await place(order_client, **{"Idempotency-Key": "shared-key"})
+    bobs_order = {"customer_id": "bob", "items": [{"sku": "MS-002", "quantity": 1}]}
+    bobs = await place(order_client, bobs_order, **{"Idempotency-Key": "shared-key"})
+    assert (alices.status_code, bobs.status_code) == (202, 202)
+    assert bobs.json()["order_id"] != alices.json()["order_id"]
+    again = await place(order_client, bobs_order, **{"Idempotency-Key": "shared-key"})
+    assert again.json() == bobs.json()
+
+
 async def test_a_malformed_idempotency_key_is_refused(order_client: httpx.AsyncClient) -> None:
     response = await place(order_client, **{"Idempotency-Key": "x" * 129})
     assert response.status_code == 422
