@@ -103,6 +103,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
     def _create_broker(self, url: str, **common: Any) -> NatsBroker:
         self._declared: set[str] = set()
         self._ephemeral: list[tuple[str, str, ConsumerConfig]] = []  # (stream, group, config)
+        self._durable: list[tuple[str, str, ConsumerConfig]] = []
         self._keeper: asyncio.Task[None] | None = None
         return NatsBroker(url, **common)
 
@@ -121,8 +122,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
             deliver_policy=DeliverPolicy.NEW if ephemeral else DeliverPolicy.ALL,
             inactive_threshold=float(self._settings.ephemeral_expiry_s) if ephemeral else None,
         )
-        if ephemeral:
-            self._ephemeral.append((topic, group, config))
+        (self._ephemeral if ephemeral else self._durable).append((topic, group, config))
         pipeline = self._pipeline(route, _Transport(self, route))
         self._broker.subscriber(
             topic,
@@ -165,6 +165,23 @@ class NatsBus(FastStreamBus[NatsBroker]):
             if found.config.inactive_threshold != config.inactive_threshold:
                 await js.delete_consumer(stream, group)
                 log.info("recreating ephemeral consumer %s on %s", group, stream)
+        # A durable one keeps what it holds, so it is updated, not replaced: its
+        # `max_deliver` must follow the retry budget, or JetStream stops redelivering before
+        # the bus would dead-letter (a consumer made under another budget).
+        for stream, group, config in self._durable:
+            try:
+                found = await js.consumer_info(stream, group)
+            except NotFoundError:
+                continue
+            if found.config.max_deliver != config.max_deliver:
+                await js.add_consumer(stream, found.config.evolve(max_deliver=config.max_deliver))
+                log.info(
+                    "consumer %s on %s: max_deliver %s -> %s",
+                    group,
+                    stream,
+                    found.config.max_deliver,
+                    config.max_deliver,
+                )
 
     async def start(self) -> None:
         await super().start()
