@@ -64,12 +64,9 @@ async def inject_dead_letter(backend: str, url: str, group: str, body: bytes) ->
     """Put bytes in `dlq.<group>` (declared already) with the broker's own client, as anything
     that can write to the broker could."""
     destination = names.dead_letters(group)
-    if backend == "redis-streams" or backend == "redis-pubsub":
-        import redis.asyncio as redis
-
-        redis_client = redis.from_url(url)
-        await redis_client.xadd(destination, {REDIS_DATA_FIELD: body})
-        await redis_client.aclose()
+    if backend in ("redis-streams", "redis-pubsub", "kafka"):
+        # A stream, or a topic, like any other: the dead letters of redis-pubsub too.
+        await inject_raw("kafka" if backend == "kafka" else "redis-streams", url, destination, body)
     elif backend == "rabbitmq":
         import aio_pika
 
@@ -77,13 +74,6 @@ async def inject_dead_letter(backend: str, url: str, group: str, body: bytes) ->
         async with connection:
             channel = await connection.channel()
             await channel.default_exchange.publish(aio_pika.Message(body), destination)
-    elif backend == "kafka":
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(url))
-        await producer.start()
-        await producer.send_and_wait(destination, body)
-        await producer.stop()
     elif backend == "nats":
         import nats
 

@@ -3,6 +3,7 @@ dead-lettered, and in which order. (The backends' own semantics are the conforma
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -163,7 +164,7 @@ async def test_a_dead_letter_that_cannot_be_written_is_told_not_acknowledged_and
     async def no_wait(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr("bus.pipeline.asyncio.sleep", no_wait)
+    monkeypatch.setattr(asyncio, "sleep", no_wait)  # the backoff is recorded, not waited
     told: list[str] = []
     recorder = RefusingDeadLetters()
     route = Route(
