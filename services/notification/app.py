@@ -20,6 +20,7 @@ from contracts import (
 from services.notification.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
 from services.notification.live import Client, LiveClients
+from services.notification.mail import Mailer
 from services.notification.protocol import (
     IDLE_S,
     MAX_MESSAGE_CHARS,
@@ -36,9 +37,10 @@ from services.runtime.app import Broadcast, Runtime, ServiceSpec, Subscription
 from services.runtime.http import field_name
 
 
-def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard) -> APIRouter:
+def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard, mailer: Mailer) -> APIRouter:
     router = APIRouter()
     relay.bind(runtime)
+    mailer.bind(runtime)
     live = relay.clients
     runtime.activity.extra["clients"] = lambda: len(live)
     router.include_router(dashboard_routes(runtime, dashboard))
@@ -163,15 +165,16 @@ async def _error(client: Client, field: str, reason: str) -> None:
 def spec() -> ServiceSpec:
     relay = LiveRelay(LiveClients())
     dashboard = Dashboard(relay.clients)
+    mailer = Mailer()
     return ServiceSpec(
         name="notification",
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, relay, dashboard),
+        routes=lambda runtime: routes(runtime, relay, dashboard, mailer),
         subscriptions=[
-            Subscription(topic, record_notification, after_commit=send_and_push(relay))
+            Subscription(topic, record_notification, after_commit=send_and_push(mailer, relay))
             for topic in (ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED)
         ],
-        background=[dashboard.watch_backlog, relay.run],
+        background=[dashboard.watch_backlog, relay.run, mailer.run],
         broadcasts=[
             Broadcast(NOTIFICATION_PUSHED, relay.forward),
             Broadcast(INSTANCE_ACTIVITY, dashboard.on_activity, max_age_s=10),

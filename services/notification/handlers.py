@@ -1,9 +1,8 @@
-"""Record each notification of an order (it was received; then its outcome); after commit,
-send it and push it live."""
+"""Record each notification of an order (it was received; then its outcome) with its email to
+send; after commit, send it (`services.notification.mail`) and push it live."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,14 +19,12 @@ from contracts import (
     OrderCreated,
     OrderRejected,
 )
+from services.notification import mail
 from services.notification.relay import LiveRelay
 from services.notification.store import notifications
 
 _ADD_NOTIFICATION = insert(notifications)
 """Built once (see services/inventory/handlers.py)."""
-
-email = logging.getLogger("notification.email")
-"""The "email" sink: a log line per message, where a real system would call its mail API."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +69,13 @@ async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery
             "created_at": datetime.now(UTC),
         },
     )
+    await mail.queue(conn, notice, delivery.consumer)
 
 
-def send_and_push(live: LiveRelay) -> Callable[[CloudEvent], Awaitable[None]]:
+def send_and_push(mailer: mail.Mailer, live: LiveRelay) -> Callable[[CloudEvent], Awaitable[None]]:
     async def after_commit(event: CloudEvent) -> None:
         notice = notice_of(event)
-        email.info("to customer %s: %s", notice.customer_id, notice.message)
+        await mailer.deliver(notice)
         live.push(
             {
                 "type": "notification",

@@ -19,3 +19,16 @@ notifications = Table(
     Column("instance_id", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+mail_queue = Table(
+    "mail_queue",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("message", String(500), nullable=False),
+    Column("claimed_by", String(64), nullable=False),
+    Column("claimed_until", UtcDateTime, nullable=False, index=True),
+)
+"""Emails recorded, not yet sent: written in the handler's transaction beside the notification
+and deleted once sent (`services.notification.mail`)."""
