@@ -148,7 +148,10 @@ def _text(value: bytes | str) -> str:
 
 
 class RabbitStore:
-    """A queue cannot be browsed: take every message, keep the ones to remove, return the rest."""
+    """A queue cannot be browsed: take each message once and put it back at the tail as a new
+    one (confirmed before the original is acked), except the ones to remove. Requeueing them
+    instead would count a delivery on every listing, and a quorum queue drops a message past
+    its delivery limit (RabbitMQ 4's default is 20): listing would lose dead letters."""
 
     removes_single_entries = True
 
@@ -163,22 +166,26 @@ class RabbitStore:
         removed = 0
         connection = await aio_pika.connect(self.url)
         async with connection:
-            channel = await connection.channel()
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             try:
                 queue = await channel.declare_queue(names.dead_letters(group), passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
                 return [], 0  # nothing dead-lettered yet: the queue is declared on first use
-            held = []
-            while (message := await queue.get(fail=False)) is not None:
+            # Only what was there: letters dead-lettered meanwhile, and the ones put back, wait
+            # behind them for the next listing.
+            for _ in range(queue.declaration_result.message_count or 0):
+                message = await queue.get(fail=False)
+                if message is None:
+                    break
                 found = _rabbit_letter(message, group)
                 if remove is not None and found.ref in remove:
-                    await message.ack()
                     removed += 1
                 else:
                     stored.append(found)
-                    held.append(message)
-            for message in held:
-                await message.nack(requeue=True)
+                    await channel.default_exchange.publish(
+                        _again(message), queue.name, mandatory=True
+                    )
+                await message.ack()
         return stored, removed
 
     async def list(self, group: str) -> list[Stored]:
@@ -189,6 +196,25 @@ class RabbitStore:
 
     async def purge(self, group: str) -> int:
         return await self.remove(group, {s.ref for s in await self.list(group)})
+
+
+def _again(message: Any) -> Any:
+    """`message` as a new message with the same body and properties (`x-death` included)."""
+    import aio_pika
+
+    return aio_pika.Message(
+        message.body,
+        headers=message.headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+    )
 
 
 def _rabbit_letter(message: Any, group: str) -> Stored:
