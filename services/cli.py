@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
-from services.runtime.http import KEEP_ALIVE_S, WS_MAX_BYTES
+from services.runtime.http import server_config
 from services.runtime.logs import configure_logging
 from services.runtime.settings import ServiceSettings
 from services.runtime.tracing import configure_tracing
@@ -24,7 +24,6 @@ def _settings(backend: str | None) -> ServiceSettings:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import uvicorn
 
     from services.runtime.orphan import die_with_parent
     from services.runtime.shutdown import Deadline, GracefulServer
@@ -37,15 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)
     die_with_parent()
     configure_tracing(service, settings.instance(service))
-    config = uvicorn.Config(
-        create_app(service, settings),
-        host=settings.host,
-        port=settings.port(service),
-        log_config=None,
-        timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
-        timeout_keep_alive=KEEP_ALIVE_S,
-        ws_max_size=WS_MAX_BYTES,
-    )
+    config = server_config(create_app(service, settings), settings, settings.port(service))
     deadline = Deadline(settings.shutdown_timeout_s, settings.instance(service))
     GracefulServer(config, deadline).run()
     return 0

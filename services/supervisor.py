@@ -23,7 +23,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from services.runtime.admin import ADMIN_TOKEN_ENV
-from services.runtime.http import KEEP_ALIVE_S, WS_MAX_BYTES
+from services.runtime.http import server_config
 from services.runtime.orphan import SUPERVISOR_ENV
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 from services.runtime.shutdown import Deadline, exit_now
@@ -154,20 +154,15 @@ class _QuietServer(uvicorn.Server):
 async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -> None:
     servers = [
         _QuietServer(
-            uvicorn.Config(
+            server_config(
                 create_app(
                     i.service,
                     settings.model_copy(
                         update={"instance_id": i.instance_id, f"{i.service}_port": i.port}
                     ),
                 ),
-                host=settings.host,
-                port=i.port,
-                log_config=None,
-                lifespan="on",
-                timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
-                timeout_keep_alive=KEEP_ALIVE_S,
-                ws_max_size=WS_MAX_BYTES,
+                settings,
+                i.port,
             )
         )
         for i in instances

@@ -3,18 +3,25 @@ with the admin token. Starlette's test client speaks the WebSocket protocol to t
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import uvicorn
+import websockets
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from services.notification import app as notification_app
 from services.notification.live import Client
+from services.runtime.http import WS_MAX_BYTES, server_config
 from services.runtime.settings import ServiceSettings
 from services.specs import create_app
+from tests.brokers import free_port
+from tests.polling import eventually
 
 TOKEN = "ws-admin-token-0123456789"
 
@@ -92,3 +99,30 @@ def test_a_silent_client_is_closed(
         socket.receive_json()  # hello
         closed = socket.receive()  # nothing sent: the server gives up on it
     assert (closed["type"], closed["code"]) == ("websocket.close", 1001)
+
+
+async def test_a_frame_over_the_limit_is_refused_by_the_server(settings: ServiceSettings) -> None:
+    """The server as `orderbus run` and `up` configure it, over a real socket: the frame is
+    refused (1009) before it is read, and a frame within the limit is answered."""
+    port = free_port()
+    configured = settings.model_copy(update={"host": "127.0.0.1"})
+    server = uvicorn.Server(server_config(create_app("notification", configured), configured, port))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: _now(True if server.started else None), within_s=20)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws", max_size=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(await ws.recv())["type"] == "pong"
+            await ws.send(json.dumps({"type": "ping", "pad": "x" * WS_MAX_BYTES}))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _now(value: bool | None) -> bool | None:
+    return value
