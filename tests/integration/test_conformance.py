@@ -403,6 +403,50 @@ async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
         assert all(gap >= 0.05 for gap in gaps), f"retried without backoff: {gaps}"
 
 
+async def test_an_event_waiting_for_its_retry_holds_back_no_other_topic(
+    backend: str, make_bus: BusFactory, names: Names
+) -> None:
+    """One group's consumer reads both topics (on Kafka one consumer for the group): while an
+    event of one waits out its backoff (at least 4 s here), the other topic's events go on,
+    and the waiting event is tried again after."""
+    if not backend_class(backend).capabilities.redelivery:
+        pytest.skip("no redelivery: nothing waits")
+    waiting, flowing, group = names.topic(), names.topic(), names.group()
+    first, second = Recorder(), Recorder()
+    failed: set[uuid.UUID] = set()
+
+    async def fails_once(event: CloudEvent, delivery: Delivery) -> None:
+        if event.data["i"] == 1 and event.id not in failed:
+            failed.add(event.id)
+            raise RuntimeError("fails the first time")
+        await first(event, delivery)
+
+    await make_bus(
+        (waiting, fails_once, group, "c1"),
+        (flowing, second, group, "c1"),
+        max_attempts=3,
+        retry_backoff_ms=8_000,  # equal jitter: the first wait is 4 to 8 s
+        redelivery_after_ms=20_000 if backend == "nats" else 1_000,
+    )
+    publisher = await make_bus()
+    await publisher.publish(waiting, make_event(waiting, 0))  # both topics exist and flow
+    await publisher.publish(flowing, make_event(flowing, 0))
+    await first.wait_for_count(1)
+    await second.wait_for_count(1)
+
+    retried = make_event(waiting, 1)
+    await publisher.publish(waiting, retried)
+    await eventually(lambda: _now(True if failed else None))
+    await publish_all(publisher, flowing, [make_event(flowing, i) for i in range(1, 6)])
+    await second.wait_for_count(6)
+    assert retried.id not in first.ids, "the other topic waited for the retry"
+    await first.wait_until(lambda: retried.id in first.ids)
+
+
+async def _now(value: bool | None) -> bool | None:
+    return value
+
+
 async def test_a_poison_event_inside_a_batch_goes_alone_to_the_dead_letters(
     backend: str, backend_url: str, make_bus: BusFactory, names: Names
 ) -> None:
