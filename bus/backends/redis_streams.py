@@ -13,9 +13,11 @@ what is published after it); the consumer is the instance id.
 |            | with XAUTOCLAIM after `BUS_REDELIVERY_AFTER_MS` idle |
 | ordering | per stream, with one consumer |
 
-The stream is not trimmed: nothing can drop an entry a group has not read (trim it yourself,
-below the oldest entry every group has acknowledged, if it grows too long). Consumers that
-died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
+Each consumer trims the streams it reads (`XTRIM MINID`) below the oldest entry any of the
+stream's groups still needs (not yet delivered to it, or pending) and below
+`BUS_STREAM_RETENTION_S` ago: an entry is dropped only once every group is done with it, and
+a group that does not exist yet (a service not started) finds that much history. Consumers
+that died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
 pending.
 
 A consumer reads with `XREADGROUP COUNT BUS_PREFETCH` and hands the whole read to the
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -144,6 +147,32 @@ class _Transport:
         await self._client.xack(self._route.topic, self._route.group, *entry_ids)
 
 
+async def trim(client: Any, topic: str, retention_s: int, *, by_groups: bool = True) -> int:
+    """Trim `topic` below `retention_s` ago and (`by_groups`) below what its groups still
+    need: how many entries went. Exact: the approximate form (`~`) drops whole nodes of 100
+    entries only, so it would never trim a stream that short."""
+    needed: list[tuple[int, ...]] = [(int(time.time() * 1000) - retention_s * 1000, 0)]
+    for info in await client.xinfo_groups(topic) if by_groups else ():
+        group = info["name"]
+        needed.append(_after(_text(info["last-delivered-id"])))
+        if info["pending"]:
+            summary = await client.xpending(topic, group)
+            needed.append(_position(_text(summary["min"])))
+    ms, seq = min(needed)
+    if ms <= 0:
+        return 0
+    trimmed: int = await client.xtrim(topic, minid=f"{ms}-{seq}", approximate=False)
+    if trimmed:
+        log.debug("trimmed %d entries of %s", trimmed, topic)
+    return trimmed
+
+
+def _after(entry_id: str) -> tuple[int, ...]:
+    """The id right after `entry_id`: the oldest entry a group at that position still needs."""
+    ms, seq = _position(entry_id)
+    return ms, seq + 1
+
+
 class RedisStreamsBus(FastStreamBus[RedisBroker]):
     """Adds what FastStream's stream subscriber lacks: removing the consumers that died."""
 
@@ -172,7 +201,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
     async def start(self) -> None:
         await super().start()
         if self._groups:
-            self._sweeper = asyncio.create_task(self._sweep_dead_consumers())
+            self._sweeper = asyncio.create_task(self._maintain())
 
     async def close(self) -> None:
         self._started = False  # the sweeper's loop ends at its next round
@@ -201,22 +230,36 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         finally:
             await client.aclose()
 
-    async def _sweep_dead_consumers(self) -> None:
+    async def _maintain(self) -> None:
         after_ms = self._settings.dead_consumer_after_s * 1_000
         client = self._broker.config.connection.client
         while self._started:
             await asyncio.sleep(max(0.5, min(60.0, after_ms / 2_000)))
             for topic, group, me in self._groups:
                 try:
-                    consumers = await client.xinfo_consumers(topic, group)
+                    await self._sweep_dead_consumers(client, topic, group, me, after_ms)
                 except Exception:
-                    log.debug("cannot list consumers of %s/%s", topic, group, exc_info=True)
-                    continue
-                for consumer in consumers:
-                    name = _text(consumer["name"])
-                    if name != me and consumer["pending"] == 0 and consumer["idle"] > after_ms:
-                        await client.xgroup_delconsumer(topic, group, name)
-                        log.info("removed dead consumer %s from %s/%s", name, topic, group)
+                    log.debug("cannot sweep consumers of %s/%s", topic, group, exc_info=True)
+            durable = {(t, g) for t, g, _ in self._groups} - set(self._ephemeral)
+            kept = {t: self._settings.stream_retention_s for t, _ in durable}
+            # Read only by ephemeral groups here: a live view, which no group waits for long
+            # (a crashed process's group would otherwise hold the stream for good).
+            live = {t: self._settings.ephemeral_expiry_s for t, _ in self._ephemeral}
+            for topic, retention_s in (live | kept).items():
+                try:
+                    await trim(client, topic, retention_s, by_groups=topic in kept)
+                except Exception:
+                    log.debug("cannot trim %s", topic, exc_info=True)
+
+    @staticmethod
+    async def _sweep_dead_consumers(
+        client: Any, topic: str, group: str, me: str, after_ms: int
+    ) -> None:
+        for consumer in await client.xinfo_consumers(topic, group):
+            name = _text(consumer["name"])
+            if name != me and consumer["pending"] == 0 and consumer["idle"] > after_ms:
+                await client.xgroup_delconsumer(topic, group, name)
+                log.info("removed dead consumer %s from %s/%s", name, topic, group)
 
     def _register(self, route: Route) -> None:
         topic, group, consumer = route.topic, route.group, route.consumer
