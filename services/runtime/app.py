@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from bus import Bus, BusSettings, Delivery, create_bus, names
 from bus.probes import Probe, open_probe
 from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
-from services.runtime import backlog, handling
+from services.runtime import backlog, handling, retention
 from services.runtime.activity import Activity
 from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, create_tables, reachable
@@ -133,6 +134,8 @@ def build_app(
     runtime = Runtime(spec.name, instance, settings, Metrics(spec.name, instance), relay)
     background = [*spec.background, *([relay.run] if relay is not None else [])]
     inbox_table = processed_events_table(spec.metadata) if spec.subscriptions else None
+    if spec.outbox is not None or inbox_table is not None:
+        background.append(functools.partial(retention.run, outbox=spec.outbox, inbox=inbox_table))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -51,7 +51,7 @@ def processed_events_table(metadata: MetaData) -> Table:
         Column("order_id", String(64), index=True),
         Column("instance_id", String(64), nullable=False),
         Column("deliveries", Integer, nullable=False),
-        Column("processed_at", UtcDateTime, nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False, index=True),  # for retention
     )
 
 

@@ -51,6 +51,19 @@ class ServiceSettings(BaseSettings):
         1.0, gt=0, le=60, validation_alias=AliasChoices("ORDERBUS_OUTBOX_POLL_S")
     )
     """How often the outbox relay looks for unpublished events it was not told about."""
+    outbox_retention_s: float = Field(
+        86_400, ge=0, le=365 * 86_400, validation_alias=AliasChoices("ORDERBUS_OUTBOX_RETENTION_S")
+    )
+    """How long a published outbox row is kept (for `GET /outbox`-style forensics) before it
+    is deleted; unpublished rows are never deleted (`services.runtime.retention`)."""
+    inbox_retention_s: float = Field(
+        7 * 86_400,
+        ge=3_600,
+        le=365 * 86_400,
+        validation_alias=AliasChoices("ORDERBUS_INBOX_RETENTION_S"),
+    )
+    """How long an inbox entry (an event id handled) is kept: a delivery of that event later
+    than this would be handled again, so keep it past any replay you may do."""
     order_decision_timeout_s: float = Field(300.0, ge=1, le=86_400)
     """An order still pending this long after it was placed is rejected (`timed out`): an
     answer dead-lettered or lost (redis-pubsub), or a service that never started, must not
