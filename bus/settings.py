@@ -54,10 +54,14 @@ class BusSettings(BaseSettings):
     dead_consumer_after_s: int = Field(3_600, ge=1, le=30 * 86_400)
     """Redis Streams: a consumer idle this long with nothing pending is removed from its group
     (`XGROUP DELCONSUMER`); one with pending entries stays until they are reclaimed."""
-    stream_retention_s: int = Field(7 * 86_400, ge=0, le=365 * 86_400)
-    """Redis Streams: entries older than this that every group of their stream has read and
-    acknowledged are trimmed (`XTRIM MINID`); an entry some group still needs is never
-    trimmed. Protects groups that do not exist yet (a service not started) for this long."""
+    stream_retention_s: int = Field(7 * 86_400, ge=1, le=365 * 86_400)
+    """How long a topic keeps its events. Redis Streams: entries older than this that every
+    group of their stream has acknowledged are trimmed (an entry a group still needs never
+    is); NATS: the stream's `max_age` (JetStream drops older messages, read or not, as Kafka's
+    own retention does). Groups that do not exist yet (a service not started) find this much."""
+    dead_letter_retention_s: int = Field(30 * 86_400, ge=1, le=365 * 86_400)
+    """How long a dead letter is kept (Redis Streams and NATS; Kafka's topics keep the
+    broker's retention, RabbitMQ's queues a policy's `message-ttl`: see the README)."""
     ephemeral_expiry_s: int = Field(300, ge=1, le=30 * 86_400)
     """How long an ephemeral subscription's group outlives its last consumer on the broker
     (RabbitMQ queue `x-expires`, NATS consumer `inactive_threshold`); see `Bus.subscribe`."""

@@ -15,8 +15,10 @@ it (NATS forbids dots there, which `bus.names` enforces); instances of a group p
 
 An ephemeral group (`Bus.subscribe`) is a durable consumer with `inactive_threshold`
 (`BUS_EPHEMERAL_EXPIRY_S`): JetStream deletes it once nothing has pulled from it that long.
-Streams keep their default limits retention, so a consumer, live or left behind, never holds
-a message in the stream; what a left-behind one costs is its own state, until it expires.
+Streams keep limits retention with `max_age` (`BUS_STREAM_RETENTION_S`, dead letters
+`BUS_DEAD_LETTER_RETENTION_S`), so a consumer, live or left behind, never holds a message in
+the stream (nor keeps one past its age); what a left-behind one costs is its own state,
+until it expires.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from faststream import AckPolicy, StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
 
 from bus import names
 from bus.backends._faststream import FastStreamBus, documented
@@ -43,6 +45,10 @@ log = logging.getLogger("bus")
 
 FETCH_WINDOW_S = 0.1
 """Longest a pull waits to fill its batch once a first message arrived (see `_register`)."""
+
+
+STREAM_NAME_IN_USE = 10058
+"""JetStream's error code: a stream of that name exists with another configuration."""
 
 
 def dead_letter_stream(group: str) -> str:
@@ -126,7 +132,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
         pipeline = self._pipeline(route, _Transport(self, route))
         self._broker.subscriber(
             topic,
-            stream=JStream(topic, subjects=[topic]),
+            stream=JStream(topic, subjects=[topic], max_age=self._settings.stream_retention_s),
             durable=group,
             # After the first message of a waiting pull, nats-py keeps collecting the batch
             # until the fetch timeout, while the ack-wait clock of what it holds runs. A
@@ -217,21 +223,28 @@ class NatsBus(FastStreamBus[NatsBroker]):
                     log.debug("cannot check consumer %s on %s", group, stream, exc_info=True)
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        await self._ensure_stream(topic, topic)
+        await self._ensure_stream(topic, topic, self._settings.stream_retention_s)
         # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
         await self._broker.publish(body, subject=topic, stream=topic)
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         subject = names.dead_letters(group)
         stream = dead_letter_stream(group)
-        await self._ensure_stream(stream, subject)
+        await self._ensure_stream(stream, subject, self._settings.dead_letter_retention_s)
         await self._broker.publish(body, subject=subject, stream=stream)
 
-    async def _ensure_stream(self, stream: str, subject: str) -> None:
+    async def _ensure_stream(self, stream: str, subject: str, max_age_s: int) -> None:
         if stream not in self._declared:
             # A JetStream publish to a subject no stream captures fails: create it first.
             js = self._broker.config.connection_state.stream
-            await js.add_stream(name=stream, subjects=[subject])
+            config = StreamConfig(name=stream, subjects=[subject], max_age=max_age_s)
+            try:
+                await js.add_stream(config)
+            except BadRequestError as exc:
+                if exc.err_code != STREAM_NAME_IN_USE:
+                    raise
+                # Made by an earlier version or under another retention: this one's limits.
+                await js.update_stream(config)
             self._declared.add(stream)
 
 

@@ -16,7 +16,8 @@ what is published after it); the consumer is the instance id.
 Each consumer trims the streams it reads (`XTRIM MINID`) below the oldest entry any of the
 stream's groups still needs (not yet delivered to it, or pending) and below
 `BUS_STREAM_RETENTION_S` ago: an entry is dropped only once every group is done with it, and
-a group that does not exist yet (a service not started) finds that much history. Consumers
+a group that does not exist yet (a service not started) finds that much history. Dead
+letters (`dlq.<group>`) go after `BUS_DEAD_LETTER_RETENTION_S`. Consumers
 that died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
 pending.
 
@@ -245,7 +246,11 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             # Read only by ephemeral groups here: a live view, which no group waits for long
             # (a crashed process's group would otherwise hold the stream for good).
             live = {t: self._settings.ephemeral_expiry_s for t, _ in self._ephemeral}
-            for topic, retention_s in (live | kept).items():
+            # Dead letters: read by no group, kept for their own retention.
+            dead = {
+                names.dead_letters(g): self._settings.dead_letter_retention_s for _, g in durable
+            }
+            for topic, retention_s in (live | kept | dead).items():
                 try:
                     await trim(client, topic, retention_s, by_groups=topic in kept)
                 except Exception:

@@ -1,20 +1,23 @@
 """Redis Streams: streams are trimmed, and trimming never drops an entry a group still needs.
 
-Retention 0 here: an entry goes as soon as every group is done with it. One group handles
+Retention 1 s here: an entry goes a second after every group is done with it. One group handles
 everything; the other reads five entries and stops: only those five may go, and the slow
-group, back, gets every entry it had not read."""
+group, back, gets every entry it had not read. Dead letters go after their own retention."""
 
 from __future__ import annotations
 
 import pytest
 import redis.asyncio as redis
 
+from bus.names import dead_letters
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
+from tests.integration.native import inject_dead_letter
 from tests.polling import eventually
 
 pytestmark = pytest.mark.parametrize("backend", ["redis-streams"])
 
-FAST = {"stream_retention_s": 0, "dead_consumer_after_s": 1}  # trims every half second
+FAST = {"stream_retention_s": 1, "dead_letter_retention_s": 1, "dead_consumer_after_s": 1}
+"""Trims every half second, what is a second old."""
 
 
 async def test_trimming_keeps_what_any_group_has_not_handled(
@@ -43,6 +46,12 @@ async def test_trimming_keeps_what_any_group_has_not_handled(
             return True if await client.xlen(topic) == len(late) else None
 
         await eventually(trimmed_to_what_slow_needs)
+        await inject_dead_letter(backend, backend_url, fast_group, b"a dead letter")
+
+        async def dead_letters_gone() -> bool | None:
+            return True if await client.xlen(dead_letters(fast_group)) == 0 else None
+
+        await eventually(dead_letters_gone)
 
         back = Recorder()
         await make_bus((topic, back, slow_group, "s1"))
