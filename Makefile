@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test lint schemas
+.PHONY: install up test lint schemas broker-files
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,6 @@ test: lint
 
 schemas: install
 	$(BIN)/python -m contracts.export
+
+broker-files: install
+	$(BIN)/python -m services.broker_access

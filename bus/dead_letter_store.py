@@ -171,6 +171,12 @@ class RabbitStore:
                 queue = await channel.declare_queue(names.dead_letters(group), passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
                 return [], 0  # nothing dead-lettered yet: the queue is declared on first use
+            # Put back through the exchange the bus dead-letters to, never the default one,
+            # which a service's own broker user may not write (see bus.backends.rabbitmq).
+            exchange = await channel.declare_exchange(
+                queue.name, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            await queue.bind(exchange)
             # Only what was there: letters dead-lettered meanwhile, and the ones put back, wait
             # behind them for the next listing.
             for _ in range(queue.declaration_result.message_count or 0):
@@ -182,9 +188,7 @@ class RabbitStore:
                     removed += 1
                 else:
                     stored.append(found)
-                    await channel.default_exchange.publish(
-                        _again(message), queue.name, mandatory=True
-                    )
+                    await exchange.publish(_again(message), "", mandatory=True)
                 await message.ack()
         return stored, removed
 

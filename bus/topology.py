@@ -39,6 +39,7 @@ async def remove_topology(
                 await channel.exchange_delete(topic)
             for dlq in dlqs:
                 await channel.queue_delete(dlq)
+                await channel.exchange_delete(dlq)  # the exchange routing to it
     elif backend == "nats":
         import nats
         from nats.js.errors import NotFoundError

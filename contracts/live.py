@@ -23,6 +23,12 @@ NOTIFICATION_PUSHED_SCHEMA = "urn:orderbus:schema:notification_pushed:1"
 INSTANCE_ACTIVITY = "instance_activity"
 INSTANCE_ACTIVITY_SCHEMA = "urn:orderbus:schema:instance_activity:1"
 
+LIVE_PUBLISHERS: dict[str, str | None] = {
+    NOTIFICATION_PUSHED: "notification",  # services.notification.relay
+    INSTANCE_ACTIVITY: None,  # every service instance: services.runtime.activity
+}
+"""Who publishes each live topic (None: every service), for the brokers' per-service users."""
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 ACTIVITY_EVENTS_MAX = 200
 """Records one activity event carries at most; an instance busier than that reports how

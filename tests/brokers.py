@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -215,15 +215,17 @@ def url_for(kind: Kind, host: str, port: int) -> str:
 
 
 @contextlib.contextmanager
-def spawned(kind: Kind, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A private broker process: (url, process). The caller may kill it; it is reaped here."""
+def spawned(
+    kind: Kind, port: int | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A private broker process: (url, process). The caller may kill it; it is reaped here.
+    `extra_args` go after the usual ones (a Redis `--aclfile`, a NATS `--config`)."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix=f"orderbus-{kind}-") as workdir:
         log = Path(workdir) / "broker.log"
+        command = [*spawn_command(kind, port, Path(workdir)), *extra_args]
         with log.open("wb") as out:
-            process = subprocess.Popen(
-                spawn_command(kind, port, Path(workdir)), stdout=out, stderr=subprocess.STDOUT
-            )
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for_port(port, process)
             yield url_for(kind, "127.0.0.1", port), process

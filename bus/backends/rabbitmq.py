@@ -19,7 +19,10 @@ Dead letters are written by the bus (with the error and its traceback). Under th
 group queue has RabbitMQ's own net: `x-delivery-limit` above any `BUS_MAX_ATTEMPTS`, and
 a dead-letter exchange routing to the same `dlq.<group>`. It only acts when the bus cannot,
 for instance when publishing the dead letter itself keeps failing; such an entry carries
-RabbitMQ's `x-death` header instead of an error.
+RabbitMQ's `x-death` header instead of an error. Both go through the fanout exchange
+`dlq.<group>`, bound to the queue of that name, never the default exchange: the right to
+publish there (or to name it as a queue's dead-letter exchange) is the right to put a message
+in every queue, so a broker user per service could not be kept to its own topics.
 
 An ephemeral group (`Bus.subscribe`) gets a quorum queue with `x-expires`
 (`BUS_EPHEMERAL_EXPIRY_S`): RabbitMQ deletes it, with what it holds, once it has had no
@@ -72,6 +75,10 @@ def _exchange(topic: str) -> RabbitExchange:
 
 def _dead_letter_queue(group: str) -> RabbitQueue:
     return RabbitQueue(names.dead_letters(group), queue_type=QueueType.QUORUM, durable=True)
+
+
+def _dead_letter_exchange(group: str) -> RabbitExchange:
+    return RabbitExchange(names.dead_letters(group), type=ExchangeType.FANOUT, durable=True)
 
 
 async def _raw(message: AbstractIncomingMessage) -> StreamMessage[AbstractIncomingMessage]:
@@ -131,6 +138,7 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         # (topic, group, queue, ephemeral)
         self._group_queues: list[tuple[str, str, RabbitQueue, bool]] = []
         self._retries: set[asyncio.Task[None]] = set()
+        self._dead_letter_routes: set[str] = set()  # groups whose dlq exchange is bound
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
         # lets one consumer take the whole queue: bound it. Publishes are mandatory: one that
         # no queue takes is returned, and on_return_raises makes that its confirm's error
@@ -152,8 +160,7 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
             {"x-expires": self._settings.ephemeral_expiry_s * 1_000}
             if ephemeral
             else {
-                "x-dead-letter-exchange": "",  # the default exchange: routes by queue name
-                "x-dead-letter-routing-key": names.dead_letters(group),
+                "x-dead-letter-exchange": names.dead_letters(group),
                 "x-delivery-limit": NET_DELIVERY_LIMIT,
             }
         )
@@ -197,16 +204,17 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
                 await self._declare_ephemeral(queue)
                 continue
             # The net's target must exist first: RabbitMQ drops what it cannot route.
-            await self._broker.declare_queue(_dead_letter_queue(group))
+            await self._route_dead_letters(group)
             channel = await connection.channel()
             try:
                 await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
             except aiormq.exceptions.ChannelPreconditionFailed:
-                # Declared by an earlier version without the net; queue arguments cannot
-                # change, and deleting a queue could lose events. Use it as it is.
+                # Declared by an earlier version, without the net or with one through the
+                # default exchange; queue arguments cannot change, and deleting a queue could
+                # lose events. Use it as it is.
                 log.warning(
-                    "queue %s exists without the dead-letter net (x-delivery-limit); "
-                    "delete it once drained to get the net",
+                    "queue %s exists with an earlier version's arguments (no x-delivery-limit, "
+                    "or dead letters through the default exchange); delete it once drained",
                     queue.name,
                 )
                 queue.declare = False  # FastStream then declares it passively, and skips
@@ -247,10 +255,23 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         finally:
             await channel.close()
 
+    async def _route_dead_letters(self, group: str) -> None:
+        """Declare `dlq.<group>`, the queue and the exchange bound to it (once per bus)."""
+        if group in self._dead_letter_routes:
+            return
+        queue = await self._broker.declare_queue(_dead_letter_queue(group))
+        exchange = await self._broker.declare_exchange(_dead_letter_exchange(group))
+        await queue.bind(exchange)
+        self._dead_letter_routes.add(group)
+
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
-        queue = _dead_letter_queue(group)
-        await self._broker.declare_queue(queue)  # cached after the first time
-        await self._broker.publish(body, queue=queue, persist=True, content_type="application/json")
+        await self._route_dead_letters(group)
+        await self._broker.publish(
+            body,
+            exchange=_dead_letter_exchange(group),
+            persist=True,
+            content_type="application/json",
+        )
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         exchange = _exchange(topic)

@@ -13,11 +13,15 @@ what is published after it); the consumer is the instance id.
 |            | with XAUTOCLAIM after `BUS_REDELIVERY_AFTER_MS` idle |
 | ordering | per stream, with one consumer |
 
-Each consumer trims the streams it reads (`XTRIM MINID`) below the oldest entry any of the
-stream's groups still needs (not yet delivered to it, or pending) and below
-`BUS_STREAM_RETENTION_S` ago: an entry is dropped only once every group is done with it, and
-a group that does not exist yet (a service not started) finds that much history. Dead
-letters (`dlq.<group>`) go after `BUS_DEAD_LETTER_RETENTION_S`. Consumers
+A stream is trimmed (`XTRIM MINID`) by its publishers, below the oldest entry any of its
+groups still needs (not yet delivered to it, or pending) and below `BUS_STREAM_RETENTION_S`
+ago: an entry is dropped only once every group is done with it, and a group that does not
+exist yet (a service not started) finds that much history. The publisher, because it alone
+may write the stream anyway (a broker user per service, see deploy/brokers): a consumer
+allowed to trim could delete what others have not read. A live-view stream read here only by
+ephemeral groups is trimmed by its readers by age alone (`BUS_EPHEMERAL_EXPIRY_S`), as the
+group of a crashed instance would otherwise hold it for good; dead letters (`dlq.<group>`)
+by their group after `BUS_DEAD_LETTER_RETENTION_S`. Consumers
 that died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
 pending.
 
@@ -193,6 +197,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         self._ephemeral: list[tuple[str, str]] = []  # (topic, group)
         self._sweeper: asyncio.Task[None] | None = None
         self._transports: list[_Transport] = []
+        self._published: set[str] = set()  # the streams this bus trims
         # Concurrent publishes share a round trip (see _redis_pipeline for why and numbers).
         self._pipelined = PipelinedPublisher(
             lambda: self._broker.config.connection.client.pipeline(transaction=False)
@@ -201,8 +206,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
 
     async def start(self) -> None:
         await super().start()
-        if self._groups:
-            self._sweeper = asyncio.create_task(self._maintain())
+        self._sweeper = asyncio.create_task(self._maintain())
 
     async def close(self) -> None:
         self._started = False  # the sweeper's loop ends at its next round
@@ -242,17 +246,19 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                 except Exception:
                     log.debug("cannot sweep consumers of %s/%s", topic, group, exc_info=True)
             durable = {(t, g) for t, g, _ in self._groups} - set(self._ephemeral)
-            kept = {t: self._settings.stream_retention_s for t, _ in durable}
-            # Read only by ephemeral groups here: a live view, which no group waits for long
-            # (a crashed process's group would otherwise hold the stream for good).
-            live = {t: self._settings.ephemeral_expiry_s for t, _ in self._ephemeral}
-            # Dead letters: read by no group, kept for their own retention.
-            dead = {
-                names.dead_letters(g): self._settings.dead_letter_retention_s for _, g in durable
-            }
-            for topic, retention_s in (live | kept | dead).items():
+            read_live = {t for t, _ in self._ephemeral} - {t for t, _ in durable}
+            retention = (
+                dict.fromkeys(self._published, self._settings.stream_retention_s)
+                | dict.fromkeys(read_live, self._settings.ephemeral_expiry_s)
+                | {
+                    names.dead_letters(g): self._settings.dead_letter_retention_s
+                    for _, g in durable
+                }
+            )
+            by_age_only = read_live | {names.dead_letters(g) for _, g in durable}
+            for topic, retention_s in retention.items():
                 try:
-                    await trim(client, topic, retention_s, by_groups=topic in kept)
+                    await trim(client, topic, retention_s, by_groups=topic not in by_age_only)
                 except Exception:
                     log.debug("cannot trim %s", topic, exc_info=True)
 
@@ -335,6 +341,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         return reclaimed
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
+        self._published.add(topic)
         await self._pipelined.publish(
             lambda pipe: self._broker.publish(body, stream=topic, pipeline=pipe)
         )

@@ -86,7 +86,19 @@ async def replay(
             replayable.append((s, CloudEvent.from_json(s.letter.envelope)))
         except ValidationError:
             refused.append({"ref": s.ref, "reason": "not a valid CloudEvent; purge it instead"})
+    replayed: set[str] = set()
     for s, event in replayable:
-        await bus.publish(s.letter.topic, event)
-    removed = await store.remove(group, {s.ref for s, _ in replayable})
-    return {"replayed": len(replayable), "removed": removed, "refused": refused}
+        try:
+            await bus.publish(s.letter.topic, event)
+        except Exception as exc:  # noqa: BLE001 - kept and said: the rest are replayed
+            # With a broker user per service (deploy/brokers) a subscriber may not publish
+            # what it consumes: a replay is then the operator's.
+            reason = (
+                f"not republished ({type(exc).__name__}); if this service's broker user may "
+                f"not publish {s.letter.topic!r}, replay it with `orderbus dlq` as the operator"
+            )
+            refused.append({"ref": s.ref, "reason": reason})
+            continue
+        replayed.add(s.ref)
+    removed = await store.remove(group, replayed) if replayed else 0
+    return {"replayed": len(replayed), "removed": removed, "refused": refused}

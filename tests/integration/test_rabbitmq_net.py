@@ -90,4 +90,4 @@ async def test_a_queue_declared_without_the_net_is_used_as_it_is(
     await publisher.publish(topic, event)
     await recorder.wait_for_count(1)
     assert recorder.ids == [event.id]
-    assert f"queue {group_queue(topic, group)} exists without the dead-letter net" in caplog.text
+    assert f"queue {group_queue(topic, group)} exists with an earlier version" in caplog.text

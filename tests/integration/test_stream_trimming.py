@@ -1,6 +1,7 @@
 """Redis Streams: streams are trimmed, and trimming never drops an entry a group still needs.
 
-Retention 1 s here: an entry goes a second after every group is done with it. One group handles
+Retention 1 s here: an entry goes a second after every group is done with it (the publisher
+trims; the group's consumer trims its dead letters). One group handles
 everything; the other reads five entries and stops: only those five may go, and the slow
 group, back, gets every entry it had not read. Dead letters go after their own retention."""
 
@@ -28,7 +29,7 @@ async def test_trimming_keeps_what_any_group_has_not_handled(
     try:
         slow = Recorder()
         slow_bus = await make_bus((topic, slow, slow_group, "s1"))
-        publisher = await make_bus()
+        publisher = await make_bus(**FAST)  # a stream is trimmed by its publishers
         early = [make_event(topic, i) for i in range(5)]
         for event in early:
             await publisher.publish(topic, event)

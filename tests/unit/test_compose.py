@@ -53,8 +53,8 @@ def env_names(model: type[BaseSettings]) -> set[str]:
 SETTINGS_ENV = env_names(BusSettings) | env_names(ServiceSettings)
 
 
-def env_file(backend: str) -> dict[str, str]:
-    lines = (ROOT / f"deploy/bus/{backend}.env").read_text().splitlines()
+def env_file(backend: str, service: str = "order") -> dict[str, str]:
+    lines = (ROOT / f"deploy/bus/{backend}/{service}.env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
@@ -89,12 +89,15 @@ def test_every_variable_set_on_a_service_is_a_setting(service: str) -> None:
     spec = APP_SERVICES[service]
     assert set(spec["environment"]) <= SETTINGS_ENV, set(spec["environment"]) - SETTINGS_ENV
     [template] = spec["env_file"]
-    assert template == "deploy/bus/${COMPOSE_PROFILES:-redis-streams}.env"
+    assert template == f"deploy/bus/${{COMPOSE_PROFILES:-redis-streams}}/{service}.env"
 
 
+@pytest.mark.parametrize("service", SERVICES)
 @pytest.mark.parametrize("backend", BROKER_BACKENDS)
-def test_each_broker_backend_has_a_profile_and_a_valid_bus_env_file(backend: str) -> None:
-    values = env_file(backend)
+def test_each_broker_backend_has_a_profile_and_a_valid_bus_env_file(
+    backend: str, service: str
+) -> None:
+    values = env_file(backend, service)
     assert set(values) <= SETTINGS_ENV
     assert values["BUS_BACKEND"] == backend
     BusSettings(backend=values["BUS_BACKEND"], url=values["BUS_URL"])  # a URL it accepts
@@ -148,12 +151,15 @@ def test_every_published_port_is_on_the_hosts_loopback_only() -> None:
         ("nats", "nats"),
     ],
 )
-def test_each_broker_wants_the_credentials_its_bus_url_carries(backend: str, broker: str) -> None:
-    url = env_file(backend)["BUS_URL"]
-    assert ":orderbus@" in url, url  # compose's default BROKER_PASSWORD
+def test_each_service_reaches_its_broker_as_its_own_user(backend: str, broker: str) -> None:
+    """Each BUS_URL names the service's own user, which the file the broker loads defines."""
     spec = COMPOSE["services"][broker]
-    configured = json.dumps([spec.get("command"), spec.get("environment")])
-    assert "${BROKER_PASSWORD:-orderbus}" in configured, broker
+    mounted = [str(v).split(":")[0] for v in spec["volumes"]]
+    users_file = next(ROOT / m for m in mounted if "rabbitmq.conf" not in m)
+    for service in SERVICES:
+        url = env_file(backend, service)["BUS_URL"]
+        assert f"//{service}:orderbus@" in url, url  # the laptop default password
+        assert service in users_file.read_text(), (users_file, service)
 
 
 def test_healthchecks_probe_each_services_own_port() -> None:
