@@ -26,6 +26,8 @@ class BackendInfo:
     refused with the reason rather than connected some other way (plaintext, say)."""
     credentials: bool = True
     """Whether a user or password in the URL is honoured; False: refused, never ignored."""
+    many_hosts: bool = False
+    """Whether a comma-separated list of `host:port` is honoured (Kafka's bootstrap servers)."""
 
 
 BACKENDS: dict[str, BackendInfo] = {
@@ -63,6 +65,7 @@ BACKENDS: dict[str, BackendInfo] = {
                 ),
             ),
             credentials=False,
+            many_hosts=True,
         ),
         BackendInfo("nats", "bus.backends.nats:NatsBus", "nats://127.0.0.1:4222", ("nats", "tls")),
     )

@@ -36,14 +36,22 @@ def redact(url: str) -> str:
         return "***"
 
 
+def _port_ok(host: str) -> bool:
+    """`host[:port]` with a port, if any, that a socket can have (raises on one that is no
+    number, as urlsplit does)."""
+    port = urlsplit(f"//{host}").port
+    return port is None or 0 < port < 65536
+
+
 def check_url(info: BackendInfo, url: str) -> str:
     """Return `url` if it suits the backend, else raise naming why (credentials redacted)."""
     backend, schemes = info.name, info.schemes
     try:
         parts = urlsplit(url)
-        port_ok = parts.port is None or 0 < parts.port < 65536
+        hosts = parts.netloc.rpartition("@")[2].split(",")
+        port_ok = all(_port_ok(host) for host in hosts)
     except ValueError:
-        parts, port_ok = None, False
+        parts, hosts, port_ok = None, [], False
     for scheme, why in info.refused:
         if parts is not None and parts.scheme == scheme:
             raise ValueError(f"BUS_URL {redact(url)!r}: {scheme}:// is not supported: {why}")
@@ -52,11 +60,13 @@ def check_url(info: BackendInfo, url: str) -> str:
             f"BUS_URL {redact(url)!r}: backend {backend!r} takes no credentials in its URL "
             "(they would be ignored, or sent in plaintext)"
         )
+    if len(hosts) > 1 and not info.many_hosts:
+        raise ValueError(f"BUS_URL {redact(url)!r}: backend {backend!r} takes one host:port")
     if parts is None or parts.scheme not in schemes or not port_ok:
         wanted = " or ".join(f"{s}://" for s in schemes)
         raise ValueError(
             f"BUS_URL {redact(url)!r} does not suit backend {backend!r}: expected {wanted}host:port"
         )
-    if parts.scheme != "memory" and not parts.hostname and parts.scheme != "unix":
+    if parts.scheme not in ("memory", "unix") and not all(hosts):
         raise ValueError(f"BUS_URL {redact(url)!r} for backend {backend!r} names no host")
     return url

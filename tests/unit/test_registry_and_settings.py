@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from bus import BACKENDS, BusSettings, backend_class, create_bus
+from bus.backends.kafka import bootstrap_servers
 from bus.backends.memory import MemoryBus
 from bus.urls import redact
 
@@ -98,6 +99,15 @@ def test_a_kafka_url_the_bus_would_not_honour_is_refused(url: str, reason: str) 
         BusSettings(backend="kafka", url=url)
     assert reason in str(caught.value)
     assert "s3cr3t" not in str(caught.value)
+
+
+def test_kafka_takes_a_list_of_bootstrap_servers_and_the_others_one_host() -> None:
+    settings = BusSettings(backend="kafka", url="kafka://a:9092,b:9093")
+    assert bootstrap_servers(settings.resolved_url) == ["a:9092", "b:9093"]
+    with pytest.raises(ValidationError, match="expected kafka://host:port"):
+        BusSettings(backend="kafka", url="kafka://a:9092,b:port")
+    with pytest.raises(ValidationError, match="takes one host:port"):
+        BusSettings(backend="redis-streams", url="redis://a:6379,b:6379/0")
 
 
 def test_bounds_are_enforced() -> None:
