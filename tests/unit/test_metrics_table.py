@@ -49,3 +49,19 @@ def test_documented_table_matches_the_registry() -> None:
 def test_memory_bus_gets_no_faststream_middleware() -> None:
     bus = create_bus(BusSettings(backend="memory", url="memory://metrics-table"))
     assert not instrument(bus, CollectorRegistry(), service="billing", instance="billing-1")
+
+
+def test_an_event_type_no_contract_names_is_counted_as_other() -> None:
+    """A sender chooses `type`: each new value must not become a series of its own for good."""
+    metrics = Metrics("billing", "billing-1")
+    for n in range(50):
+        metrics.count(metrics.consumed, f"made_up_{n}")
+        metrics.observe_handling(f"made_up_{n}", 0.01)
+    metrics.count(metrics.consumed, "order_created")
+    types = {
+        sample.labels["type"]
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if "type" in sample.labels
+    }
+    assert types == {"other", "order_created"}
