@@ -1,6 +1,9 @@
 # One image for every orderbus service: `docker run IMAGE run billing` (see docker-compose.yml).
 # Pinned base by tag; only the runtime dependencies of pyproject.toml, no dev extras.
-FROM python:3.11.11-slim-bookworm AS build
+# PYTHON_IMAGE: another base with Python 3.11 and `python -m venv` (deploy/images/build.sh
+# makes one from Debian's packages where no registry answers).
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -14,7 +17,7 @@ RUN python -m venv /opt/orderbus \
  && /opt/orderbus/bin/pip install --no-compile ".[otlp]" \
  && /opt/orderbus/bin/python -m compileall -q /opt/orderbus/lib
 
-FROM python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 # Non-root: the services need no privilege, and a port above 1024.
 RUN useradd --system --uid 10001 --home-dir /home/orderbus --create-home orderbus

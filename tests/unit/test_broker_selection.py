@@ -27,6 +27,20 @@ def test_order_of_preference(kind: Kind, offer: Offer, source: str | None) -> No
     assert choose(kind, offer).source == source
 
 
+def test_an_engine_without_the_image_is_no_container_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing is pulled: an engine that lacks the image leaves the choice to the next source."""
+    held = {"orderbus-local/redis:bookworm"}
+    monkeypatch.setattr(brokers, "docker_has", lambda image: image in held)
+    monkeypatch.delenv("ORDERBUS_TEST_REDIS_URL", raising=False)
+    monkeypatch.delenv("ORDERBUS_REDIS_IMAGE", raising=False)
+    assert not brokers.offer("redis").docker  # the pinned redis:7.4.2-alpine is not there
+    monkeypatch.setenv("ORDERBUS_REDIS_IMAGE", "orderbus-local/redis:bookworm")
+    assert brokers.offer("redis").docker
+    assert "orderbus-local/redis:bookworm" in choose("redis", brokers.offer("redis")).reason
+
+
 def test_nothing_available_says_how_to_get_a_broker() -> None:
     reason = choose("kafka", Offer(None, False, False, False)).reason
     assert env_var("kafka") in reason
@@ -42,7 +56,7 @@ def test_ci_requires_brokers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_offer_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(brokers, "docker_reachable", lambda: False)
+    monkeypatch.setattr(brokers, "docker_has", lambda image: False)
     monkeypatch.setattr(brokers, "port_open", lambda host, port, timeout=0.5: port == 6379)
     monkeypatch.setenv("ORDERBUS_TEST_REDIS_URL", "redis://elsewhere:1/0")
     monkeypatch.delenv("ORDERBUS_TEST_NATS_URL", raising=False)

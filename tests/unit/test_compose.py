@@ -23,6 +23,7 @@ from services.cli import build_parser
 from services.runtime.settings import SERVICES, ServiceSettings
 from services.specs import check_service
 from tests.brokers import BACKEND_KIND, IMAGES, POSTGRES_IMAGE
+from tests.docker.conftest import DEFAULT_PYTHON_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -172,8 +173,10 @@ def test_dockerfile_is_pinned_non_root_and_without_dev_dependencies() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert bases, "no FROM"
-    for base in bases:
-        assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base
+    assert set(bases) == {"${PYTHON_IMAGE}"}, "every stage on the one base"
+    [default] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", dockerfile, re.MULTILINE)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", default), default
+    assert default == DEFAULT_PYTHON_IMAGE, "the image test builds on the same default"
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert "[dev]" not in dockerfile
     assert 'ENTRYPOINT ["orderbus"]' in dockerfile
