@@ -26,10 +26,12 @@ context=$(mktemp -d)
 cp ./*.Dockerfile "$context/"
 mkdir "$context/certs"
 cp /usr/local/share/ca-certificates/*.crt "$context/certs/" 2>/dev/null || true
-for image in python redis; do
+for image in python redis nats rabbitmq; do
   have "$prefix/$image:bookworm" ||
     docker build -q --force-rm --build-arg "BASE_IMAGE=$base" -t "$prefix/$image:bookworm" \
       -f "$context/$image.Dockerfile" "$context" >&2
 done
 echo "PYTHON_IMAGE=$prefix/python:bookworm"
 echo "REDIS_IMAGE=$prefix/redis:bookworm"
+echo "NATS_IMAGE=$prefix/nats:bookworm"
+echo "RABBITMQ_IMAGE=$prefix/rabbitmq:bookworm"
