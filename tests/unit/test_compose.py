@@ -71,10 +71,12 @@ def test_env_names_of_the_settings_models_include_aliases() -> None:
 
 
 def test_brokers_use_the_images_the_tests_pin() -> None:
+    """Each image a variable, the one the fixture layer reads, with the pinned tag as default."""
     services = COMPOSE["services"]
-    for kind, image in IMAGES.items():
-        assert services[kind]["image"] == image, kind
-    assert services["postgres"]["image"] == POSTGRES_IMAGE
+    for kind, image in [*IMAGES.items(), ("postgres", POSTGRES_IMAGE)]:
+        assert services[kind]["image"] == f"${{ORDERBUS_{kind.upper()}_IMAGE:-{image}}}", kind
+    build = COMPOSE["x-service"]["build"]
+    assert build["args"]["PYTHON_IMAGE"] == f"${{PYTHON_IMAGE:-{DEFAULT_PYTHON_IMAGE}}}"
 
 
 def test_every_service_runs_from_the_image_with_a_cli_command() -> None:
