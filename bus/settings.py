@@ -58,7 +58,8 @@ class BusSettings(BaseSettings):
     """How long a topic keeps its events. Redis Streams: entries older than this that every
     group of their stream has acknowledged are trimmed (an entry a group still needs never
     is); NATS: the stream's `max_age` (JetStream drops older messages, read or not, as Kafka's
-    own retention does). Groups that do not exist yet (a service not started) find this much."""
+    own retention does). On NATS a group that does not exist yet (a service not started) finds
+    this much when it starts; on Redis Streams a new group starts at the end of the stream."""
     dead_letter_retention_s: int = Field(30 * 86_400, ge=1, le=365 * 86_400)
     """How long a dead letter is kept (Redis Streams and NATS; Kafka's topics keep the
     broker's retention, RabbitMQ's queues a policy's `message-ttl`: see the README)."""

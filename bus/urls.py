@@ -67,6 +67,8 @@ def check_url(info: BackendInfo, url: str) -> str:
         raise ValueError(
             f"BUS_URL {redact(url)!r} does not suit backend {backend!r}: expected {wanted}host:port"
         )
-    if parts.scheme not in ("memory", "unix") and not all(hosts):
+    if parts.scheme not in ("memory", "unix") and not all(
+        urlsplit(f"//{h}").hostname for h in hosts
+    ):
         raise ValueError(f"BUS_URL {redact(url)!r} for backend {backend!r} names no host")
     return url

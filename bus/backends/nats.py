@@ -132,7 +132,9 @@ class NatsBus(FastStreamBus[NatsBroker]):
         pipeline = self._pipeline(route, _Transport(self, route))
         self._broker.subscriber(
             topic,
-            stream=JStream(topic, subjects=[topic], max_age=self._settings.stream_retention_s),
+            # Declared by `_declare` (created if missing, never changed: a stream's
+            # configuration is for its publishers, `_ensure_stream`).
+            stream=JStream(topic, subjects=[topic], declare=False),
             durable=group,
             # After the first message of a waiting pull, nats-py keeps collecting the batch
             # until the fetch timeout, while the ack-wait clock of what it holds runs. A
@@ -156,9 +158,10 @@ class NatsBus(FastStreamBus[NatsBroker]):
             parser=_raw,
             no_reply=True,  # a message's reply subject names no destination of ours
         )(documented(_deliver(pipeline), route))
-        self._declared.add(topic)
 
     async def _declare(self) -> None:
+        for topic in {stream for stream, _, _ in (*self._ephemeral, *self._durable)}:
+            await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=False)
         # nats-py uses a consumer that exists as it is. An ephemeral one declared without
         # this expiry (an earlier version, another BUS_EPHEMERAL_EXPIRY_S) would never go:
         # it holds nothing worth keeping, so delete it and let the subscriber create it anew.
@@ -223,28 +226,36 @@ class NatsBus(FastStreamBus[NatsBroker]):
                     log.debug("cannot check consumer %s on %s", group, stream, exc_info=True)
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        await self._ensure_stream(topic, topic, self._settings.stream_retention_s)
+        if topic not in self._declared:
+            await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
         # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
         await self._broker.publish(body, subject=topic, stream=topic)
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         subject = names.dead_letters(group)
         stream = dead_letter_stream(group)
-        await self._ensure_stream(stream, subject, self._settings.dead_letter_retention_s)
+        if stream not in self._declared:
+            await self._ensure_stream(
+                stream, subject, self._settings.dead_letter_retention_s, own=True
+            )
         await self._broker.publish(body, subject=subject, stream=stream)
 
-    async def _ensure_stream(self, stream: str, subject: str, max_age_s: int) -> None:
-        if stream not in self._declared:
-            # A JetStream publish to a subject no stream captures fails: create it first.
-            js = self._broker.config.connection_state.stream
-            config = StreamConfig(name=stream, subjects=[subject], max_age=max_age_s)
-            try:
-                await js.add_stream(config)
-            except BadRequestError as exc:
-                if exc.err_code != STREAM_NAME_IN_USE:
-                    raise
-                # Made by an earlier version or under another retention: this one's limits.
+    async def _ensure_stream(self, stream: str, subject: str, max_age_s: int, *, own: bool) -> None:
+        """Create `stream` if missing. One that exists under another configuration (an
+        earlier version's, another retention) is brought to this one by its publishers
+        (`own`) and left as it is by its readers: with a broker user per service, only a
+        stream's publishers may change it (deploy/brokers)."""
+        # A JetStream publish to a subject no stream captures fails: create it first.
+        js = self._broker.config.connection_state.stream
+        config = StreamConfig(name=stream, subjects=[subject], max_age=max_age_s)
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            if own:
                 await js.update_stream(config)
+        if own:
             self._declared.add(stream)
 
 

@@ -15,8 +15,7 @@ what is published after it); the consumer is the instance id.
 
 A stream is trimmed (`XTRIM MINID`) by its publishers, below the oldest entry any of its
 groups still needs (not yet delivered to it, or pending) and below `BUS_STREAM_RETENTION_S`
-ago: an entry is dropped only once every group is done with it, and a group that does not
-exist yet (a service not started) finds that much history. The publisher, because it alone
+ago: an entry is dropped only once every group is done with it. The publisher, because it alone
 may write the stream anyway (a broker user per service, see deploy/brokers): a consumer
 allowed to trim could delete what others have not read. A live-view stream read here only by
 ephemeral groups is trimmed by its readers by age alone (`BUS_EPHEMERAL_EXPIRY_S`), as the

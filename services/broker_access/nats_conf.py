@@ -22,10 +22,11 @@ from services.broker_access.rules import LAPTOP_PASSWORD, OPERATOR, ServiceRight
 INBOX = "_INBOX.>"
 
 
-def _stream_api(stream: str) -> list[str]:
-    # The bus declares every stream it writes or reads (`add_stream`: created, or found
-    # as it is); FastStream does the same for the streams it subscribes to.
-    return [f"$JS.API.STREAM.{verb}.{stream}" for verb in ("CREATE", "INFO")]
+def _stream_api(stream: str, *, own: bool = False) -> list[str]:
+    # The bus creates every stream it writes or reads when it is missing; only a stream's
+    # publishers bring one made under another configuration to theirs (UPDATE).
+    verbs = ("CREATE", "INFO", "UPDATE") if own else ("CREATE", "INFO")
+    return [f"$JS.API.STREAM.{verb}.{stream}" for verb in verbs]
 
 
 def _consumer_api(stream: str, consumer: str) -> list[str]:
@@ -42,7 +43,7 @@ def _consumer_api(stream: str, consumer: str) -> list[str]:
 def publish_allowed(rights: ServiceRights) -> list[str]:
     allowed: list[str] = []
     for topic in rights.publishes:
-        allowed += [topic, *_stream_api(topic)]
+        allowed += [topic, *_stream_api(topic, own=True)]
     for topic in rights.consumes:
         allowed += [*_stream_api(topic), *_consumer_api(topic, rights.group)]
     for topic in rights.broadcasts:
@@ -50,7 +51,7 @@ def publish_allowed(rights: ServiceRights) -> list[str]:
         allowed.append(f"$JS.API.CONSUMER.DELETE.{topic}.*")  # one of another expiry
     if rights.dead_letters:
         stream = dead_letter_stream(rights.group)
-        allowed += [rights.dead_letters, *_stream_api(stream)]
+        allowed += [rights.dead_letters, *_stream_api(stream, own=True)]
         allowed += [f"$JS.API.STREAM.MSG.{verb}.{stream}" for verb in ("GET", "DELETE")]
     for group in rights.watches:
         allowed.append(f"$JS.API.CONSUMER.INFO.{rights.watched_topic}.{group}")

@@ -91,6 +91,8 @@ class Mailer:
 
     def __init__(self) -> None:
         self._runtime: Runtime | None = None
+        # Before the app starts, so before any email of this process is queued: a row of
+        # ours claimed earlier is a previous process's, which nobody is sending.
         self._started = datetime.now(UTC)
 
     def bind(self, runtime: Runtime) -> None:
@@ -114,12 +116,16 @@ class Mailer:
                 CLAIM_S,
             )
             return
-        async with self.runtime.engine.begin() as conn:
-            await conn.execute(_SENT, {"keys": [(notice.order_id, notice.kind)]})
+        try:
+            async with self.runtime.engine.begin() as conn:
+                await conn.execute(_SENT, {"keys": [(notice.order_id, notice.kind)]})
+        except Exception as exc:  # noqa: BLE001 - sent; `run` may send it again (at least once)
+            log.warning(
+                "email for order %s sent, not marked (%s)", notice.order_id, type(exc).__name__
+            )
 
     async def run(self, runtime: Runtime) -> None:
         """A background task: every `SWEEP_S`, send the emails nobody is sending."""
-        self._started = datetime.now(UTC)
         while not runtime.stopping.is_set():
             try:
                 while await self.send_due(runtime) == BATCH:

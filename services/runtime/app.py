@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Response
@@ -219,16 +219,23 @@ async def _stop(
 
 async def totals(runtime: Runtime, outbox: Table | None) -> dict[str, int]:
     """Durable counts for the dashboard's lag: `order_created` events this service processed
-    (its inbox) or published (its outbox). Replicas share the database, so they agree."""
+    (its inbox) or published (its outbox). Replicas share the database, so they agree. Both
+    over the same window, the shorter retention: older rows may be gone from either table."""
+    settings = runtime.settings
+    since = datetime.now(UTC) - timedelta(
+        seconds=min(settings.outbox_retention_s, settings.inbox_retention_s)
+    )
     found: dict[str, int] = {}
     async with runtime.engine.connect() as conn:
         if runtime.inbox is not None:
             inbox = runtime.inbox.table
-            query = select(func.count()).where(inbox.c.type == ORDER_CREATED)
+            query = select(func.count()).where(
+                inbox.c.type == ORDER_CREATED, inbox.c.processed_at >= since
+            )
             found["processed"] = int((await conn.execute(query)).scalar_one())
         if outbox is not None:
             query = select(func.count()).where(
-                outbox.c.topic == ORDER_CREATED, outbox.c.published_at.is_not(None)
+                outbox.c.topic == ORDER_CREATED, outbox.c.published_at >= since
             )
             found["published"] = int((await conn.execute(query)).scalar_one())
     return found

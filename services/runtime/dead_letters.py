@@ -8,6 +8,7 @@ only to a topic the group subscribes to, never to one an entry names.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from pydantic import ValidationError
 from bus import Bus
 from bus.dead_letter_store import DeadLetterStore, Stored
 from contracts import CloudEvent
+
+log = logging.getLogger(__name__)
 
 
 class NoSuchDeadLetter(LookupError):
@@ -98,6 +101,9 @@ async def replay(
                 f"not publish {s.letter.topic!r}, replay it with `orderbus dlq` as the operator"
             )
             refused.append({"ref": s.ref, "reason": reason})
+            log.warning(
+                "replay of %s to %s refused (%s)", s.ref, s.letter.topic, type(exc).__name__
+            )
             continue
         replayed.add(s.ref)
     removed = await store.remove(group, replayed) if replayed else 0

@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, Table, delete, select
+from sqlalchemy import ColumnElement, Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
@@ -43,9 +43,12 @@ async def prune(
     removed: dict[str, int] = {}
     if outbox is not None:
         cutoff = now - timedelta(seconds=outbox_retention_s)
-        # published_at IS NULL (not yet published) never compares below the cutoff.
+        # published_at IS NULL (not yet published) never compares below the cutoff. The
+        # newest row stays: with it gone SQLite would hand its `seq` out again, and a seq
+        # must never come back (rows go out in seq order; `outbox_parked` is keyed by it).
+        newest = select(func.max(outbox.c.seq)).scalar_subquery()
         removed[outbox.name] = await _delete(
-            engine, outbox, outbox.c.seq, outbox.c.published_at < cutoff
+            engine, outbox, outbox.c.seq, (outbox.c.published_at < cutoff) & (outbox.c.seq < newest)
         )
     if inbox is not None:
         cutoff = now - timedelta(seconds=inbox_retention_s)

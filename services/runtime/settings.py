@@ -57,13 +57,15 @@ class ServiceSettings(BaseSettings):
     """How long a published outbox row is kept (for `GET /outbox`-style forensics) before it
     is deleted; unpublished rows are never deleted (`services.runtime.retention`)."""
     inbox_retention_s: float = Field(
-        7 * 86_400,
+        30 * 86_400,
         ge=3_600,
         le=365 * 86_400,
         validation_alias=AliasChoices("ORDERBUS_INBOX_RETENTION_S"),
     )
     """How long an inbox entry (an event id handled) is kept: a delivery of that event later
-    than this would be handled again, so keep it past any replay you may do."""
+    than this would be handled again, so keep it past any replay you may do. The default is
+    the dead letters' (`BUS_DEAD_LETTER_RETENTION_S`): a replay republishes to the whole
+    topic, so every group may see an event again as long as a dead letter can be replayed."""
     order_decision_timeout_s: float = Field(300.0, ge=1, le=86_400)
     """An order still pending this long after it was placed is rejected (`timed out`): an
     answer dead-lettered or lost (redis-pubsub), or a service that never started, must not

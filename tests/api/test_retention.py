@@ -1,5 +1,6 @@
 """Retention: published outbox rows and old inbox entries are deleted; an unpublished outbox
-row never is, however old, nor anything younger than its retention."""
+row never is, however old, nor anything younger than its retention, nor the newest outbox row
+(its `seq` must never be handed out again)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ async def test_only_what_is_done_and_past_retention_goes(tmp_path: Path) -> None
                 row("published_long_ago", NOW - 3 * DAY, NOW - 3 * DAY),
                 row("published_lately", NOW - 3 * DAY, NOW - DAY / 2),
                 row("never_published", NOW - 30 * DAY, None),
+                # The newest row stays whatever its age: SQLite would reuse its seq.
+                row("newest", NOW - 3 * DAY, NOW - 3 * DAY),
             ],
         )
         await conn.execute(
@@ -73,7 +76,7 @@ async def test_only_what_is_done_and_past_retention_goes(tmp_path: Path) -> None
         async with engine.connect() as conn:
             topics = set((await conn.execute(select(outbox.c.topic))).scalars())
             ids = set((await conn.execute(select(inbox.c.event_id))).scalars())
-        assert topics == {"published_lately", "never_published"}
+        assert topics == {"published_lately", "never_published", "newest"}
         assert ids == {"recent"}
     finally:
         await engine.dispose()
@@ -94,13 +97,18 @@ async def test_a_running_service_prunes_its_published_outbox(
             return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     async with running("order") as order:
-        placed = await order.post(
-            "/orders", json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
-        )
-        assert placed.status_code == 202
+        placed = [
+            await order.post(
+                "/orders",
+                json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]},
+            )
+            for _ in range(3)
+        ]
+        assert [p.status_code for p in placed] == [202, 202, 202]
 
-        async def pruned() -> bool | None:
-            return True if outbox_rows() == 0 else None
+        async def pruned_to_the_newest() -> bool | None:
+            return True if outbox_rows() == 1 else None
 
-        await eventually(pruned)
-        assert (await order.get(f"/orders/{placed.json()['order_id']}")).status_code == 200
+        await eventually(pruned_to_the_newest)
+        for answer in placed:
+            assert (await order.get(f"/orders/{answer.json()['order_id']}")).status_code == 200

@@ -108,6 +108,9 @@ def test_kafka_takes_a_list_of_bootstrap_servers_and_the_others_one_host() -> No
         BusSettings(backend="kafka", url="kafka://a:9092,b:port")
     with pytest.raises(ValidationError, match="takes one host:port"):
         BusSettings(backend="redis-streams", url="redis://a:6379,b:6379/0")
+    for nameless in ("kafka://:9092", "kafka://a:9092,:9093", "nats://u:p@:4222"):
+        with pytest.raises(ValidationError, match="names no host"):
+            BusSettings(backend="nats" if nameless.startswith("nats") else "kafka", url=nameless)
 
 
 def test_bounds_are_enforced() -> None:
