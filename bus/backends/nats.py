@@ -226,18 +226,14 @@ class NatsBus(FastStreamBus[NatsBroker]):
                     log.debug("cannot check consumer %s on %s", group, stream, exc_info=True)
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        if topic not in self._declared:
-            await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
+        await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
         # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
         await self._broker.publish(body, subject=topic, stream=topic)
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         subject = names.dead_letters(group)
         stream = dead_letter_stream(group)
-        if stream not in self._declared:
-            await self._ensure_stream(
-                stream, subject, self._settings.dead_letter_retention_s, own=True
-            )
+        await self._ensure_stream(stream, subject, self._settings.dead_letter_retention_s, own=True)
         await self._broker.publish(body, subject=subject, stream=stream)
 
     async def _ensure_stream(self, stream: str, subject: str, max_age_s: int, *, own: bool) -> None:
@@ -245,6 +241,8 @@ class NatsBus(FastStreamBus[NatsBroker]):
         earlier version's, another retention) is brought to this one by its publishers
         (`own`) and left as it is by its readers: with a broker user per service, only a
         stream's publishers may change it (deploy/brokers)."""
+        if own and stream in self._declared:
+            return
         # A JetStream publish to a subject no stream captures fails: create it first.
         js = self._broker.config.connection_state.stream
         config = StreamConfig(name=stream, subjects=[subject], max_age=max_age_s)
