@@ -53,6 +53,10 @@ def documented(callback: OnMessage, route: Route) -> OnMessage:
     return callback
 
 
+PING_TIMEOUT_S = 2.0
+"""The most one readiness check waits for the broker's answer."""
+
+
 class FastStreamBus(Routing, ABC, Generic[BrokerT]):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
@@ -177,10 +181,17 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
         log.info("%s bus started on %s", self.name, self._settings.safe_url)
 
     async def ping(self) -> bool:
+        """Readiness: one round trip to the broker, bounded. A frozen or cut-off broker can
+        leave the connection open, so the client's own idea of "connected" proves nothing."""
         try:
-            return bool(await self._broker.ping(timeout=2.0))
+            return await asyncio.wait_for(self._round_trip(), PING_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - readiness: any failure means "not reachable"
             return False
+
+    async def _round_trip(self) -> bool:
+        """Ask the broker something and wait for its answer (FastStream's ping, where that is
+        a request: Redis PING, Kafka metadata)."""
+        return bool(await self._broker.ping(timeout=PING_TIMEOUT_S))
 
     async def close(self) -> None:
         """Stop fetching, let the batches in hand finish and settle them, send what waits

@@ -37,7 +37,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
 from bus import names
-from bus.backends._faststream import FastStreamBus, documented
+from bus.backends._faststream import PING_TIMEOUT_S, FastStreamBus, documented
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 
@@ -196,6 +196,14 @@ class NatsBus(FastStreamBus[NatsBroker]):
         await super().start()
         if self._ephemeral:
             self._keeper = asyncio.create_task(self._keep_ephemeral_consumers())
+
+    async def _round_trip(self) -> bool:
+        # PING, and wait for the server's PONG.
+        connection = self._broker._connection
+        if connection is None or not connection.is_connected:
+            return False
+        await connection.flush(timeout=max(1, int(PING_TIMEOUT_S)))
+        return True
 
     async def close(self) -> None:
         self._started = False  # the keeper's loop ends at its next round

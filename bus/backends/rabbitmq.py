@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import (
     Channel,
@@ -139,12 +139,32 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         self._group_queues: list[tuple[str, str, RabbitQueue, bool]] = []
         self._retries: set[asyncio.Task[None]] = set()
         self._dead_letter_routes: set[str] = set()  # groups whose dlq exchange is bound
+        self._ping_channel: AbstractChannel | None = None
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
         # lets one consumer take the whole queue: bound it. Publishes are mandatory: one that
         # no queue takes is returned, and on_return_raises makes that its confirm's error
         # (otherwise the broker's ack follows the return and the event counts as published).
         channel = Channel(prefetch_count=self._settings.prefetch, on_return_raises=True)
         return RabbitBroker(url, default_channel=channel, **common)
+
+    async def _round_trip(self) -> bool:
+        # A passive declare of a built-in exchange: one request and its answer, on a channel
+        # kept for it (one that failed or timed out is dropped, not reused). Sent on the
+        # channel underneath: aio_pika's robust channel answers a passive declare of an
+        # exchange it knows from memory, without asking the broker.
+        connection = self._broker._connection
+        if connection is None:
+            return False
+        channel = self._ping_channel
+        if channel is None or channel.is_closed:
+            channel = self._ping_channel = await connection.channel(publisher_confirms=False)
+        try:
+            underlay = await channel.get_underlay_channel()
+            await underlay.exchange_declare("amq.direct", passive=True)
+        except BaseException:
+            self._ping_channel = None
+            raise
+        return True
 
     # RabbitMQ 3.10 answers a consumer of a quorum queue that another connection declared a
     # moment before with INTERNAL_ERROR (`{badmatch,{error,noproc}}` in
