@@ -66,6 +66,9 @@ class BusSettings(BaseSettings):
     ephemeral_expiry_s: int = Field(300, ge=1, le=30 * 86_400)
     """How long an ephemeral subscription's group outlives its last consumer on the broker
     (RabbitMQ queue `x-expires`, NATS consumer `inactive_threshold`); see `Bus.subscribe`."""
+    start_wait_s: float = Field(60.0, ge=0, le=3_600)
+    """How long a service waits at start-up for its broker to accept connections (one that
+    starts before its broker: compose, a cluster); 0: fail at once if it does not."""
     start_timeout_s: float = Field(30.0, gt=0, le=600)
     """How long `start()` waits for subscriptions to be live (Kafka partition assignment)."""
 

@@ -21,6 +21,7 @@ from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, BusSettings, Delivery, create_bus, names
+from bus.broker_wait import wait_for_broker
 from bus.probes import Probe, open_probe
 from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
@@ -166,6 +167,7 @@ def build_app(
                 consumer=instance,
                 ephemeral=True,
             )
+        await wait_for_broker(settings.bus)
         await runtime.bus.start()
         runtime.activity.totals = lambda: totals(runtime, spec.outbox)
         runtime.activity.extra["paused"] = lambda: runtime.faults.paused
