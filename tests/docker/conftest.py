@@ -19,7 +19,7 @@ def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
     if os.environ.get("ORDERBUS_REQUIRE_DOCKER") == "1":
         pytest.fail(f"ORDERBUS_REQUIRE_DOCKER=1 but {reason}")
     pytest.skip(reason)
@@ -28,10 +28,10 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def engine() -> None:
     if shutil.which("docker") is None:
-        _unavailable("no docker command")
+        unavailable("no docker command")
     info = docker("info", "--format", "{{.ServerVersion}}", timeout=10)
     if info.returncode != 0:
-        _unavailable(f"no Docker engine answers: {info.stderr.strip()[:200]}")
+        unavailable(f"no Docker engine answers: {info.stderr.strip()[:200]}")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def project_image(engine: None) -> str:
     unless told otherwise); one the engine cannot get is a skip, not an error."""
     base = os.environ.get("PYTHON_IMAGE") or DEFAULT_PYTHON_IMAGE
     if docker("image", "inspect", base).returncode != 0:
-        _unavailable(f"the engine holds no {base} (deploy/images/build.sh makes a stand-in)")
+        unavailable(f"the engine holds no {base} (deploy/images/build.sh makes a stand-in)")
     tag = "orderbus:test"
     built = docker(
         "build",
