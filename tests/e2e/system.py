@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from bus import names
-from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, TOPICS
+from contracts import INSTANCE_ACTIVITY, NOTIFICATION_PUSHED, ORDER_CREATED, TOPICS
 from services.runtime.settings import SERVICES
 from tests.brokers import free_port
 from tests.integration.native import remove_topology
+from tests.polling import eventually
 
 
 @dataclass(frozen=True)
@@ -115,3 +120,74 @@ async def remove_system_topology(backend: str, url: str, groups: list[str]) -> N
     for topic in LIVE_TOPICS:
         live_groups = [names.instance_group(f"notification-{n}", topic) for n in range(1, 5)]
         await remove_topology(backend, url, [topic], live_groups)
+
+
+# -- placing orders and checking what became of them -------------------------------------
+
+SUBSCRIBERS = ["inventory", "billing", "notification"]
+
+
+async def place_orders(
+    client: httpx.AsyncClient, system: System, n: int, placed: list[str]
+) -> None:
+    """Place `n` orders, 8 at a time, appending each accepted order id to `placed`."""
+    gate = asyncio.Semaphore(8)
+
+    async def place(i: int) -> None:
+        body = {"customer_id": f"c{i % 13}", "items": [{"sku": "CB-005", "quantity": 1}]}
+        async with gate:
+            response = await client.post(f"{system.url('order-1')}/orders", json=body)
+        assert response.status_code == 202, response.text
+        placed.append(str(response.json()["order_id"]))
+
+    await asyncio.gather(*(place(i) for i in range(n)))
+
+
+async def processed_orders(client: httpx.AsyncClient, url: str) -> list[str]:
+    """The order id of every `order_created` a service has processed, page by page (its
+    other events, such as the saga's outcomes, are not what this test counts)."""
+    rows: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        response = await client.get(f"{url}/processed", params={"limit": 1000, "offset": offset})
+        page: list[dict[str, Any]] = response.json()["processed"]
+        offset += len(page)
+        # Newest first: a row processed while paging pushes the others down, so the next
+        # page repeats the last rows of this one. Keyed by event id, a repeat counts once
+        # (and an order with two order_created events still shows twice).
+        rows |= {row["event_id"]: row for row in page}
+        if len(page) < 1000:
+            return [row["order_id"] for row in rows.values() if row["type"] == ORDER_CREATED]
+
+
+async def all_processed(client: httpx.AsyncClient, system: System, orders: set[str]) -> None:
+    for service in SUBSCRIBERS:
+        url = system.url(f"{service}-1")
+
+        async def complete(url: str = url) -> list[str] | None:
+            seen = await processed_orders(client, url)
+            return seen if orders <= set(seen) else None
+
+        seen = await eventually(complete, within_s=300)
+        assert sorted(o for o in seen if o in orders) == sorted(orders), f"{service}: once each"
+
+
+async def all_decided(client: httpx.AsyncClient, system: System, orders: set[str]) -> None:
+    """Every one of `orders` confirmed or rejected: the saga reached its end for each."""
+
+    async def statuses() -> dict[str, str] | None:
+        found: dict[str, str] = {}
+        offset = 0
+        while True:
+            answer = await client.get(
+                f"{system.url('order-1')}/orders", params={"limit": 200, "offset": offset}
+            )
+            page: list[dict[str, Any]] = answer.json()["orders"]
+            found |= {o["order_id"]: o["status"] for o in page if o["order_id"] in orders}
+            offset += len(page)
+            if len(page) < 200:
+                break
+        pending = [o for o in orders if found.get(o) not in ("confirmed", "rejected")]
+        return found if not pending else None
+
+    await eventually(statuses, within_s=300)

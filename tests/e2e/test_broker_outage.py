@@ -13,7 +13,6 @@ log and committed offsets in memory, so a restart loses what this test checks is
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,15 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts import ORDER_CREATED
 from tests.e2e.private_broker import PRIVATE, PrivateBroker
-from tests.e2e.system import System, orderbus_up
+from tests.e2e.system import all_processed, orderbus_up, place_orders
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(600)  # 5,000 orders through the whole system, twice interrupted
-
-SUBSCRIBERS = ["inventory", "billing", "notification"]
-
 
 ORDERS = 5_000
 
@@ -43,51 +38,6 @@ def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, PrivateBroker]
     private.start()
     yield backend, private
     private.close()
-
-
-async def place_orders(
-    client: httpx.AsyncClient, system: System, n: int, placed: list[str]
-) -> None:
-    """Place `n` orders, 8 at a time, appending each accepted order id to `placed`."""
-    gate = asyncio.Semaphore(8)
-
-    async def place(i: int) -> None:
-        body = {"customer_id": f"c{i % 13}", "items": [{"sku": "CB-005", "quantity": 1}]}
-        async with gate:
-            response = await client.post(f"{system.url('order-1')}/orders", json=body)
-        assert response.status_code == 202, response.text
-        placed.append(str(response.json()["order_id"]))
-
-    await asyncio.gather(*(place(i) for i in range(n)))
-
-
-async def processed_orders(client: httpx.AsyncClient, url: str) -> list[str]:
-    """The order id of every `order_created` a service has processed, page by page (its
-    other events, such as the saga's outcomes, are not what this test counts)."""
-    rows: dict[str, dict[str, Any]] = {}
-    offset = 0
-    while True:
-        response = await client.get(f"{url}/processed", params={"limit": 1000, "offset": offset})
-        page: list[dict[str, Any]] = response.json()["processed"]
-        offset += len(page)
-        # Newest first: a row processed while paging pushes the others down, so the next
-        # page repeats the last rows of this one. Keyed by event id, a repeat counts once
-        # (and an order with two order_created events still shows twice).
-        rows |= {row["event_id"]: row for row in page}
-        if len(page) < 1000:
-            return [row["order_id"] for row in rows.values() if row["type"] == ORDER_CREATED]
-
-
-async def all_processed(client: httpx.AsyncClient, system: System, orders: set[str]) -> None:
-    for service in SUBSCRIBERS:
-        url = system.url(f"{service}-1")
-
-        async def complete(url: str = url) -> list[str] | None:
-            seen = await processed_orders(client, url)
-            return seen if orders <= set(seen) else None
-
-        seen = await eventually(complete, within_s=300)
-        assert sorted(o for o in seen if o in orders) == sorted(orders), f"{service}: once each"
 
 
 async def test_orders_survive_two_broker_outages_and_no_secret_leaks(

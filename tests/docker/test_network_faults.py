@@ -1,0 +1,88 @@
+"""Faults a broker process cannot show: the broker frozen (`docker pause`, connections open,
+nothing answers) for 10 s, then cut off its network (`docker network disconnect`), while
+2,000 orders flow through the whole system (`orderbus up`).
+
+Orders placed during either fault are accepted (the outbox holds their events); `/ready` says
+503 while the broker is cut off; once it heals every order is decided, each service handled
+each order once, and nothing is left hanging: every broker call has a bound, so the system
+catches up by itself and `orderbus up` stops cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.broker_containers import RECIPES, BrokerContainer
+from tests.brokers import docker_has, image
+from tests.docker.conftest import unavailable
+from tests.e2e.system import all_decided, all_processed, orderbus_up, place_orders
+from tests.polling import eventually
+
+pytestmark = pytest.mark.timeout(600)
+
+ORDERS = 2_000
+FROZEN_S = 10.0
+
+
+@pytest.fixture(params=list(RECIPES))
+def broker(request: pytest.FixtureRequest, engine: None) -> Iterator[BrokerContainer]:
+    backend = str(request.param)
+    wanted = image(RECIPES[backend].kind)
+    if not docker_has(wanted):
+        unavailable(f"the engine holds no {wanted} (deploy/images/build.sh makes a stand-in)")
+    container = BrokerContainer(backend, password=f"s3cr3t-{uuid.uuid4().hex}")
+    try:
+        container.start()
+        yield container
+    finally:
+        container.close()
+
+
+async def test_orders_ride_out_a_frozen_and_a_cut_off_broker(
+    broker: BrokerContainer, tmp_path: Path
+) -> None:
+    backend = next(b for b, r in RECIPES.items() if r is broker.recipe)
+    with orderbus_up(backend, broker.url, tmp_path) as system:
+        async with httpx.AsyncClient(timeout=30) as client:
+            placed: list[str] = []
+
+            async def order_ready_is(status: int) -> dict[str, Any] | None:
+                ready = await client.get(f"{system.url('order-1')}/ready")
+                return ready.json() if ready.status_code == status else None
+
+            await place_orders(client, system, ORDERS // 4, placed)
+
+            broker.pause()
+            try:  # frozen for FROZEN_S (the fault's length, not a wait), orders coming in
+                await asyncio.gather(
+                    place_orders(client, system, ORDERS // 4, placed), asyncio.sleep(FROZEN_S)
+                )
+                await eventually(functools.partial(order_ready_is, 503), within_s=30)
+            finally:
+                broker.unpause()
+            await eventually(functools.partial(order_ready_is, 200), within_s=60)
+            await place_orders(client, system, ORDERS // 8, placed)
+
+            broker.disconnect()
+            try:
+                down = await eventually(functools.partial(order_ready_is, 503), within_s=30)
+                assert down["checks"]["broker"] is False
+                await place_orders(client, system, ORDERS // 4, placed)  # accepted, cut off
+            finally:
+                broker.connect()
+            await eventually(functools.partial(order_ready_is, 200), within_s=60)
+            await place_orders(client, system, ORDERS - len(placed), placed)
+
+            orders = set(placed)
+            await all_decided(client, system, orders)
+            await all_processed(client, system, orders)
+    assert len(placed) == ORDERS
+    assert system.process.returncode == 0, system.log.read_text()[-4_000:]
