@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -40,18 +41,24 @@ class Recipe:
     """What a client says first; a broker that is up answers it (NATS speaks first)."""
 
 
+KAFKA_API_VERSIONS = struct.pack(">ihhih", 11, 18, 0, 1, 1) + b"t"
+"""A Kafka ApiVersions v0 request (size, api key 18, version 0, correlation id, client id)."""
+
 RECIPES: dict[str, Recipe] = {
     "redis-streams": Recipe("redis", 6379, b"PING\r\n"),
     "rabbitmq": Recipe("rabbitmq", 5672, b"AMQP\x00\x00\x09\x01"),
     "nats": Recipe("nats", 4222, b""),
+    "kafka": Recipe("kafka", 9092, KAFKA_API_VERSIONS),
 }
-"""The backends whose broker a test may run in a container of its own."""
+"""The backends whose broker a test may run in a container of its own (Kafka: the Tansu
+stand-in of deploy/images, which keeps everything in memory, so a restart empties it)."""
 
 
 class BrokerContainer:
     """Same face as `tests.e2e.private_broker.PrivateBroker`: url, start(), kill(), close()."""
 
     def __init__(self, backend: str, password: str) -> None:
+        self.backend = backend
         self.recipe = RECIPES[backend]
         self.password = password
         self.port = free_port()
@@ -67,6 +74,7 @@ class BrokerContainer:
             "redis": f"redis://:{self.password}@{host}/0",
             "rabbitmq": f"amqp://orderbus:{self.password}@{host}/",
             "nats": f"nats://orderbus:{self.password}@{host}",
+            "kafka": f"kafka://{host}",
         }[self.recipe.kind]
 
     def _run_args(self) -> list[str]:
@@ -81,6 +89,8 @@ class BrokerContainer:
             ]
         if kind == "nats":
             return [image(kind), "-js", "--user", "orderbus", "--pass", password]
+        if kind == "kafka":  # Tansu names itself to clients by the address they dial
+            return ["-e", f"ADVERTISED_LISTENER_URL=tcp://127.0.0.1:{self.port}", image(kind)]
         conf = self.dir / "90-test.conf"
         conf.write_text(
             f"default_user = orderbus\ndefault_pass = {password}\nloopback_users = none\n"

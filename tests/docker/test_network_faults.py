@@ -30,9 +30,10 @@ pytestmark = pytest.mark.timeout(600)
 
 ORDERS = 2_000
 FROZEN_S = 10.0
+BACKENDS = ["redis-streams", "rabbitmq", "nats"]
 
 
-@pytest.fixture(params=list(RECIPES))
+@pytest.fixture(params=BACKENDS)
 def broker(request: pytest.FixtureRequest, engine: None) -> Iterator[BrokerContainer]:
     backend = str(request.param)
     wanted = image(RECIPES[backend].kind)
@@ -49,8 +50,7 @@ def broker(request: pytest.FixtureRequest, engine: None) -> Iterator[BrokerConta
 async def test_orders_ride_out_a_frozen_and_a_cut_off_broker(
     broker: BrokerContainer, tmp_path: Path
 ) -> None:
-    backend = next(b for b, r in RECIPES.items() if r is broker.recipe)
-    with orderbus_up(backend, broker.url, tmp_path) as system:
+    with orderbus_up(broker.backend, broker.url, tmp_path) as system:
         async with httpx.AsyncClient(timeout=30) as client:
             placed: list[str] = []
 

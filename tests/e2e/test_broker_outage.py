@@ -6,7 +6,8 @@ reconnect by themselves and every order reaches every service exactly once in ef
 broker and database URLs carry passwords that must appear in no log line, error or endpoint.
 
 Each run gets brokers of its own (Redis with an append-only file, a RabbitMQ node with its own
-Mnesia directory, NATS with a JetStream store on disk), since the test kills them. Kafka is
+Mnesia directory, NATS with a JetStream store on disk), since the test kills them: processes,
+or with `ORDERBUS_BROKERS=containers` containers (`docker kill`, then `docker start`). Kafka is
 not here: Tansu, the Kafka-protocol broker these tests can start without Docker, keeps its
 log and committed offsets in memory, so a restart loses what this test checks is kept.
 """
@@ -22,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.broker_containers import RECIPES, BrokerContainer
+from tests.brokers import brokers_required, containers_only, docker_has, image, missing_image
 from tests.e2e.private_broker import PRIVATE, PrivateBroker
 from tests.e2e.system import all_processed, orderbus_up, place_orders
 from tests.polling import eventually
@@ -32,16 +35,28 @@ ORDERS = 5_000
 
 
 @pytest.fixture(params=list(PRIVATE))
-def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, PrivateBroker]]:
+def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, PrivateBroker | BrokerContainer]]:
     backend = str(request.param)
-    private = PRIVATE[backend](password=f"s3cr3t-{uuid.uuid4().hex}")
-    private.start()
-    yield backend, private
-    private.close()
+    password = f"s3cr3t-{uuid.uuid4().hex}"
+    private: PrivateBroker | BrokerContainer
+    if containers_only():
+        wanted = image(RECIPES[backend].kind)
+        if not docker_has(wanted):
+            if brokers_required():
+                pytest.fail(missing_image(wanted))
+            pytest.skip(missing_image(wanted))
+        private = BrokerContainer(backend, password)
+    else:
+        private = PRIVATE[backend](password)
+    try:
+        private.start()
+        yield backend, private
+    finally:
+        private.close()
 
 
 async def test_orders_survive_two_broker_outages_and_no_secret_leaks(
-    broker: tuple[str, PrivateBroker],
+    broker: tuple[str, PrivateBroker | BrokerContainer],
     postgres_database: Callable[[str], Awaitable[str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,7 +24,6 @@ from contracts import ORDER_CREATED
 from services.runtime.settings import ServiceSettings
 from services.specs import create_app
 from tests.api.conftest import order_event
-from tests.e2e.conftest import POSTGRES_ENV, POSTGRES_LOOPBACK
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,6 +35,7 @@ OUTAGE_S = 10.0
 
 async def test_a_database_restart_sends_nothing_to_the_dead_letters(
     postgres_database: Callable[[str], Awaitable[str]],
+    postgres_admin_url: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -46,7 +45,7 @@ async def test_a_database_restart_sends_nothing_to_the_dead_letters(
     settings = ServiceSettings(
         data_dir=tmp_path, bus=bus, billing_database_url=url, instance_id="billing-1"
     )
-    admin = await asyncpg.connect(os.environ.get(POSTGRES_ENV) or POSTGRES_LOOPBACK)
+    admin = await asyncpg.connect(postgres_admin_url)
     publisher = create_bus(bus)
     app = create_app("billing", settings)
     caplog.set_level(logging.WARNING, logger="bus")

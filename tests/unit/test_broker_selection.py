@@ -60,6 +60,7 @@ def test_offer_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(brokers, "port_open", lambda host, port, timeout=0.5: port == 6379)
     monkeypatch.setenv("ORDERBUS_TEST_REDIS_URL", "redis://elsewhere:1/0")
     monkeypatch.delenv("ORDERBUS_TEST_NATS_URL", raising=False)
+    monkeypatch.delenv("ORDERBUS_BROKERS", raising=False)
     assert brokers.offer("redis") == Offer("redis://elsewhere:1/0", False, False, True)
     # Only Kafka has a spawnable binary in the fixture layer (Tansu).
     assert brokers.offer("nats") == Offer(None, False, False, False)
@@ -94,3 +95,30 @@ def test_provide_without_a_broker_yields_the_reason(monkeypatch: pytest.MonkeyPa
         assert isinstance(found, Choice)
         assert found.source is None
         assert "ORDERBUS_TEST_NATS_URL" in found.reason
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_containers_mode_takes_a_container_or_names_the_missing_image(
+    kind: Kind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ORDERBUS_BROKERS=containers`: a container, whatever else is on offer, or nothing, with
+    the image that is missing and how to get it (a URL or a loopback broker is not taken)."""
+    monkeypatch.setenv(f"ORDERBUS_{kind.upper()}_IMAGE", f"orderbus-local/{kind}:bookworm")
+    with_engine = Offer("x://y", docker=True, binary=True, loopback=True, containers_only=True)
+    assert choose(kind, with_engine).source == "container"
+    without = Offer("x://y", docker=False, binary=True, loopback=True, containers_only=True)
+    missing = choose(kind, without)
+    assert missing.source is None
+    assert f"orderbus-local/{kind}:bookworm" in missing.reason
+    assert "deploy/images/build.sh" in missing.reason
+
+
+def test_containers_mode_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(brokers, "docker_has", lambda image: False)
+    monkeypatch.delenv("ORDERBUS_BROKERS", raising=False)
+    assert not brokers.offer("redis").containers_only
+    monkeypatch.setenv("ORDERBUS_BROKERS", "containers")
+    assert brokers.offer("redis").containers_only
+    monkeypatch.setenv("ORDERBUS_BROKERS", "contianers")
+    with pytest.raises(ValueError, match="ORDERBUS_BROKERS='contianers'"):
+        brokers.offer("redis")
