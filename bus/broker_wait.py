@@ -21,13 +21,20 @@ CONNECT_TIMEOUT_S = 2.0
 """One connection attempt: a host that drops packets must not hold the wait past its bound."""
 
 
+TLS_PORTS = {"amqps": 5671}
+"""Schemes whose default port differs from their backend's default URL's (AMQP over TLS);
+`rediss` and NATS over TLS keep the plain port."""
+
+
 def addresses(settings: BusSettings) -> list[tuple[str, int]]:
     """Every `host:port` the bus URL names (Kafka may name several); none for the embedded
     backend and Unix sockets. A host without a port takes the backend's default one."""
     parts = urlsplit(settings.resolved_url)
     if parts.scheme in ("memory", "unix"):
         return []
-    default_port = urlsplit(backend_info(settings.backend).default_url).port
+    default_port = (
+        TLS_PORTS.get(parts.scheme) or urlsplit(backend_info(settings.backend).default_url).port
+    )
     found = []
     for host in parts.netloc.rpartition("@")[2].split(","):
         address = urlsplit(f"//{host}")

@@ -111,6 +111,8 @@ class NatsBus(FastStreamBus[NatsBroker]):
         self._ephemeral: list[tuple[str, str, ConsumerConfig]] = []  # (stream, group, config)
         self._durable: list[tuple[str, str, ConsumerConfig]] = []
         self._keeper: asyncio.Task[None] | None = None
+        self._pong: asyncio.Future[bool] | None = None  # the readiness PING waiting for its PONG
+        self._pong_sent_at = 0.0
         return NatsBroker(url, **common)
 
     def _register(self, route: Route) -> None:
@@ -198,12 +200,23 @@ class NatsBus(FastStreamBus[NatsBroker]):
             self._keeper = asyncio.create_task(self._keep_ephemeral_consumers())
 
     async def _round_trip(self) -> bool:
-        # PING, and wait for the server's PONG.
+        # PING, and wait for the server's PONG. Not with the client's flush(): when it times
+        # out it cancels its PONG's future but leaves it queued, and the late PONG then fails
+        # on it and ends the client's read loop for good (nats-py 2.16), while later flushes
+        # pass without a round trip. So this future is never cancelled (ping() waits on it
+        # through a shield): a check that times out leaves it waiting, the next one waits on
+        # it again, and a new PING goes once it is answered or older than a check (a reconnect
+        # drops the client's queue of PONG futures, and with it this one).
         connection = self._broker._connection
         if connection is None or not connection.is_connected:
             return False
-        await connection.flush(timeout=max(1, int(PING_TIMEOUT_S)))
-        return True
+        loop = asyncio.get_running_loop()
+        pong = self._pong
+        if pong is None or pong.done() or loop.time() - self._pong_sent_at > PING_TIMEOUT_S:
+            pong = self._pong = loop.create_future()
+            self._pong_sent_at = loop.time()
+            await connection._send_ping(pong)
+        return await asyncio.shield(pong)
 
     async def close(self) -> None:
         self._started = False  # the keeper's loop ends at its next round

@@ -37,6 +37,7 @@ shared one: deprecated, refused by default since RabbitMQ 4.3. No dead-letter ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -140,6 +141,8 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         self._retries: set[asyncio.Task[None]] = set()
         self._dead_letter_routes: set[str] = set()  # groups whose dlq exchange is bound
         self._ping_channel: AbstractChannel | None = None
+        self._ping_lock = asyncio.Lock()  # one readiness channel, however many checks at once
+        self._ping_closing: set[asyncio.Task[None]] = set()
         # Publisher confirms are on by default in FastStream; the prefetch is not set, which
         # lets one consumer take the whole queue: bound it. Publishes are mandatory: one that
         # no queue takes is returned, and on_return_raises makes that its confirm's error
@@ -149,22 +152,32 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
 
     async def _round_trip(self) -> bool:
         # A passive declare of a built-in exchange: one request and its answer, on a channel
-        # kept for it (one that failed or timed out is dropped, not reused). Sent on the
-        # channel underneath: aio_pika's robust channel answers a passive declare of an
-        # exchange it knows from memory, without asking the broker.
+        # kept for it. Sent on the channel underneath: aio_pika's robust channel answers a
+        # passive declare of an exchange it knows from memory, without asking the broker. A
+        # channel whose check failed or timed out is not reused: it is closed in the
+        # background (the broker may answer that only once it answers again).
         connection = self._broker._connection
         if connection is None:
             return False
-        channel = self._ping_channel
-        if channel is None or channel.is_closed:
-            channel = self._ping_channel = await connection.channel(publisher_confirms=False)
-        try:
-            underlay = await channel.get_underlay_channel()
-            await underlay.exchange_declare("amq.direct", passive=True)
-        except BaseException:
-            self._ping_channel = None
-            raise
+        async with self._ping_lock:
+            channel = self._ping_channel
+            if channel is None or channel.is_closed:
+                channel = self._ping_channel = await connection.channel(publisher_confirms=False)
+            try:
+                underlay = await channel.get_underlay_channel()
+                await underlay.exchange_declare("amq.direct", passive=True)
+            except BaseException:
+                self._ping_channel = None
+                closing = asyncio.create_task(self._close_ping_channel(channel))
+                self._ping_closing.add(closing)
+                closing.add_done_callback(self._ping_closing.discard)
+                raise
         return True
+
+    @staticmethod
+    async def _close_ping_channel(channel: AbstractChannel) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(channel.close(), 30)
 
     # RabbitMQ 3.10 answers a consumer of a quorum queue that another connection declared a
     # moment before with INTERNAL_ERROR (`{badmatch,{error,noproc}}` in

@@ -17,6 +17,8 @@ def test_addresses_are_every_host_of_the_url_with_the_backends_default_port() ->
     redis = BusSettings(backend="redis-streams", url="redis://order:secret@redis/0")
     assert addresses(redis) == [("redis", 6379)]
     assert addresses(BusSettings(backend="memory")) == []
+    tls = BusSettings(backend="rabbitmq", url="amqps://order:secret@rabbit/")
+    assert addresses(tls) == [("rabbit", 5671)]  # AMQP over TLS listens elsewhere
 
 
 async def test_the_wait_ends_once_the_broker_listens() -> None:
