@@ -4,7 +4,9 @@ cut off the network: what a broker process on the host cannot show.
 `docker kill` then `docker start` is a broker's crash and restart: the container keeps its
 filesystem (Redis's append-only file, NATS's JetStream store, RabbitMQ's Mnesia) and its host
 port, fixed when it is created. `pause` freezes every process of the broker (connections stay
-open, nothing answers); `disconnect` takes it off its network, so nothing reaches it.
+open, nothing answers); `disconnect` takes it off its network (the engine's port proxy ends
+the connections through it, and nothing new gets through); `partition` drops its packets
+silently (connections stay open, nothing arrives either way).
 
 The container sits on a network of its own and publishes its port on the engine's loopback;
 `close()` removes both, whatever the test did.
@@ -12,7 +14,6 @@ The container sits on a network of its own and publishes its port on the engine'
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import struct
@@ -27,6 +28,7 @@ from tests.brokers import Kind, free_port, image
 
 
 def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`docker ARGS`, bounded, its output captured; the caller checks the return code."""
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -144,18 +146,50 @@ class BrokerContainer:
         assert paused.returncode == 0, paused.stderr
 
     def unpause(self) -> None:
-        docker("unpause", self.name)
+        thawed = docker("unpause", self.name)
+        assert thawed.returncode == 0, thawed.stderr
 
     def disconnect(self) -> None:
         cut = docker("network", "disconnect", self.network, self.name)
         assert cut.returncode == 0, cut.stderr
 
     def connect(self) -> None:
-        docker("network", "connect", self.network, self.name)
+        joined = docker("network", "connect", self.network, self.name)
+        assert joined.returncode == 0, joined.stderr
+
+    def _drop(self, action: str) -> None:
+        pid = docker("inspect", "-f", "{{.State.Pid}}", self.name).stdout.strip()
+        port = str(self.recipe.port)
+        for chain, match in (("INPUT", "--dport"), ("OUTPUT", "--sport")):
+            rule = [chain, "-p", "tcp", match, port, "-j", "DROP"]
+            done = subprocess.run(
+                ["nsenter", "-t", pid, "-n", "iptables", action, *rule],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, f"iptables {action} {rule} in {self.name}: {done.stderr}"
+
+    def partition(self) -> None:
+        """Drop every packet to and from the broker's port inside the container's network
+        namespace (needs root): connections stay open and nothing arrives either way, as in a
+        network partition. Unlike `disconnect`, which ends them: the engine's port proxy
+        closes the connections it carried."""
+        self._drop("-I")
+
+    def heal(self) -> None:
+        self._drop("-D")
 
     def close(self) -> None:
+        """Remove the container and its network, whatever state the test left them in (a
+        paused container is removed too); what could not be removed is reported."""
+        failures: list[str] = []
         if self.created:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                docker("rm", "-f", "-v", self.name)
-                docker("network", "rm", self.network)
+            for args in (("rm", "-f", "-v", self.name), ("network", "rm", self.network)):
+                try:
+                    done = docker(*args)
+                except subprocess.TimeoutExpired:
+                    failures.append(f"docker {' '.join(args)}: timed out")
+                    continue
+                if done.returncode != 0:
+                    failures.append(f"docker {' '.join(args)}: {done.stderr.strip()}")
         shutil.rmtree(self.dir, ignore_errors=True)
+        assert not failures, failures

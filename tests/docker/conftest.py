@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
+from tests.broker_containers import docker
+
 DEFAULT_PYTHON_IMAGE = "python:3.11.11-slim-bookworm"
 """The Dockerfile's own default (`ARG PYTHON_IMAGE`)."""
-
-
-def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def unavailable(reason: str) -> None:

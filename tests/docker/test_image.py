@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.docker.conftest import docker
+from tests.broker_containers import docker
 from tests.polling import eventually
 
 

@@ -17,9 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.broker_containers import RECIPES, BrokerContainer
 from tests.brokers import (
     brokers_required,
+    containers_only,
+    docker_has,
     free_port,
+    image,
+    missing_image,
     port_open,
     wait_for_port,
 )
@@ -71,6 +76,15 @@ class PrivateBroker(ABC):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the killed broker still listens on {self.port}")
             time.sleep(0.05)
+
+    def pause(self) -> None:
+        """Freeze the broker (every process of it stopped; its connections stay open)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def unpause(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -190,3 +204,17 @@ PRIVATE: dict[str, type[PrivateBroker]] = {
     "rabbitmq": PrivateRabbit,
     "nats": PrivateNats,
 }
+
+
+def own_broker(backend: str, password: str) -> PrivateBroker | BrokerContainer:
+    """A broker of the test's own that it may kill, restart or freeze: a container with
+    `ORDERBUS_BROKERS=containers` (skipped, or failed under ORDERBUS_REQUIRE_BROKERS=1,
+    without its image), a process otherwise. Not started yet."""
+    if containers_only():
+        wanted = image(RECIPES[backend].kind)
+        if not docker_has(wanted):
+            if brokers_required():
+                pytest.fail(missing_image(wanted))
+            pytest.skip(missing_image(wanted))
+        return BrokerContainer(backend, password)
+    return PRIVATE[backend](password)

@@ -150,6 +150,7 @@ async def processed_orders(client: httpx.AsyncClient, url: str) -> list[str]:
     offset = 0
     while True:
         response = await client.get(f"{url}/processed", params={"limit": 1000, "offset": offset})
+        response.raise_for_status()
         page: list[dict[str, Any]] = response.json()["processed"]
         offset += len(page)
         # Newest first: a row processed while paging pushes the others down, so the next
@@ -182,6 +183,7 @@ async def all_decided(client: httpx.AsyncClient, system: System, orders: set[str
             answer = await client.get(
                 f"{system.url('order-1')}/orders", params={"limit": 200, "offset": offset}
             )
+            answer.raise_for_status()
             page: list[dict[str, Any]] = answer.json()["orders"]
             found |= {o["order_id"]: o["status"] for o in page if o["order_id"] in orders}
             offset += len(page)

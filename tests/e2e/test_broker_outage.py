@@ -23,9 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.broker_containers import RECIPES, BrokerContainer
-from tests.brokers import brokers_required, containers_only, docker_has, image, missing_image
-from tests.e2e.private_broker import PRIVATE, PrivateBroker
+from tests.broker_containers import BrokerContainer
+from tests.e2e.private_broker import PRIVATE, PrivateBroker, own_broker
 from tests.e2e.system import all_processed, orderbus_up, place_orders
 from tests.polling import eventually
 
@@ -37,17 +36,7 @@ ORDERS = 5_000
 @pytest.fixture(params=list(PRIVATE))
 def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, PrivateBroker | BrokerContainer]]:
     backend = str(request.param)
-    password = f"s3cr3t-{uuid.uuid4().hex}"
-    private: PrivateBroker | BrokerContainer
-    if containers_only():
-        wanted = image(RECIPES[backend].kind)
-        if not docker_has(wanted):
-            if brokers_required():
-                pytest.fail(missing_image(wanted))
-            pytest.skip(missing_image(wanted))
-        private = BrokerContainer(backend, password)
-    else:
-        private = PRIVATE[backend](password)
+    private = own_broker(backend, password=f"s3cr3t-{uuid.uuid4().hex}")
     try:
         private.start()
         yield backend, private
