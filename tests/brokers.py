@@ -51,7 +51,7 @@ IMAGES: dict[Kind, str] = {
 }
 POSTGRES_IMAGE = "postgres:17.2-alpine"
 TANSU_LABEL = "org.orderbus.broker"
-"""The label deploy/images/kafka.Dockerfile puts on its Tansu stand-in, which is started
+"""The label deploy/images/tansu.Dockerfile puts on its Tansu stand-in, which is started
 differently from a Kafka image."""
 
 LOOPBACK: dict[Kind, tuple[str, int, str]] = {
@@ -87,8 +87,13 @@ def env_var(kind: Kind) -> str:
 
 
 def image(kind: Kind) -> str:
-    """The image a container of `kind` runs: `ORDERBUS_<KIND>_IMAGE`, else the pinned tag."""
-    return os.environ.get(f"ORDERBUS_{kind.upper()}_IMAGE") or IMAGES[kind]
+    """The image a container of `kind` runs: `ORDERBUS_<KIND>_IMAGE`, else the pinned tag.
+    For Kafka, `ORDERBUS_TANSU_IMAGE` (deploy/images' Tansu) when no Kafka image is named:
+    compose reads `ORDERBUS_KAFKA_IMAGE` as an Apache Kafka image, which Tansu is not."""
+    named = os.environ.get(f"ORDERBUS_{kind.upper()}_IMAGE")
+    if not named and kind == "kafka":
+        named = os.environ.get("ORDERBUS_TANSU_IMAGE")
+    return named or IMAGES[kind]
 
 
 def postgres_image() -> str:

