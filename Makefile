@@ -2,13 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+UV := $(VENV)/uv/bin/uv
+# uv installs exactly what uv.lock holds; pyproject.toml's [tool.uv] requires this release.
+UV_VERSION := 0.13.9
+# uv trusts the system's certificates (a proxy's own CA included) and never fetches a Python.
+export UV_SYSTEM_CERTS := 1
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install up test lint schemas broker-files
+.PHONY: install up test lint lock schemas broker-files
 
-$(BIN)/.installed: pyproject.toml
+# Only Python and pip must exist first: pip puts uv beside the venv's packages (not among
+# them, so the sync below leaves the venv holding exactly the lock).
+$(BIN)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --target $(VENV)/uv "uv==$(UV_VERSION)"
+	$(UV) sync --quiet --frozen --extra dev --python $(BIN)/python
 	touch $@
 
 install: $(BIN)/.installed
@@ -16,7 +25,12 @@ install: $(BIN)/.installed
 up: install
 	$(BIN)/orderbus up $(ARGS)
 
+# After editing pyproject.toml's dependencies: resolve again and commit uv.lock.
+lock: install
+	$(UV) lock
+
 lint: install
+	$(UV) lock --check --quiet
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -27,6 +27,7 @@ from contracts import (
     InstanceActivity,
     NotificationPushed,
 )
+from services import __version__
 from services.runtime.settings import SERVICES
 from services.specs import service_spec
 
@@ -58,7 +59,7 @@ def document(backend: str) -> dict[str, Any]:
         ],
         publications=[_channel(topic) for spec in specs for topic in spec.publishes],
         title="orderbus",
-        version="0.1.0",
+        version=__version__,
         description=(
             "Events between the orderbus services. Every event is a CloudEvents 1.0 envelope "
             "in structured JSON; each service consumes under its own group (its name), so "

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
+from services import __version__
 from services.runtime.http import server_config
 from services.runtime.logs import configure_logging
 from services.runtime.settings import ServiceSettings
@@ -152,6 +153,7 @@ def _backends(_: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderbus", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"orderbus {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start every service; Ctrl-C stops them gracefully")

@@ -25,6 +25,7 @@ from bus.broker_wait import wait_for_broker
 from bus.probes import Probe, open_probe
 from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
+from services import __version__
 from services.runtime import backlog, handling, retention
 from services.runtime.activity import Activity
 from services.runtime.control_routes import control_routes
@@ -184,7 +185,7 @@ def build_app(
         finally:
             await _stop(runtime, tasks, reporting)
 
-    app = FastAPI(title=f"orderbus {spec.name}", lifespan=lifespan)
+    app = FastAPI(title=f"orderbus {spec.name}", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
