@@ -13,7 +13,7 @@ from bus import BusSettings
 from bus.registry import BACKENDS, backend_class
 from services import __version__
 from services.runtime.http import server_config
-from services.runtime.logs import configure_logging
+from services.runtime.logs import bind_instance, configure_logging
 from services.runtime.settings import ServiceSettings
 from services.runtime.tracing import configure_tracing
 
@@ -35,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.port:  # the port it really listens on, which the instance advertises
         settings = settings.model_copy(update={f"{service}_port": args.port})
     configure_logging(settings.log_format)
+    bind_instance(service, settings.instance(service))
     die_with_parent()
     configure_tracing(service, settings.instance(service))
     config = server_config(create_app(service, settings), settings, settings.port(service))
@@ -49,7 +50,7 @@ def _up(args: argparse.Namespace) -> int:
     settings = _settings(args.backend)
     configure_logging(settings.log_format)
     configure_tracing("orderbus", "up")  # spans of the services `up` runs in this process
-    up(settings, parse_replicas(args.replicas))
+    up(settings, parse_replicas(args.replicas), "json" if args.json else "table")
     return 0
 
 
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start every service; Ctrl-C stops them gracefully")
     up.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
     up.add_argument("--replicas", metavar="SERVICE=N,...", help="e.g. billing=2")
+    up.add_argument(
+        "--json", action="store_true", help="once ready, print one JSON line instead of the table"
+    )
     up.set_defaults(func=_up)
 
     run = commands.add_parser("run", help="run one service instance (what a container runs)")

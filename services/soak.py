@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -48,21 +49,19 @@ def start_system(backend: str, data_dir: Path) -> tuple[subprocess.Popen[str], d
         "ORDERBUS_RATE_LIMIT_PER_MINUTE": "0",
         "ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE": "0",
     }
+    command = ["up", "--json", "--backend", backend, "--replicas", replicas]
     process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "services.cli", "up", "--backend", backend, "--replicas", replicas],
+        [sys.executable, "-m", "services.cli", *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=(data_dir / "soak.log").open("w"),
         text=True,
     )
-    urls: dict[str, str] = {}
     assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("backend:"):
-            return process, urls
-        columns = line.split()
-        if len(columns) == 3 and columns[2].startswith("http://"):
-            urls[columns[1]] = columns[2]
+    for line in process.stdout:  # up's one JSON line, once every instance is ready
+        if line.startswith("{"):
+            instances = json.loads(line)["instances"]
+            return process, {i["instance"]: i["url"] for i in instances}
     raise RuntimeError(f"orderbus up did not start; see {data_dir / 'soak.log'}")
 
 

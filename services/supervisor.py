@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -16,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 
 from services.runtime.admin import ADMIN_TOKEN_ENV
 from services.runtime.http import server_config
+from services.runtime.logs import instance_context
 from services.runtime.orphan import SUPERVISOR_ENV
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 from services.runtime.shutdown import Deadline, exit_now
@@ -77,7 +79,17 @@ def url(settings: ServiceSettings, instance: Instance) -> str:
     return f"http://{settings.host}:{instance.port}"
 
 
-def print_table(settings: ServiceSettings, instances: list[Instance]) -> None:
+Output = Literal["table", "json"]
+
+
+def print_table(
+    settings: ServiceSettings, instances: list[Instance], output: Output = "table"
+) -> None:
+    """What `up` prints once every instance is ready: a table for people, or one JSON line
+    for programs (`--json`: the tests, `orderbus soak`)."""
+    if output == "json":
+        print(json.dumps(listing(settings, instances)), flush=True)
+        return
     rows = [("service", "instance", "url")] + [
         (i.service, i.instance_id, url(settings, i)) for i in instances
     ]
@@ -86,6 +98,23 @@ def print_table(settings: ServiceSettings, instances: list[Instance]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(dashboard_line(settings, instances))
     print(f"backend: {settings.bus.backend}; Ctrl-C stops everything", flush=True)
+
+
+def listing(settings: ServiceSettings, instances: list[Instance]) -> dict[str, Any]:
+    """`{"backend", "instances": [{"service", "instance", "url"}], "dashboard"}`; the dashboard's
+    URL carries the token only where `up` made it, as the table's line does."""
+    notification = next(i for i in instances if i.service == "notification")
+    dashboard = f"{url(settings, notification)}/dashboard"
+    if settings.admin_token is not None and not os.environ.get(ADMIN_TOKEN_ENV):
+        dashboard += f"#token={settings.admin_token.get_secret_value()}"
+    return {
+        "backend": settings.bus.backend,
+        "instances": [
+            {"service": i.service, "instance": i.instance_id, "url": url(settings, i)}
+            for i in instances
+        ],
+        "dashboard": dashboard,
+    }
 
 
 def dashboard_line(settings: ServiceSettings, instances: list[Instance]) -> str:
@@ -151,7 +180,9 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -> None:
+async def run_in_process(
+    settings: ServiceSettings, instances: list[Instance], output: Output = "table"
+) -> None:
     servers = [
         _QuietServer(
             server_config(
@@ -169,7 +200,10 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
     ]
     stop = asyncio.Event()
     _on_stop_signals(stop, Deadline(settings.shutdown_timeout_s, "orderbus up"))
-    serving = [asyncio.create_task(s.serve()) for s in servers]
+    serving = [
+        asyncio.create_task(s.serve(), context=instance_context(i.service, i.instance_id))
+        for s, i in zip(servers, instances, strict=True)
+    ]
     try:
         await _first_of(
             wait_ready(settings, instances, within_s=60),
@@ -177,7 +211,7 @@ async def run_in_process(settings: ServiceSettings, instances: list[Instance]) -
         )
         if any(task.done() for task in serving):
             raise RuntimeError("a service stopped during start-up; its error is logged above")
-        print_table(settings, instances)
+        print_table(settings, instances, output)
         # A server that stops on its own (its port taken, say) stops the rest too.
         await _first_of(stop.wait(), asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))
     finally:
@@ -213,7 +247,9 @@ async def _spawn(settings: ServiceSettings, instance: Instance) -> asyncio.subpr
     )
 
 
-async def run_processes(settings: ServiceSettings, instances: list[Instance]) -> None:
+async def run_processes(
+    settings: ServiceSettings, instances: list[Instance], output: Output = "table"
+) -> None:
     children: Children = []
     stop = asyncio.Event()
     # A second signal exits at once; the children, losing their parent, stop by themselves.
@@ -224,7 +260,7 @@ async def run_processes(settings: ServiceSettings, instances: list[Instance]) ->
         await _first_of(wait_ready(settings, instances, within_s=90), _any_exit(children))
         if (dead := _dead(children)) is not None:
             raise RuntimeError(f"{dead} exited during start-up")
-        print_table(settings, instances)
+        print_table(settings, instances, output)
         await _restart_until_stopped(settings, children, stop)
     finally:
         await _terminate(children, settings.shutdown_timeout_s + TERMINATE_MARGIN_S)
@@ -304,7 +340,9 @@ async def _first_of(*awaitables: Awaitable[Any]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def up(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> None:
+def up(
+    settings: ServiceSettings, replicas: dict[ServiceName, int], output: Output = "table"
+) -> None:
     for service in SERVICES:
         if not port_free(settings.host, settings.port(service)):
             raise ValueError(
@@ -314,6 +352,6 @@ def up(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> None:
     instances = plan(settings, replicas)
     settings = with_admin_token(settings)
     if settings.bus.backend == "memory":
-        asyncio.run(run_in_process(settings, instances))
+        asyncio.run(run_in_process(settings, instances, output))
     else:
-        asyncio.run(run_processes(settings, instances))
+        asyncio.run(run_processes(settings, instances, output))

@@ -27,6 +27,7 @@ from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
 from services import __version__
 from services.runtime import backlog, handling, retention
+from services.runtime.access import RequestMetrics
 from services.runtime.activity import Activity
 from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, create_tables, reachable
@@ -188,6 +189,7 @@ def build_app(
     app = FastAPI(title=f"orderbus {spec.name}", version=__version__, lifespan=lifespan)
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=runtime.metrics)  # outermost: 413s counted too
     install_error_handlers(app)
     app.include_router(_basics(runtime, [sub.topic for sub in spec.subscriptions]))
     if spec.subscriptions:

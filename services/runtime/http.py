@@ -30,6 +30,7 @@ def server_config(app: ASGIApp, settings: ServiceSettings, port: int) -> uvicorn
         host=settings.host,
         port=port,
         log_config=None,
+        access_log=False,  # services.runtime.access writes each request's line
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.http_drain_s)),
         timeout_keep_alive=KEEP_ALIVE_S,

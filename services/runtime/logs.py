@@ -3,13 +3,17 @@
 `ORDERBUS_LOG_FORMAT` (`auto`, `json`, `text`): `auto` writes text when stderr is a terminal
 and JSON when it is a pipe or a file (containers, log shippers). The per-event fields
 (`bus.logfields.FIELDS`: event id, type, service, instance, attempt, correlation id, ...)
-become JSON keys, or trail the text line. Nothing but the message, those fields and an
+and a request's (`HTTP_FIELDS`) become JSON keys, or trail the text line. Every line of a
+service instance names its `service` and `instance` (`bind_instance`), also where several
+instances share a process (`orderbus up` on the embedded bus): the names live in a context
+variable, which each instance's tasks inherit. Nothing but the message, those fields and an
 exception's traceback is written, and no message carries a secret (URLs are redacted where
 they are logged).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -23,9 +27,47 @@ NOISY = ("aiokafka", "aio_pika", "aiormq", "nats", "faststream", "bus.faststream
 """The drivers' per-connection chatter is noise at INFO."""
 
 
+HTTP_FIELDS = ("http_method", "http_path", "http_status", "duration_ms")
+"""The fields of a request's line (`services.runtime.access`)."""
+ALL_FIELDS = FIELDS + HTTP_FIELDS
+
+_instance: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "orderbus_log_instance", default=None
+)
+
+
+def bind_instance(service: str, instance: str) -> None:
+    """Name `service` and `instance` on every line logged from this context and the tasks
+    started from it."""
+    _instance.set((service, instance))
+
+
+def instance_context(service: str, instance: str) -> contextvars.Context:
+    """A copy of the current context naming `service` and `instance`: run an instance's
+    server in it (`asyncio.create_task(..., context=...)`)."""
+    context = contextvars.copy_context()
+    context.run(bind_instance, service, instance)
+    return context
+
+
+class InstanceFilter(logging.Filter):
+    """Adds the bound `service` and `instance` to a record that does not name them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        bound = _instance.get()
+        if bound is not None:
+            if getattr(record, "service", None) is None:
+                record.service = bound[0]
+            if getattr(record, "instance", None) is None:
+                record.instance = bound[1]
+        return True
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {
-        name: getattr(record, name) for name in FIELDS if getattr(record, name, None) is not None
+        name: getattr(record, name)
+        for name in ALL_FIELDS
+        if getattr(record, name, None) is not None
     }
 
 
@@ -67,6 +109,7 @@ def formatter(log_format: LogFormat, stream: Any = None) -> logging.Formatter:
 def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format, sys.stderr))
+    handler.addFilter(InstanceFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

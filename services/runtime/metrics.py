@@ -25,6 +25,10 @@ KNOWN_TYPES = frozenset(
 )
 """The `type` label takes these values, and `other`: an event's type is whatever its sender
 wrote, and each new value would be a new series in every scrape for good."""
+HTTP_LABELS = ("service", "instance", "method", "route", "status")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The `method` label takes these values, and `other` (a client chooses the method)."""
+HTTP_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 HANDLER_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -119,6 +123,19 @@ class Metrics:
             INSTANCE_LABELS,
             registry=r,
         )
+        self.http_requests = Counter(
+            "orderbus_http_requests",
+            "HTTP requests answered, by route template (unmatched: no route took it) and status",
+            HTTP_LABELS,
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "orderbus_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer",
+            HTTP_LABELS,
+            buckets=HTTP_SECONDS,
+            registry=r,
+        )
 
     def count(self, counter: Counter, event_type: str) -> None:
         counter.labels(type=_bounded(event_type), **self._labels).inc()
@@ -145,6 +162,16 @@ class Metrics:
     def set_outbox_backlog(self, rows: int, parked: int) -> None:
         self.outbox_backlog.labels(**self._labels).set(rows)
         self.outbox_parked.labels(**self._labels).set(parked)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        labels = {
+            "method": method if method in HTTP_METHODS else "other",
+            "route": route,
+            "status": str(status),
+            **self._labels,
+        }
+        self.http_requests.labels(**labels).inc()
+        self.http_seconds.labels(**labels).observe(seconds)
 
     def probe_failed(self) -> None:
         self.probe_failures.labels(**self._labels).inc()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,20 +38,14 @@ class System:
         return sorted(i for i in self.urls if i.startswith(f"{service}-"))
 
 
-def read_table(process: subprocess.Popen[str], log: Path, within_s: float) -> dict[str, str]:
-    """Parse the table `orderbus up` prints once every instance is ready."""
+def read_listing(process: subprocess.Popen[str], log: Path) -> dict[str, str]:
+    """instance id -> URL, from the JSON line `orderbus up --json` prints once every instance
+    is ready (its start-up bounds how long that takes)."""
     assert process.stdout is not None
-    deadline = time.monotonic() + within_s
-    urls: dict[str, str] = {}
     for line in process.stdout:
-        if line.startswith("backend:"):
-            return urls
-        columns = line.split()
-        if len(columns) == 3 and columns[2].startswith("http://"):
-            urls[columns[1]] = columns[2]
-        if time.monotonic() > deadline:
-            break
-    raise AssertionError(f"orderbus up printed no table; its log:\n{log.read_text()[-4000:]}")
+        if line.startswith("{"):
+            return {i["instance"]: i["url"] for i in json.loads(line)["instances"]}
+    raise AssertionError(f"orderbus up printed no listing; its log:\n{log.read_text()[-4000:]}")
 
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
@@ -91,14 +85,14 @@ def orderbus_up(
     log = data_dir / "orderbus-up.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--backend", backend, *args],
+            [sys.executable, "-m", "services.cli", "up", "--json", "--backend", backend, *args],
             env=variables,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
         )
     try:
-        yield System(read_table(process, log, within_s=120), process, log)
+        yield System(read_listing(process, log), process, log)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -13,7 +14,13 @@ from pydantic import ValidationError
 from bus import BusSettings, Delivery, create_bus
 from bus.logfields import event_fields
 from contracts import CloudEvent
-from services.runtime.logs import JsonFormatter, TextFormatter, formatter
+from services.runtime.logs import (
+    InstanceFilter,
+    JsonFormatter,
+    TextFormatter,
+    formatter,
+    instance_context,
+)
 from services.runtime.settings import ServiceSettings
 from tests.polling import eventually
 
@@ -64,6 +71,51 @@ def test_a_line_without_an_event_has_no_empty_fields() -> None:
 def test_text_line_is_readable_with_the_fields_after_it() -> None:
     text = TextFormatter().format(record(action="handle", event_id="e-1", attempt=None))
     assert "failed x [action=handle event_id=e-1]" in text
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_every_line_names_the_instance_whose_task_logged_it() -> None:
+    # Two instances in one process, as `orderbus up` runs them on the embedded bus.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(InstanceFilter())
+    logger = logging.getLogger("tests.instances")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    async def say(message: str) -> None:
+        logger.info(message)
+
+    async def work(name: str) -> None:
+        await asyncio.sleep(0)
+        logger.info("started %s", name)
+        await asyncio.create_task(say(f"inner {name}"))  # a task it starts inherits the names
+        logger.info("working", extra={"service": "billing", "instance": "given"})
+
+    try:
+        await asyncio.gather(
+            asyncio.create_task(work("a"), context=instance_context("order", "order-1")),
+            asyncio.create_task(work("b"), context=instance_context("billing", "billing-2")),
+        )
+        logger.info("outside any instance")
+    finally:
+        logger.removeHandler(handler)
+    lines = json_lines(stream)
+    names = {(line["message"], line.get("service"), line.get("instance")) for line in lines}
+    assert names == {
+        ("started a", "order", "order-1"),
+        ("started b", "billing", "billing-2"),
+        ("inner a", "order", "order-1"),
+        ("inner b", "billing", "billing-2"),
+        ("working", "billing", "given"),  # a line that names its own keeps them
+        ("outside any instance", None, None),
+    }
+    assert len(lines) == 7
 
 
 class Tty(io.StringIO):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 
 from services.runtime.settings import ServiceSettings
-from services.supervisor import dashboard_line, parse_replicas, plan, port_free, with_admin_token
+from services.supervisor import (
+    dashboard_line,
+    parse_replicas,
+    plan,
+    port_free,
+    print_table,
+    with_admin_token,
+)
 
 
 def test_a_listening_port_is_in_use() -> None:
@@ -67,3 +75,27 @@ def test_up_makes_a_session_token_and_prints_it_only_then(
     line = dashboard_line(mine, instances)
     assert "the-users-own-token" not in line
     assert line.endswith("(controls: your ORDERBUS_ADMIN_TOKEN)")
+
+
+def test_up_json_is_one_line_with_every_instance_and_the_same_token_rule(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ORDERBUS_ADMIN_TOKEN", raising=False)
+    settings = with_admin_token(ServiceSettings(order_port=18200, notification_port=18203))
+    assert settings.admin_token is not None
+    instances = plan(settings, parse_replicas("billing=2"))
+    print_table(settings, instances, "json")
+    (line,) = capsys.readouterr().out.splitlines()
+    listing = json.loads(line)
+    assert listing["backend"] == settings.bus.backend
+    assert [(i["service"], i["instance"]) for i in listing["instances"]] == [
+        (i.service, i.instance_id) for i in instances
+    ]
+    assert listing["instances"][0]["url"] == "http://127.0.0.1:18200"
+    token = settings.admin_token.get_secret_value()
+    assert listing["dashboard"] == f"http://127.0.0.1:18203/dashboard#token={token}"
+
+    monkeypatch.setenv("ORDERBUS_ADMIN_TOKEN", "the-users-own-token-0123")
+    mine = with_admin_token(ServiceSettings(notification_port=18203))
+    print_table(mine, instances, "json")
+    assert "the-users-own-token" not in capsys.readouterr().out
