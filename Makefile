@@ -10,7 +10,7 @@ export UV_SYSTEM_CERTS := 1
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install up test lint lock schemas broker-files
+.PHONY: install up test lint lock schemas broker-files kubernetes
 
 # Only Python and pip must exist first: pip puts uv beside the venv's packages (not among
 # them, so the sync below leaves the venv holding exactly the lock).
@@ -35,7 +35,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# KEDA's schemas for tests/unit/test_kubernetes.py, from the npm registry (skipped without npm).
+tests/kubernetes/node_modules/.installed: tests/kubernetes/package-lock.json
+	if command -v npm >/dev/null; then \
+	  npm ci --prefix tests/kubernetes --no-audit --no-fund --silent && touch $@; \
+	else echo "make: no npm: the KEDA schema tests will skip"; fi
+
+test: lint tests/kubernetes/node_modules/.installed
 	$(BIN)/pytest
 
 schemas: install
@@ -43,3 +49,7 @@ schemas: install
 
 broker-files: install
 	$(BIN)/python -m services.broker_access
+
+# After changing a service's subscriptions: the KEDA overlays of deploy/kubernetes.
+kubernetes: install
+	$(BIN)/python -m services.autoscaling
