@@ -14,7 +14,7 @@ from bus.registry import BACKENDS, backend_class
 from services import __version__
 from services.runtime.http import server_config
 from services.runtime.logs import bind_instance, configure_logging
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import SERVICES, ServiceSettings
 from services.runtime.tracing import configure_tracing
 
 
@@ -65,6 +65,38 @@ def _dlq(args: argparse.Namespace) -> int:
     )
     print(output, file=sys.stdout if code == 0 else sys.stderr)
     return code
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from services.runtime import schema
+    from services.runtime.database import create_engine
+    from services.specs import check_service, service_spec
+
+    names = [check_service(name) for name in args.service] or list(SERVICES)
+    if args.new is not None:
+        if len(names) != 1:
+            raise ValueError("--new writes one service's revision: name the service")
+        spec = service_spec(names[0])
+        metadata = schema.service_metadata(spec.metadata, inbox=bool(spec.subscriptions))
+        print(schema.new_revision(names[0], metadata, args.new))
+        return 0
+    settings = ServiceSettings()
+
+    async def migrate_all() -> None:
+        for name in names:
+            spec = service_spec(name)
+            metadata = schema.service_metadata(spec.metadata, inbox=bool(spec.subscriptions))
+            engine = create_engine(settings.database_url(name))
+            try:
+                revision = await schema.migrate(engine, name, metadata)
+            finally:
+                await engine.dispose()
+            print(f"{name}: at revision {revision}")
+
+    asyncio.run(migrate_all())
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -178,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--json", action="store_true", help="machine-readable output")
     dead.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")
     dead.set_defaults(func=_dlq)
+
+    migrate = commands.add_parser(
+        "migrate", help="upgrade the services' databases to the latest schema revision"
+    )
+    migrate.add_argument("service", nargs="*", help="default: every service")
+    migrate.add_argument(
+        "--new",
+        metavar="MESSAGE",
+        help="write the service's next revision from its changed table models instead",
+    )
+    migrate.set_defaults(func=_migrate)
 
     demo = commands.add_parser("demo", help="scripted scenarios: fan-out, competing consumers, ...")
     demo.add_argument("--backend", choices=list(BACKENDS), help="overrides BUS_BACKEND")

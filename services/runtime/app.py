@@ -26,11 +26,11 @@ from bus.probes import Probe, open_probe
 from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
 from services import __version__
-from services.runtime import backlog, handling, retention
+from services.runtime import backlog, handling, retention, schema
 from services.runtime.access import RequestMetrics
 from services.runtime.activity import Activity
 from services.runtime.control_routes import control_routes
-from services.runtime.database import create_engine, create_tables, reachable
+from services.runtime.database import create_engine, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
 from services.runtime.faults import Faults
 from services.runtime.http import BodyLimit, install_error_handlers
@@ -144,7 +144,10 @@ def build_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.stopping.clear()
         runtime.engine = create_engine(settings.database_url(spec.name))
-        await create_tables(runtime.engine, spec.metadata)
+        if settings.migrate_on_start:
+            await schema.migrate(runtime.engine, spec.name, spec.metadata)
+        else:
+            await schema.require_head(runtime.engine, spec.name)
         if spec.seed is not None:
             await spec.seed(runtime.engine)
         runtime.bus = make_bus(settings.bus)

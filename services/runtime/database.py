@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import DateTime, MetaData, Select, event, text
+from sqlalchemy import DateTime, Select, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -83,17 +82,6 @@ def create_engine(url: str) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-    except (IntegrityError, OperationalError, ProgrammingError):
-        # Two replicas starting together on PostgreSQL may race to create a table; the loser
-        # finds it there on the second look.
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
 
 
 async def one_or_404(engine: AsyncEngine, query: Select[Any], missing: str) -> dict[str, Any]:

@@ -23,7 +23,16 @@ from typing import Any, Literal
 from bus.logfields import FIELDS
 
 LogFormat = Literal["auto", "json", "text"]
-NOISY = ("aiokafka", "aio_pika", "aiormq", "nats", "faststream", "bus.faststream", "httpx")
+NOISY = (
+    "alembic",
+    "aiokafka",
+    "aio_pika",
+    "aiormq",
+    "nats",
+    "faststream",
+    "bus.faststream",
+    "httpx",
+)
 """The drivers' per-connection chatter is noise at INFO."""
 
 

@@ -120,6 +120,9 @@ class ServiceSettings(BaseSettings):
         2.0, gt=0, le=30, validation_alias=AliasChoices("ORDERBUS_METRICS_PROBE_TIMEOUT_S")
     )
     """How long a `/metrics` scrape may wait for the broker and database backlog gauges."""
+    migrate_on_start: bool = Field(True, validation_alias=AliasChoices("ORDERBUS_MIGRATE_ON_START"))
+    """Upgrade the service's database to the latest revision when it starts; off, the
+    service refuses to start on a database `orderbus migrate` has not brought there."""
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", validation_alias=AliasChoices("ORDERBUS_LOG_FORMAT")
     )
