@@ -29,6 +29,7 @@ from services import __version__
 from services.runtime import backlog, handling, retention, schema
 from services.runtime.access import RequestMetrics
 from services.runtime.activity import Activity
+from services.runtime.api_docs import serve_api_docs
 from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
@@ -189,7 +190,14 @@ def build_app(
         finally:
             await _stop(runtime, tasks, reporting)
 
-    app = FastAPI(title=f"orderbus {spec.name}", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title=f"orderbus {spec.name}",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # served from the installed files instead of a CDN (api_docs)
+        redoc_url=None,
+    )
+    serve_api_docs(app)
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=runtime.metrics)  # outermost: 413s counted too

@@ -68,7 +68,11 @@ def install_error_handlers(app: FastAPI) -> None:
 class BodyLimit:
     """Refuse request bodies over `max_bytes` with 413: by Content-Length before reading, or
     mid-stream for chunked bodies, in which case the application sees the client go away and
-    whatever it answers is dropped."""
+    whatever it answers is dropped.
+
+    Not Starlette's own `max_body_size` (its RequestBodyLimitMiddleware): that answers 413 in
+    plain text (`Content Too Large`), not the `{"detail", "errors"}` body every other 4xx has,
+    and lets a Content-Length that is not a number through to the application."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
