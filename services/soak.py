@@ -25,6 +25,7 @@ import httpx
 from bus import BusSettings
 from bus.dead_letter_store import open_store
 from contracts import ORDER_CREATED
+from services.progress import Progress
 from services.runtime.settings import SUBSCRIBERS
 
 
@@ -71,6 +72,8 @@ async def soak(backend: str, orders: int, kills: int, concurrency: int, data_dir
         async with httpx.AsyncClient(timeout=30) as client:
             sent: list[str] = []
             gate = asyncio.Semaphore(concurrency)
+            placing = Progress("soak: orders placed", orders)
+            killed: list[str] = []
 
             async def place(n: int) -> None:
                 body = {"customer_id": f"soak{n % 97}", "items": [{"sku": "MS-002", "quantity": 1}]}
@@ -78,9 +81,9 @@ async def soak(backend: str, orders: int, kills: int, concurrency: int, data_dir
                     response = await client.post(f"{urls['order-1']}/orders", json=body)
                 if response.status_code == 202:
                     sent.append(response.json()["order_id"])
+                placing.update(len(sent), f"({len(killed)} replicas killed)")
 
-            async def killer() -> list[str]:
-                killed = []
+            async def killer() -> None:
                 victims = [i for i in urls if i.split("-")[0] in SUBSCRIBERS]
                 for _ in range(kills):
                     await asyncio.sleep(random.uniform(1, 4))  # noqa: S311
@@ -89,12 +92,12 @@ async def soak(backend: str, orders: int, kills: int, concurrency: int, data_dir
                     if pid is not None:
                         os.kill(pid, signal.SIGKILL)
                         killed.append(victim)
-                return killed
 
             started = time.monotonic()
             killing = asyncio.create_task(killer())
             await asyncio.gather(*(place(n) for n in range(orders)))
-            killed = await killing
+            await killing
+            placing.done()
             rows = await _wait_for_all(client, urls, set(sent), within_s=600)
             elapsed = time.monotonic() - started
         dead = await _dead_letters(backend)
@@ -110,6 +113,7 @@ async def _wait_for_all(
     deadline = time.monotonic() + within_s
     rows: dict[str, list[dict[str, Any]]] = {}
     for service in SUBSCRIBERS:
+        handled = Progress(f"soak: {service} handled", len(sent))
         while True:
             with contextlib.suppress(httpx.HTTPError):  # it is being restarted: ask again
                 rows[service] = [
@@ -117,11 +121,14 @@ async def _wait_for_all(
                     for r in await _all_processed(client, urls[f"{service}-1"])
                     if r["order_id"] in sent and r["type"] == ORDER_CREATED
                 ]
-            if {r["order_id"] for r in rows.get(service, [])} >= sent:
+            seen = {r["order_id"] for r in rows.get(service, [])} & sent
+            handled.update(len(seen))
+            if seen >= sent:
                 break
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
+        handled.done()
     return rows
 
 

@@ -20,6 +20,7 @@ from services.bench import broker, system
 from services.bench.figures import Figure, median
 from services.bench.load import tool
 from services.bench.raw import RAW_CLIENTS
+from services.progress import Progress
 
 SECTIONS = ("publish", "consume", "latency", "http", "system")
 T = TypeVar("T")
@@ -54,13 +55,17 @@ async def _paired(
 ) -> tuple[list[T], list[T]]:
     bus_runs: list[T] = []
     raw_runs: list[T] = []
+    rounds = Progress("bench:   pairs run", runs)
     for n in range(runs):
+        rounds.update(n)
         if n % 2 == 0:
             bus_runs.append(await bus())
             raw_runs.append(await raw())
         else:
             raw_runs.append(await raw())
             bus_runs.append(await bus())
+    rounds.update(runs)
+    rounds.done()
     return bus_runs, raw_runs
 
 
