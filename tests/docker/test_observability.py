@@ -1,5 +1,7 @@
 """The observability overlay's Prometheus, run beside the system: it finds every replica by
-DNS (billing scaled to 2), loads the alert rules, and reads the services' metrics.
+DNS (billing scaled to 2), loads the alert rules, and reads the services' metrics; under a
+minute and a half of orders, every query of the Grafana dashboard's main panels returns data,
+and the panels are drawn from it (artifacts/dashboard-panels.png, the README's picture).
 
 Grafana and Jaeger are not started: no registry answers here and Debian packages neither, so
 only the images the environment holds run (CI: deploy/images/build.sh's Prometheus).
@@ -7,8 +9,11 @@ only the images the environment holds run (CI: deploy/images/build.sh's Promethe
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,9 @@ import httpx
 import pytest
 import yaml
 
+from tests.browser.chromium import chromium_page, screenshot
 from tests.docker.compose_project import Project, image_for, require_compose_and_images
+from tests.docker.dashboard_render import page, query_panels
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(900)
@@ -26,6 +33,22 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = "deploy/observability/compose.yml"
 PROMETHEUS_IMAGE = yaml.safe_load((ROOT / OVERLAY).read_text())["services"]["prometheus"]["image"]
 """`${ORDERBUS_PROMETHEUS_IMAGE:-<pinned tag>}`, as compose reads it."""
+DASHBOARD = json.loads((ROOT / "deploy/observability/grafana/orderbus.json").read_text())
+SCRAPE_INTERVAL_S = float(
+    yaml.safe_load((ROOT / "deploy/observability/prometheus.yml").read_text())["global"][
+        "scrape_interval"
+    ].removesuffix("s")
+)
+LOAD_S = 90
+ORDERS_PER_S = 20
+WITH_DATA = {
+    "Events handled per second, per service",
+    "Events published per second, per service",
+    "Handler latency p50 / p99",
+    "HTTP requests per second, per route and status",
+    "HTTP latency p99, per route",
+}
+"""Panels that must show lines after the load (the others show trouble: none here)."""
 ALERTS = {
     rule["alert"]
     for group in yaml.safe_load((ROOT / "deploy/observability/alerts.yml").read_text())["groups"]
@@ -45,7 +68,7 @@ def project(engine: None) -> Iterator[Project]:
         project.run("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=180)
 
 
-async def test_prometheus_scrapes_every_replica_and_loads_the_alert_rules(
+async def test_prometheus_scrapes_every_replica_loads_the_rules_and_feeds_the_dashboard(
     project: Project,
 ) -> None:
     up = project.run(
@@ -84,6 +107,52 @@ async def test_prometheus_scrapes_every_replica_and_loads_the_alert_rules(
 
         assert await eventually(billing_handled_the_order, within_s=120) == 1.0
 
+        started = time.time()
+        placed_ok = await _place_orders(client, order_url)
+        assert placed_ok > 0.9 * LOAD_S * ORDERS_PER_S
+        await asyncio.sleep(2 * SCRAPE_INTERVAL_S)  # the last scrapes of the load
+        panels = await query_panels(
+            client, prometheus, DASHBOARD, started, time.time(), SCRAPE_INTERVAL_S
+        )
+        empty = sorted(p.title for p in panels if p.title in WITH_DATA and not p.series)
+        assert empty == [], "dashboard queries with no data"
+        short = [
+            p.title for p in panels for s in p.series if p.title in WITH_DATA and len(s.points) < 2
+        ]
+        assert short == []
+        title = f"orderbus, rendered from Prometheus: redis-streams, billing x2, {placed_ok} orders"
+        assert await asyncio.to_thread(_draw, page(panels, title, started, time.time())) == []
+
     down = project.run("down", "--volumes", "--remove-orphans", "--timeout", "30", timeout=180)
     assert down.returncode == 0, down.stderr[-2_000:]
     assert project.leftovers() == []
+
+
+def _draw(panels_page: str) -> list[str]:
+    """The page in Chromium, its screenshot in artifacts/; the page's errors."""
+    with chromium_page(width=24 * 50 + 16, height=900) as (browser, errors):
+        browser.set_content(panels_page)
+        screenshot(browser, "dashboard-panels.png")
+        return errors
+
+
+async def _place_orders(client: httpx.AsyncClient, order_url: str) -> int:
+    """ORDERS_PER_S orders a second for LOAD_S seconds, from 20 customers; how many were taken."""
+    accepted = 0
+
+    async def one(n: int) -> None:
+        nonlocal accepted
+        body = {"customer_id": f"load{n % 20}", "items": [{"sku": "CB-005", "quantity": 1}]}
+        answer = await client.post(f"{order_url}/orders", json=body)
+        accepted += answer.status_code == 202
+
+    tick = time.monotonic()
+    sending = []
+    for second in range(LOAD_S):
+        sending += [
+            asyncio.create_task(one(second * ORDERS_PER_S + k)) for k in range(ORDERS_PER_S)
+        ]
+        tick += 1
+        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+    await asyncio.gather(*sending)
+    return accepted
