@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # them, so the sync below leaves the venv holding exactly the lock).
 $(BIN)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --target $(VENV)/uv "uv==$(UV_VERSION)"
+	$(BIN)/python -m pip install --quiet --upgrade --target $(VENV)/uv "uv==$(UV_VERSION)"
 	$(UV) sync --quiet --frozen --extra dev --python $(BIN)/python
 	touch $@
 

@@ -83,6 +83,7 @@ def _migrate(args: argparse.Namespace) -> int:
         print(schema.new_revision(names[0], metadata, args.new))
         return 0
     settings = ServiceSettings()
+    configure_logging(settings.log_format)
 
     async def migrate_all() -> None:
         for name in names:

@@ -10,6 +10,7 @@ clients ask for. The query string is never logged: it may carry a token.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -27,10 +28,26 @@ PATH_MAX_CHARS = 200
 UNMATCHED = "unmatched"
 
 
-def route_template(scope: Scope) -> str:
-    """The template of the route that took the request (Starlette puts it in the scope)."""
+def route_template(scope: Scope, root_path: str = "") -> str:
+    """The template of the route that took the request: the route's own when it spells the
+    whole path, else the path with each path parameter's segment named (a route of a router
+    included in another knows only its own router's prefix); for a mounted app (the docs'
+    files), its mount point and `{path}`. `root_path` is the scope's before routing."""
     route = scope.get("route")
-    return getattr(route, "path", UNMATCHED) if isinstance(route, BaseRoute) else UNMATCHED
+    if not isinstance(route, BaseRoute):
+        mounted = str(scope.get("root_path", ""))
+        if mounted != root_path and mounted.startswith(root_path):
+            return f"{mounted[len(root_path) :]}/{{path}}"
+        return UNMATCHED
+    path: str = scope["path"]
+    params = {name: str(value) for name, value in scope.get("path_params", {}).items()}
+    template = getattr(route, "path_format", None)
+    if isinstance(template, str):
+        with contextlib.suppress(KeyError, IndexError, ValueError):
+            if template.format(**params) == path:
+                return template
+    names = {value: name for name, value in params.items()}
+    return "/".join(f"{{{names[s]}}}" if s in names else s for s in path.split("/"))
 
 
 class RequestMetrics:
@@ -43,6 +60,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        root_path = str(scope.get("root_path", ""))
         status = 500  # what the client gets if the application raises before answering
 
         async def send_and_note(message: Message) -> None:
@@ -56,7 +74,7 @@ class RequestMetrics:
         finally:
             seconds = time.perf_counter() - started
             method, path = scope["method"], scope["path"]
-            self.metrics.observe_request(method, route_template(scope), status, seconds)
+            self.metrics.observe_request(method, route_template(scope, root_path), status, seconds)
             log.log(
                 logging.DEBUG if path in PROBES else logging.INFO,
                 "%s %s %d %.1f ms",

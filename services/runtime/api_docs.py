@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,22 +21,26 @@ def serve_api_docs(app: FastAPI) -> None:
     assets = files("fastapi_offline") / "static"
     app.mount(ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets")
 
+    # Behind a proxy that serves the service under a path (`root_path`), the pages' links
+    # take that path too, as FastAPI's own pages do.
     @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
-            openapi_url=openapi_url,
+            openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
         )
 
     @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
         return get_redoc_html(
-            openapi_url=openapi_url,
+            openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )

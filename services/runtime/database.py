@@ -6,6 +6,7 @@ that share a process still keep separate databases.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,10 +94,15 @@ async def one_or_404(engine: AsyncEngine, query: Select[Any], missing: str) -> d
     return dict(row)
 
 
-async def reachable(engine: AsyncEngine) -> bool:
+READY_TIMEOUT_S = 2.0
+"""How long `/ready` waits for the database's answer (as for the broker's): a database that
+is frozen or cut off makes the instance not ready instead of holding the probe."""
+
+
+async def reachable(engine: AsyncEngine, timeout_s: float = READY_TIMEOUT_S) -> bool:
     try:
-        async with engine.connect() as conn:
+        async with asyncio.timeout(timeout_s), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
+    except Exception:  # noqa: BLE001 - any failure (a timeout too) means "not ready"
         return False
     return True

@@ -3,7 +3,8 @@
 A service's revisions are in `services/<name>/migrations/`; one environment
 (`services/runtime/alembic/env.py`) runs them on a connection this module hands over, in its
 transaction. Each database records its revision in a table named for its service
-(`alembic_version_<name>`), so services pointed at one database stay apart.
+(`alembic_version_<name>`). Each service needs a database of its own: several define tables
+of the same name (`outbox`, `processed_events`).
 
 A service upgrades its database to head when it starts (`ORDERBUS_MIGRATE_ON_START`, on by
 default), or `orderbus migrate` does it first (a Kubernetes Job, a deploy step) and the
@@ -12,14 +13,20 @@ a PostgreSQL advisory lock held for the migrating transaction, SQLite's write lo
 (`BEGIN IMMEDIATE`). A database `create_all` made before there were migrations holds the
 first revision's tables and no version: it is stamped at the first revision, then upgraded.
 
-A table model changed without a revision fails `tests/unit/test_migrations.py`; `orderbus
+Alembic keeps the migration in progress in process-wide globals, so instances sharing a
+process (`orderbus up` on the embedded bus) migrate one after the other (`_turn`).
+
+A table model changed without a revision fails `tests/integration/test_migrations.py`; `orderbus
 migrate --new "what changed" SERVICE` writes the next revision from the difference.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
+import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -80,21 +87,48 @@ def current(connection: Connection, service: str) -> str | None:
     return context.get_current_revision()
 
 
+@functools.cache
+def first_revision_tables(service: str) -> frozenset[str]:
+    """The tables the service's first revision makes (applied to a scratch database)."""
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(service, connection, MetaData()), revisions(service)[0])
+        made = set(sa.inspect(connection).get_table_names())
+    return frozenset(made - {version_table(service)})
+
+
 def upgrade(
     connection: Connection, service: str, metadata: MetaData, target: str = "head"
 ) -> str | None:
     """Bring the database to `target` (sync: in `run_sync`, or on a sync connection) and
     say the revision it is at."""
     config = alembic_config(service, connection, metadata)
-    existing = set(sa.inspect(connection).get_table_names())
-    if current(connection, service) is None and existing & set(metadata.tables):
-        first = revisions(service)[0]
-        log.info(
-            "%s: tables without a revision (made before migrations): stamped %s", service, first
+    found = current(connection, service)
+    if found is not None and found not in revisions(service):
+        raise RuntimeError(
+            f"{service}'s database is at revision {found}, which this release does not know: "
+            "a newer release migrated it; run that release (or roll the database back with it)"
         )
-        command.stamp(config, first)
+    existing = set(sa.inspect(connection).get_table_names())
+    if found is None and existing & set(metadata.tables):
+        _adopt(config, service, existing)
     command.upgrade(config, target)
     return current(connection, service)
+
+
+def _adopt(config: Config, service: str, existing: set[str]) -> None:
+    """A database `create_all` made before there were migrations holds exactly the first
+    revision's tables: stamp it there. Anything else is not this service's database."""
+    missing = sorted(first_revision_tables(service) - existing)
+    if missing:
+        raise RuntimeError(
+            f"{service}'s database has some of its tables but not {', '.join(missing)}, and "
+            f"no {version_table(service)}: it is not a database this service made (each "
+            "service needs one of its own)"
+        )
+    first = revisions(service)[0]
+    log.info("%s: tables without a revision (made before migrations): stamped %s", service, first)
+    command.stamp(config, first)
 
 
 def unmigrated_changes(connection: Connection, service: str, metadata: MetaData) -> list[object]:
@@ -111,9 +145,22 @@ def _lock_key(service: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _turn() -> asyncio.Lock:
+    """One migration at a time in this process (per event loop, as a lock belongs to one)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _turns:
+        _turns[loop] = asyncio.Lock()
+    return _turns[loop]
+
+
 async def migrate(engine: AsyncEngine, service: str, metadata: MetaData) -> str | None:
     """Upgrade the service's database to head, one replica at a time."""
-    async with engine.begin() as conn:
+    async with _turn(), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(service)}
@@ -130,6 +177,11 @@ async def require_head(engine: AsyncEngine, service: str) -> None:
     async with engine.connect() as conn:
         now = await conn.run_sync(current, service)
     head = revisions(service)[-1]
+    if now is not None and now not in revisions(service):
+        raise RuntimeError(
+            f"{service}'s database is at revision {now}, which this release does not know: "
+            "a newer release migrated it"
+        )
     if now != head:
         raise RuntimeError(
             f"{service}'s database is at revision {now or 'none'}, not {head}: run "

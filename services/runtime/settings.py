@@ -30,6 +30,13 @@ class ServiceSettings(BaseSettings):
     instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     """This process's consumer name; `<service>-<host>-<pid>` when unset."""
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("ORDERBUS_HOST"))
+    advertised_host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.:\[\]-]{1,253}$",
+        validation_alias=AliasChoices("ORDERBUS_ADVERTISED_HOST"),
+    )
+    """The host peers reach this instance at, where its own name does not resolve for them
+    (a Kubernetes pod: its IP, from the downward API)."""
     data_dir: Path = Field(Path(".orderbus"), validation_alias=AliasChoices("ORDERBUS_DATA_DIR"))
     """Where the default SQLite databases live."""
 
@@ -166,7 +173,7 @@ class ServiceSettings(BaseSettings):
         """Where peers reach this instance: its host (the machine's name when it listens on
         every interface, as in a container) and port."""
         host = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
-        return f"http://{host}:{self.port(service)}"
+        return f"http://{self.advertised_host or host}:{self.port(service)}"
 
     def instance(self, service: ServiceName) -> str:
         return self.instance_id or f"{service}-{socket.gethostname()[:32]}-{os.getpid()}"

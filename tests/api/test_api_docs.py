@@ -6,6 +6,9 @@ import re
 
 import httpx
 
+from services.runtime.settings import ServiceSettings
+from services.specs import create_app
+
 
 async def test_docs_pages_reference_only_the_services_own_files(
     order_client: httpx.AsyncClient,
@@ -22,3 +25,13 @@ async def test_docs_pages_reference_only_the_services_own_files(
             fetched = await order_client.get(url)
             assert fetched.status_code == 200, url
             assert fetched.content, url
+
+
+async def test_behind_a_path_prefix_the_pages_link_under_it(settings: ServiceSettings) -> None:
+    app = create_app("billing", settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, root_path="/billing")
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            page = (await client.get("/docs")).text
+    assert "/billing/docs-assets/swagger-ui-bundle.js" in page
+    assert "url: '/billing/openapi.json'" in page

@@ -9,10 +9,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api.conftest import Running
 from tests.api.test_order_api import GOOD, place
 
 
-async def requests_counted(client: httpx.AsyncClient) -> dict[tuple[str, str, str], float]:
+async def requests_counted(
+    client: httpx.AsyncClient, service: str = "order"
+) -> dict[tuple[str, str, str], float]:
     text = (await client.get("/metrics")).text
     counted = {}
     for family in text_string_to_metric_families(text):
@@ -22,7 +25,7 @@ async def requests_counted(client: httpx.AsyncClient) -> dict[tuple[str, str, st
                     labels = sample.labels
                     key = (labels["method"], labels["route"], labels["status"])
                     counted[key] = sample.value
-                    assert labels["service"] == "order"
+                    assert labels["service"] == service
     return counted
 
 
@@ -63,3 +66,20 @@ async def test_one_line_per_request_with_its_fields_and_probes_at_debug(
     ]
     assert all(r.duration_ms >= 0 for r in lines)  # type: ignore[attr-defined]
     assert not any("s3cret" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_route_of_a_nested_router_is_counted_under_its_whole_path(
+    running: Running,
+) -> None:
+    async with running("notification") as client:
+        # The dashboard's admin routes: a router (/api) inside the dashboard's (/dashboard).
+        refused = await client.post("/dashboard/api/pause", json={})
+        assert refused.status_code in (401, 403)
+        assert (await client.get("/dashboard/app.js")).status_code == 200
+        assert (await client.get("/docs-assets/swagger-ui.css")).status_code == 200
+        counted = await requests_counted(client, "notification")
+    routes = {route for _, route, _ in counted}
+    assert "/dashboard/api/pause" in routes
+    assert "/dashboard/{name}" in routes
+    assert "/docs-assets/{path}" in routes
+    assert not [r for r in routes if r.startswith("/api/")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,25 +27,49 @@ from services.specs import create_app, service_spec
 pytestmark = pytest.mark.integration
 
 
+NewDatabase = Callable[[], Awaitable[str]]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of the test's own on each engine."""
+async def new_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[NewDatabase]:
+    """`await new_database()`: the URL of another empty database of the test's own, on the
+    engine of the test's parameter (PostgreSQL ones dropped afterwards)."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'service.db'}"
+        paths = iter(range(1_000))
+        yield lambda: _ready(f"sqlite+aiosqlite:///{tmp_path / f'service-{next(paths)}.db'}")
         return
     import asyncpg
 
     admin_url: str = request.getfixturevalue("postgres_admin_url")
-    name = f"orderbus_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(admin_url)
     admin = await asyncpg.connect(admin_url)
-    try:
+    created: list[str] = []
+
+    async def make() -> str:
+        name = f"orderbus_{uuid.uuid4().hex[:12]}"
         await admin.execute(f'CREATE DATABASE "{name}"')
-        parts = urlsplit(admin_url)
+        created.append(name)
         netloc = f"{parts.username or 'postgres'}:x@{parts.hostname}:{parts.port or 5432}"
-        yield urlunsplit(("postgresql+asyncpg", netloc, f"/{name}", "", ""))
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return urlunsplit(("postgresql+asyncpg", netloc, f"/{name}", "", ""))
+
+    try:
+        yield make
+        for name in created:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def _ready(url: str) -> str:
+    return url
+
+
+@pytest.fixture
+async def database_url(new_database: NewDatabase) -> str:
+    """An empty database of the test's own on each engine."""
+    return await new_database()
 
 
 def metadata_of(service: ServiceName) -> sa.MetaData:
@@ -194,3 +218,50 @@ async def test_a_service_not_migrating_on_start_refuses_a_database_behind(
         await engine.dispose()
     async with app.router.lifespan_context(app):
         pass  # at head: it starts
+
+
+async def test_services_migrating_at_once_in_one_process_each_get_their_own_tables(
+    new_database: NewDatabase,
+) -> None:
+    """As `orderbus up` on the embedded bus starts them: Alembic's globals are the process's,
+    so two services' migrations must not interleave (on PostgreSQL each statement yields to
+    the other)."""
+    urls: dict[ServiceName, str] = {s: await new_database() for s in SERVICES}
+    engines = {name: create_engine(url) for name, url in urls.items()}
+    try:
+        done = await asyncio.gather(
+            *(schema.migrate(engine, name, metadata_of(name)) for name, engine in engines.items())
+        )
+    finally:
+        await asyncio.gather(*(engine.dispose() for engine in engines.values()))
+    assert done == [schema.revisions(name)[-1] for name in engines]
+    for name, url in urls.items():
+        assert set(await on(url, counts)) == set(metadata_of(name).tables), name
+
+
+async def test_a_database_of_another_service_is_refused_not_adopted(database_url: str) -> None:
+    await on(database_url, metadata_of("inventory").create_all)
+    engine = create_engine(database_url)
+    try:
+        with pytest.raises(RuntimeError, match="not a database this service made"):
+            await schema.migrate(engine, "billing", metadata_of("billing"))
+    finally:
+        await engine.dispose()
+    assert await on(database_url, schema.current, "billing") is None
+
+
+async def test_a_database_a_newer_release_migrated_is_refused_naming_it(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await schema.migrate(engine, "billing", metadata_of("billing"))
+        async with engine.begin() as conn:
+            table = schema.version_table("billing")
+            await conn.execute(sa.text(f"UPDATE {table} SET version_num = '0099'"))  # noqa: S608
+        with pytest.raises(RuntimeError, match="0099, which this release does not know"):
+            await schema.migrate(engine, "billing", metadata_of("billing"))
+        with pytest.raises(RuntimeError, match="0099, which this release does not know"):
+            await schema.require_head(engine, "billing")
+    finally:
+        await engine.dispose()

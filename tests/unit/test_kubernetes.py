@@ -159,6 +159,8 @@ def test_pods_run_the_image_as_non_root_with_probes_and_requests(overlay: str) -
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+        advertised = {e["name"]: e.get("valueFrom") for e in container["env"]}
+        assert advertised["ORDERBUS_ADVERTISED_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
         assert set(of_kind(objects, "PodDisruptionBudget")) == set(SERVICES)
 
 
@@ -173,6 +175,59 @@ def test_the_grace_period_covers_prestop_and_the_services_own_shutdown(overlay: 
         pod = deployment["spec"]["template"]["spec"]
         pause = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
         assert pause + shutdown + 2 <= pod["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_start_up_may_take_as_long_as_the_services_own_bounds(overlay: str) -> None:
+    """The kubelet restarts a pod whose startup probe fails: not before the service's own
+    bounds (the broker wait, the subscriptions' start) have run out and it said why."""
+    bus = BusSettings()
+    for deployment in of_kind(rendered(overlay), "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        probe = container["startupProbe"]
+        window = probe["periodSeconds"] * probe["failureThreshold"]
+        assert window >= bus.start_wait_s + bus.start_timeout_s + 10
+        assert "replicas" not in deployment["spec"], "the ScaledObject owns the count"
+
+
+SCALER_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    # (required, allowed) metadata keys per scaler, from KEDA's scaler pages (2.12 and later):
+    # KEDA's CRD types `metadata` as a map of strings, so its schema cannot catch a misspelt key.
+    "redis-streams": (
+        {"address", "stream", "consumerGroup", "lagCount"},
+        {"address", "host", "port", "stream", "consumerGroup", "pendingEntriesCount",
+         "streamLength", "lagCount", "activationLagCount", "databaseIndex", "enableTLS",
+         "unsafeSsl"},
+    ),
+    "kafka": (
+        {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"},
+        {"bootstrapServers", "consumerGroup", "topic", "lagThreshold",
+         "activationLagThreshold", "offsetResetPolicy", "allowIdleConsumers",
+         "excludePersistentLag", "scaleToZeroOnInvalidOffset", "limitToPartitionsWithLag"},
+    ),
+    "rabbitmq": (
+        {"protocol", "queueName", "mode", "value"},
+        {"host", "protocol", "queueName", "mode", "value", "activationValue", "vhostName",
+         "useRegex", "excludeUnacknowledged"},
+    ),
+    "nats-jetstream": (
+        {"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"},
+        {"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold",
+         "activationLagThreshold", "useHttps"},
+    ),
+    "cpu": ({"value"}, {"value", "containerName"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_trigger_names_only_settings_its_scaler_has(overlay: str) -> None:
+    for obj in of_kind(rendered(overlay), "ScaledObject").values():
+        for trigger in obj["spec"]["triggers"]:
+            required, allowed = SCALER_KEYS[trigger["type"]]
+            keys = set(trigger["metadata"])
+            assert required <= keys, (obj["metadata"]["name"], trigger)
+            assert keys <= allowed, (obj["metadata"]["name"], keys - allowed)
+            assert all(isinstance(v, str) for v in trigger["metadata"].values())
 
 
 def _trigger_names(backend: str, trigger: dict[str, Any]) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from bus import BACKENDS, BusSettings, backend_class, create_bus
 from bus.backends.kafka import bootstrap_servers
 from bus.backends.memory import MemoryBus
 from bus.urls import redact
+from services.runtime.settings import ServiceSettings
 
 
 def test_default_backend_is_memory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +119,12 @@ def test_bounds_are_enforced() -> None:
         BusSettings(prefetch=0)
     with pytest.raises(ValidationError, match="max_event_bytes"):
         BusSettings(max_event_bytes=10)
+
+
+def test_an_instance_advertises_the_host_it_is_told_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERBUS_ADVERTISED_HOST", "10.1.2.3")
+    settings = ServiceSettings(host="0.0.0.0")  # noqa: S104 - as in a container
+    assert settings.advertised_url("billing") == "http://10.1.2.3:8002"
+    monkeypatch.setenv("ORDERBUS_ADVERTISED_HOST", "10.1.2.3/evil")
+    with pytest.raises(ValidationError, match="ORDERBUS_ADVERTISED_HOST"):
+        ServiceSettings()
