@@ -32,7 +32,6 @@ from contracts.api import (
     ProductView,
 )
 from contracts.catalogue import CURRENCY
-from services import asyncapi
 from services.order import timeouts
 from services.order.handlers import record_answer
 from services.order.lifecycle import FACT_OF
@@ -49,6 +48,7 @@ from services.order.store import (
 )
 from services.order.writer import NewOrder, OrderWriter
 from services.runtime.app import Runtime, ServiceSpec, Subscription
+from services.runtime.asyncapi_routes import asyncapi_routes
 from services.runtime.http import error_body
 
 IdempotencyKey = Annotated[
@@ -188,7 +188,7 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
             total = (await conn.execute(count)).scalar_one()
         return OrderPage(orders=page, limit=limit, offset=offset, total=total)
 
-    router.include_router(asyncapi.router(runtime.settings.bus.backend))
+    router.include_router(asyncapi_routes(runtime.settings.bus.backend))
     return router
 
 

@@ -14,7 +14,7 @@ from services.specs import service_spec
 @pytest.mark.parametrize("backend", DOCUMENTED)
 def test_committed_document_is_current(backend: str) -> None:
     committed = (DOCS / f"{backend}.json").read_text()
-    assert committed == render(backend), "run `python -m services.asyncapi` and commit docs/"
+    assert committed == render(backend), "python -m services.asyncapi, then commit them"
 
 
 @pytest.mark.parametrize("backend", DOCUMENTED)
