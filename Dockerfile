@@ -20,6 +20,7 @@ RUN /opt/uv/bin/uv sync --frozen --no-install-project --extra otlp --python pyth
 COPY bus ./bus
 COPY contracts ./contracts
 COPY services ./services
+COPY orderbus ./orderbus
 RUN /opt/uv/bin/uv sync --frozen --no-editable --extra otlp --python python
 
 FROM ${PYTHON_IMAGE}

@@ -48,8 +48,8 @@ schemas: install
 	$(BIN)/python -m contracts.export
 
 broker-files: install
-	$(BIN)/python -m services.broker_access
+	$(BIN)/python -m orderbus.broker_access
 
 # After changing a service's subscriptions: the KEDA overlays of deploy/kubernetes.
 kubernetes: install
-	$(BIN)/python -m services.autoscaling
+	$(BIN)/python -m orderbus.autoscaling

@@ -10,8 +10,8 @@ from sqlalchemy import case, select
 from contracts import ORDER_CREATED, ORDER_REJECTED, published_by
 from services.billing.handlers import issue_invoice, void_invoice
 from services.billing.store import invoices, metadata, outbox, voids
-from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.database import one_or_404
+from services.runtime.service import Runtime, ServiceSpec, Subscription
 
 
 def routes(runtime: Runtime) -> APIRouter:

@@ -14,8 +14,8 @@ from contracts import (
 )
 from services.inventory.handlers import release, reserve
 from services.inventory.store import metadata, outbox, reservations, seed_stock, stock
-from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.database import one_or_404
+from services.runtime.service import Runtime, ServiceSpec, Subscription
 
 
 def routes(runtime: Runtime) -> APIRouter:

@@ -33,8 +33,8 @@ from services.notification.protocol import (
 from services.notification.relay import LiveRelay
 from services.notification.store import metadata, notifications
 from services.runtime.admin import token_matches
-from services.runtime.app import Broadcast, Runtime, ServiceSpec, Subscription
 from services.runtime.http import field_name
+from services.runtime.service import Broadcast, Runtime, ServiceSpec, Subscription
 
 
 def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard, mailer: Mailer) -> APIRouter:

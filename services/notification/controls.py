@@ -15,8 +15,8 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.catalogue import CATALOGUE
-from services.runtime.app import Runtime
 from services.runtime.faults import MAX_FAIL_NEXT, MAX_PAUSE_S
+from services.runtime.service import Runtime
 from services.runtime.settings import SUBSCRIBERS
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.notification.controls import ControlsClient
 from services.notification.live import LiveClients
 from services.runtime.admin import admin_guard, report_signed
-from services.runtime.app import Runtime
+from services.runtime.service import Runtime
 from services.runtime.settings import SUBSCRIBERS
 
 log = logging.getLogger(__name__)

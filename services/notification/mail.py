@@ -25,7 +25,7 @@ from services.notification.store import mail_queue
 
 if TYPE_CHECKING:
     from services.notification.handlers import Notice
-    from services.runtime.app import Runtime
+    from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 email = logging.getLogger("notification.email")

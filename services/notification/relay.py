@@ -18,7 +18,7 @@ from typing import Any
 from contracts import NOTIFICATION_PUSHED, CloudEvent, NotificationPushed
 from contracts.live import NOTIFICATION_PUSHED_SCHEMA
 from services.notification.live import LiveClients
-from services.runtime.app import Runtime
+from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -47,9 +47,9 @@ from services.order.store import (
     seed_catalogue,
 )
 from services.order.writer import NewOrder, OrderWriter
-from services.runtime.app import Runtime, ServiceSpec, Subscription
 from services.runtime.asyncapi_routes import asyncapi_routes
 from services.runtime.http import error_body
+from services.runtime.service import Runtime, ServiceSpec, Subscription
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,128}$")

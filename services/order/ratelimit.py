@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from services.runtime.app import Runtime
+from services.runtime.service import Runtime
 from services.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

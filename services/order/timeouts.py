@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select
 from services.order.handlers import Cause, establish, lock_order
 from services.order.lifecycle import TIMED_OUT_REASON, Fact
 from services.order.store import orders
-from services.runtime.app import Runtime
+from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 

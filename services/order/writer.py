@@ -30,7 +30,7 @@ from services.order.store import order_history, order_items, orders, outbox
 from services.runtime.outbox import enqueue_many, with_trace
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime
+    from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 

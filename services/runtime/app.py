@@ -10,36 +10,33 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import MetaData, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, func, select
 
 from bus import Bus, BusSettings, Delivery, create_bus, names
 from bus.broker_wait import wait_for_broker
-from bus.probes import Probe, open_probe
+from bus.probes import open_probe
 from bus.prometheus import instrument
 from contracts import ORDER_CREATED, CloudEvent
 from services import __version__
 from services.runtime import backlog, handling, retention, schema
 from services.runtime.access import RequestMetrics
-from services.runtime.activity import Activity
 from services.runtime.api_docs import serve_api_docs
 from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
-from services.runtime.faults import Faults
 from services.runtime.http import BodyLimit, install_error_handlers
-from services.runtime.inbox import Effect, Inbox, processed_events_table
+from services.runtime.inbox import Inbox, processed_events_table
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay
 from services.runtime.outbox_routes import outbox_routes
-from services.runtime.settings import ServiceName, ServiceSettings
+from services.runtime.service import Broadcast, Runtime, ServiceSpec
+from services.runtime.settings import ServiceSettings
 from services.runtime.shutdown import settle
 
 log = logging.getLogger("services")
@@ -50,81 +47,6 @@ BACKGROUND_STOP_S = 5.0
 """How long shutdown waits for background tasks, told to stop and cancelled, to return."""
 BUS_CLOSE_S = 10.0
 """How long shutdown waits for the bus to finish the events in hand and close."""
-
-
-@dataclass(frozen=True)
-class Subscription:
-    topic: str
-    effect: Effect
-    after_commit: Callable[[CloudEvent], Awaitable[None]] | None = None
-    """Runs once the effect is committed (never for a duplicate): side effects outside the
-    database, such as pushing to WebSocket clients."""
-
-
-@dataclass(frozen=True)
-class Broadcast:
-    """A topic every instance of the service receives in full: subscribed under a group of
-    the instance's own (`bus.names.instance_group`), so the broker fans it out to each
-    instance instead of sharing it among them. Handled without an inbox: these events are
-    live views (a push to browsers), not business effects. The subscription is ephemeral
-    (`Bus.subscribe`): the group goes from the broker some time after its instance."""
-
-    topic: str
-    handle: Callable[[CloudEvent], Awaitable[None]]
-    max_age_s: float = 30.0
-    """Older events are dropped: a durable backend keeps an instance's group while it is
-    down (up to `BUS_EPHEMERAL_EXPIRY_S`), and what it missed then is stale by the time it
-    returns."""
-
-
-@dataclass
-class Runtime:
-    """What a running service instance has: handed to its routes and background tasks."""
-
-    service: ServiceName
-    instance: str
-    settings: ServiceSettings
-    metrics: Metrics
-    engine: AsyncEngine = field(init=False)
-    bus: Bus = field(init=False)
-    inbox: Inbox | None = field(init=False, default=None)
-    probe: Probe | None = field(init=False, default=None)
-    """Asks the broker how much waits for this service (scrape-time gauges)."""
-    relay: OutboxRelay | None = None
-    """Publishes the service's outbox; `relay.wake.set()` after a commit that enqueued."""
-    faults: Faults = field(default_factory=Faults)
-    activity: Activity = field(init=False)
-    """What this instance handled lately, published for the dashboard."""
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when shutdown begins: background loops end their round and return."""
-
-    def __post_init__(self) -> None:
-        self.activity = Activity(
-            self.service,
-            self.instance,
-            self.settings.advertised_url(self.service),
-            self.settings.bus.backend,
-            self.settings.admin_token,
-        )
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: ServiceName
-    metadata: MetaData
-    routes: Callable[[Runtime], APIRouter]
-    subscriptions: Sequence[Subscription] = ()
-    broadcasts: Sequence[Broadcast] = ()
-    seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
-    outbox: Table | None = None
-    """The service's outbox table (`services.runtime.outbox.outbox_table`), if it publishes:
-    a relay then runs with the app and is woken after every handled event."""
-    background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
-    """Long-running tasks. At shutdown `runtime.stopping` is set and they are cancelled: a
-    loop checks `stopping` on every round, so it ends even where a client library swallowed
-    the cancellation."""
-    publishes: Sequence[str] = ()
-    """Topics this service publishes (for the AsyncAPI document)."""
 
 
 def build_app(

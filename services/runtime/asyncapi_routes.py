@@ -1,6 +1,6 @@
 """`GET /asyncapi.json` and `GET /asyncapi`: the system's event interface for the running
 backend, as committed in `contracts/asyncapi/<backend>.json` (generated from every service's
-spec by `python -m services.asyncapi`). Served from that file, so the serving service needs
+spec by `python -m orderbus.asyncapi`). Served from that file, so the serving service needs
 none of the other services' code; the page is plain HTML, no script, no network."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from services.runtime.admin import admin_guard
 from services.runtime.faults import MAX_FAIL_NEXT, MAX_PAUSE_S
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime
+    from services.runtime.service import Runtime
 
 
 class FailNext(BaseModel):

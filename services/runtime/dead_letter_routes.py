@@ -18,7 +18,7 @@ from services.runtime import dead_letters
 from services.runtime.admin import admin_guard
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime
+    from services.runtime.service import Runtime
 
 MAX_REFS = 1_000
 

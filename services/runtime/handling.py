@@ -29,7 +29,7 @@ from bus.port import BatchHandler, Middleware, Observer, Outcome, Received
 from contracts import CloudEvent, admission_error
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime, Subscription
+    from services.runtime.service import Runtime, Subscription
 
 log = logging.getLogger("services")
 

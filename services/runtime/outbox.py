@@ -54,7 +54,7 @@ from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime
+    from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 

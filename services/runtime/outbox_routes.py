@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from services.runtime.admin import admin_guard
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime
     from services.runtime.outbox import OutboxRelay
+    from services.runtime.service import Runtime
 
 
 def outbox_routes(runtime: Runtime, relay: OutboxRelay) -> APIRouter:

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
-    from services.runtime.app import Runtime
+    from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 

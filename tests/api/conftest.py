@@ -16,10 +16,10 @@ import pytest
 from bus import Bus, BusSettings, create_bus
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
 from contracts.catalogue import CATALOGUE
+from orderbus.specs import create_app
 from services.order import ratelimit
 from services.order.ratelimit import rate_limiter
 from services.runtime.settings import ServiceName, ServiceSettings
-from services.specs import create_app
 from tests.integration.conftest import Recorder
 
 

@@ -6,8 +6,8 @@ import re
 
 import httpx
 
+from orderbus.specs import create_app
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 
 
 async def test_docs_pages_reference_only_the_services_own_files(

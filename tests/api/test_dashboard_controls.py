@@ -21,9 +21,9 @@ from bus import Bus, BusSettings
 from bus.backends import memory
 from bus.retry import DeadLetter
 from contracts import INSTANCE_ACTIVITY, ORDER_CREATED, CloudEvent, InstanceActivity
+from orderbus.specs import create_app
 from services.runtime.admin import report_signature, report_signed
 from services.runtime.settings import ServiceName, ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import order_event
 from tests.api.test_subscribers import processed_once
 from tests.polling import eventually

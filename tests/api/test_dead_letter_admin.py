@@ -19,9 +19,9 @@ from bus import Bus, BusSettings, Delivery
 from bus.backends import memory
 from bus.retry import DeadLetter
 from contracts import ORDER_CONFIRMED, ORDER_CREATED, CloudEvent, OrderConfirmed, wrap
+from orderbus.specs import create_app
 from services.billing import app as billing_app
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import order_event
 from tests.api.test_subscribers import processed_once
 from tests.polling import eventually

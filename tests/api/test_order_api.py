@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from contracts import OrderCreated
-from services.asyncapi import document
+from orderbus.asyncapi import document
 from tests.integration.conftest import Recorder
 from tests.polling import eventually
 

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus
 from contracts import CloudEvent
-from services.runtime.app import Runtime
 from services.runtime.database import create_engine
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay, enqueue, outbox_table
+from services.runtime.service import Runtime
 from services.runtime.settings import ServiceSettings
 from tests.polling import eventually
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from orderbus.specs import create_app
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import pin_rate_limit_clock
 from tests.api.test_order_api import GOOD, place
 from tests.brokers import free_port

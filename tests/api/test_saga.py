@@ -34,10 +34,10 @@ from contracts import (
     ReservedLine,
     wrap,
 )
+from orderbus.specs import create_app
 from services.order.lifecycle import TIMED_OUT_REASON
 from services.order.timeouts import TIMEOUT_CAUSE, decide_overdue
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import Running, order_event
 from tests.integration.conftest import Recorder
 from tests.polling import eventually

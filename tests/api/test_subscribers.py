@@ -12,8 +12,8 @@ import pytest
 from bus import Bus
 from bus.probes import Backlog
 from contracts import ORDER_CREATED, CloudEvent
+from orderbus.specs import create_app
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import Running, order_event
 from tests.polling import eventually
 

@@ -18,10 +18,10 @@ from sqlalchemy import insert
 from bus import BusSettings
 from contracts import ORDER_CREATED
 from contracts.catalogue import CATALOGUE
+from orderbus.specs import create_app
 from services.order.store import outbox
 from services.runtime.outbox import enqueue
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import order_event
 from tests.integration.conftest import Recorder
 

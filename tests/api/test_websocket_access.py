@@ -15,11 +15,11 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from orderbus.specs import create_app
 from services.notification import app as notification_app
 from services.notification.live import Client
 from services.runtime.http import WS_MAX_BYTES, server_config
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.brokers import free_port
 from tests.polling import eventually
 

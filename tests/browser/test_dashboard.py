@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.soak import pid_of_port
+from orderbus.soak import pid_of_port
 from tests.brokers import Kind
 from tests.browser.chromium import chromium_page, screenshot
 from tests.e2e.system import System, orderbus_up, remove_system_topology

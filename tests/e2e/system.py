@@ -85,7 +85,7 @@ def orderbus_up(
     log = data_dir / "orderbus-up.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--json", "--backend", backend, *args],
+            [sys.executable, "-m", "orderbus.cli", "up", "--json", "--backend", backend, *args],
             env=variables,
             stdout=subprocess.PIPE,
             stderr=err,

@@ -22,7 +22,7 @@ def test_bench_quick_prints_the_table_and_writes_the_same_figures(
     # redis-streams for every section; nats for the broker sections, a second raw client.
     finished = subprocess.run(
         [
-            sys.executable, "-m", "services.cli", "bench", "--quick",
+            sys.executable, "-m", "orderbus.cli", "bench", "--quick",
             "--backend", "redis-streams", "--backend", "nats",
             "--url", f"redis-streams={redis}", "--url", f"nats={nats}",
             "--json", str(out),

@@ -21,8 +21,8 @@ import pytest
 from bus import BusSettings, create_bus
 from bus.backends import memory
 from contracts import ORDER_CREATED
+from orderbus.specs import create_app
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import order_event
 from tests.polling import eventually
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from bus import BACKENDS, backend_class
-from services.soak import pid_of_port
+from orderbus.soak import pid_of_port
 from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 

@@ -22,9 +22,9 @@ import websockets
 
 from contracts import INSTANCE_ACTIVITY, CloudEvent
 from contracts.live import INSTANCE_ACTIVITY_SCHEMA
+from orderbus.soak import pid_of_port
 from services.runtime.activity import Activity
 from services.runtime.shutdown import EXIT_OVERRAN
-from services.soak import pid_of_port
 from tests.e2e.system import ADMIN_TOKEN, System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 

@@ -24,7 +24,7 @@ from bus import Bus, BusSettings, Delivery, create_bus, names
 from bus.dead_letter_store import open_store
 from bus.port import NotPublished
 from contracts import EVENTS, CloudEvent
-from services.broker_access.rules import LAPTOP_PASSWORD, OPERATOR, service_rights
+from orderbus.broker_access.rules import LAPTOP_PASSWORD, OPERATOR, service_rights
 from services.runtime import dead_letters
 from services.runtime.settings import SERVICES
 from tests.brokers import LOOPBACK, brokers_required, port_open, spawned

@@ -11,7 +11,7 @@ import pytest
 
 from bus import BACKENDS, BusSettings, Delivery
 from contracts import CloudEvent
-from services import dlq
+from orderbus import dlq
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
 from tests.integration.native import inject_dead_letter, inject_raw, read_dead_letters
 from tests.polling import eventually
@@ -143,7 +143,7 @@ async def orderbus(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.cli",
+        "orderbus.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

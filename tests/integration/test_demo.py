@@ -19,9 +19,9 @@ from bus import BACKENDS, BusSettings, Delivery, create_bus
 from contracts import CloudEvent
 from contracts.catalogue import CATALOGUE
 from contracts.events import EVENTS
-from services import cli
-from services.demo.run import SCENARIOS, run
-from services.demo.stage import Outcome
+from orderbus import cli
+from orderbus.demo.run import SCENARIOS, run
+from orderbus.demo.stage import Outcome
 from tests.brokers import BACKEND_KIND, Kind
 
 pytestmark = pytest.mark.timeout(120)

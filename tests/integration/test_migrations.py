@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orderbus.specs import create_app, service_spec
 from services.runtime import schema
 from services.runtime.database import create_engine
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
-from services.specs import create_app, service_spec
 
 pytestmark = pytest.mark.integration
 

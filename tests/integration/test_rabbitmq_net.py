@@ -11,7 +11,7 @@ from bus.backends.rabbitmq import NET_DELIVERY_LIMIT
 from bus.dead_letter_store import Stored, open_store
 from bus.names import group_queue
 from contracts import CloudEvent
-from services import dlq
+from orderbus import dlq
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
 from tests.polling import eventually
 

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as redis
 
 from bus import BusSettings
+from orderbus.specs import create_app
 from services.order.ratelimit import KEY_PREFIX, RedisRateLimiter
 from services.runtime.settings import ServiceSettings
-from services.specs import create_app
 from tests.api.conftest import pin_rate_limit_clock
 from tests.brokers import Kind
 from tests.polling import eventually

@@ -19,8 +19,9 @@ from sqlalchemy import MetaData
 
 from bus import BusSettings
 from contracts import CloudEvent
-from services.runtime.app import Runtime, ServiceSpec, build_app
+from services.runtime.app import build_app
 from services.runtime.outbox import enqueue_many, outbox_table
+from services.runtime.service import Runtime, ServiceSpec
 from services.runtime.settings import ServiceSettings
 from tests.integration.conftest import Names
 from tests.polling import eventually

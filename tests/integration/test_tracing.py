@@ -21,8 +21,8 @@ from opentelemetry.trace import SpanKind
 
 from bus import BusSettings
 from contracts import ORDER_CREATED
+from orderbus.specs import create_app
 from services.runtime.settings import SERVICES, SUBSCRIBERS, ServiceName, ServiceSettings
-from services.specs import create_app
 from tests.brokers import own_tansu_if_shared
 from tests.polling import eventually
 

@@ -6,15 +6,15 @@ import pytest
 
 from bus.asyncapi import Channel, specification
 from contracts import ORDER_CREATED, TOPICS, OrderCreated
-from services.asyncapi import DOCS, DOCUMENTED, document, render
+from orderbus.asyncapi import DOCS, DOCUMENTED, document, render
+from orderbus.specs import service_spec
 from services.runtime.settings import SERVICES, SUBSCRIBERS
-from services.specs import service_spec
 
 
 @pytest.mark.parametrize("backend", DOCUMENTED)
 def test_committed_document_is_current(backend: str) -> None:
     committed = (DOCS / f"{backend}.json").read_text()
-    assert committed == render(backend), "python -m services.asyncapi, then commit them"
+    assert committed == render(backend), "python -m orderbus.asyncapi, then commit them"
 
 
 @pytest.mark.parametrize("backend", DOCUMENTED)

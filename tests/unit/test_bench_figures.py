@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from services.bench.figures import Figure, percentile, render
+from orderbus.bench.figures import Figure, percentile, render
 
 
 def test_percentile_is_nearest_rank() -> None:

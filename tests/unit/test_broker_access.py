@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from services.broker_access.__main__ import ROOT, generated_files, main
-from services.broker_access.nats_conf import publish_allowed
-from services.broker_access.rabbitmq_definitions import permissions
-from services.broker_access.redis_acl import user_line
-from services.broker_access.rules import service_rights
+from orderbus.broker_access.__main__ import ROOT, generated_files, main
+from orderbus.broker_access.nats_conf import publish_allowed
+from orderbus.broker_access.rabbitmq_definitions import permissions
+from orderbus.broker_access.redis_acl import user_line
+from orderbus.broker_access.rules import service_rights
 
 
 def test_the_committed_broker_files_are_what_the_tables_generate() -> None:
@@ -17,7 +17,7 @@ def test_the_committed_broker_files_are_what_the_tables_generate() -> None:
         for path, text in generated_files().items()
         if not (ROOT / path).exists() or (ROOT / path).read_text() != text
     ]
-    assert not stale, f"run `python -m services.broker_access`: {stale}"
+    assert not stale, f"run `python -m orderbus.broker_access`: {stale}"
     assert main(["--check"]) == 0
 
 

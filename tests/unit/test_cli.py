@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bus import BACKENDS
-from services.cli import main
+from orderbus.cli import main
 
 
 def test_backends_prints_every_backend_with_its_guarantees(

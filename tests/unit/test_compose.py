@@ -19,9 +19,9 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from bus import BACKENDS, BusSettings
-from services.cli import build_parser
+from orderbus.cli import build_parser
+from orderbus.specs import check_service
 from services.runtime.settings import SERVICES, ServiceSettings
-from services.specs import check_service
 from tests.brokers import BACKEND_KIND, IMAGES, POSTGRES_IMAGE
 from tests.docker.conftest import DEFAULT_PYTHON_IMAGE
 

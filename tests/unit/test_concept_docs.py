@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import build_parser
+from orderbus.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [

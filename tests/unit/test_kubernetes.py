@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from bus import BusSettings, names
-from services import autoscaling
+from orderbus import autoscaling
+from orderbus.specs import service_spec
 from services.runtime.settings import SERVICES, ServiceSettings
-from services.specs import service_spec
 from tests.brokers import brokers_required
 from tests.unit.test_compose import SETTINGS_ENV
 

@@ -2,9 +2,11 @@
 
 - `contracts` imports neither `bus` nor `services`;
 - `bus` imports no `services` code;
-- `services.runtime`, the chassis, imports no service and no tool;
-- a service imports `bus`, `contracts`, the chassis and itself, never another service or a
-  tool (the CLI, the supervisor, demo, bench, soak, dlq, the generators).
+- nothing in `services` imports `orderbus`, the tools (the CLI, the supervisor, the table of
+  services, demo, bench, soak, dlq, the generators), which import the services;
+- `services.runtime`, the chassis, imports no service;
+- a service imports `bus`, `contracts`, the chassis and itself, never another service;
+- `services/` holds the chassis and the services, nothing else.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import pytest
 from services.runtime.settings import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {p.stem for p in (ROOT / "services").iterdir() if p.stem not in {*SERVICES, "runtime"}}
-TOOLS -= {"__init__", "__pycache__", "py"}
-"""Everything in services/ that is neither a service nor the chassis: the tools."""
 
 
 def imports(folder: str, root: Path = ROOT) -> dict[str, set[str]]:
@@ -34,7 +33,7 @@ def imports(folder: str, root: Path = ROOT) -> dict[str, set[str]]:
                 names.add(node.module)
                 names.update(f"{node.module}.{alias.name}" for alias in node.names)
         found[str(path.relative_to(root))] = {
-            n for n in names if n.split(".")[0] in ("bus", "contracts", "services")
+            n for n in names if n.split(".")[0] in ("bus", "contracts", "services", "orderbus")
         }
     return found
 
@@ -50,28 +49,31 @@ def offending(
     return bad
 
 
-def test_there_are_tools_to_keep_out() -> None:
-    assert {"cli", "supervisor", "asyncapi", "specs", "demo", "bench"} <= TOOLS
+def test_services_holds_the_chassis_and_the_services_only() -> None:
+    found = {p.name for p in (ROOT / "services").iterdir() if p.name != "__pycache__"}
+    assert found == {*SERVICES, "runtime", "__init__.py", "py.typed"}
+
+
+def test_no_service_code_imports_the_tools() -> None:
+    assert offending("services", (), ("orderbus",)) == []
 
 
 def test_contracts_import_neither_bus_nor_services() -> None:
-    assert offending("contracts", (), ("bus", "services")) == []
+    assert offending("contracts", (), ("bus", "services", "orderbus")) == []
 
 
 def test_bus_imports_no_service_code() -> None:
-    assert offending("bus", (), ("services",)) == []
+    assert offending("bus", (), ("services", "orderbus")) == []
 
 
-def test_the_chassis_imports_no_service_and_no_tool() -> None:
-    refused = tuple(f"services.{name}" for name in (*SERVICES, *TOOLS))
+def test_the_chassis_imports_no_service() -> None:
+    refused = tuple(f"services.{name}" for name in SERVICES)
     assert offending("services/runtime", (), refused) == []
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_a_service_imports_no_other_service_and_no_tool(service: str) -> None:
-    others = [name for name in (*SERVICES, *TOOLS) if name != service]
-    refused = tuple(f"services.{name}" for name in others)
-    # `from services import __version__` names services.__version__, not a service.
+def test_a_service_imports_no_other_service(service: str) -> None:
+    refused = tuple(f"services.{name}" for name in SERVICES if name != service)
     assert offending(f"services/{service}", (), refused) == []
 
 
@@ -80,8 +82,78 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     (tmp_path / "services" / "billing").mkdir(parents=True)
     probe = tmp_path / "services" / "billing" / "probe.py"
     probe.write_text("def f():\n    from services.inventory import app\n")
-    refused = tuple(f"services.{n}" for n in (*SERVICES, *TOOLS) if n != "billing")
+    refused = tuple(f"services.{n}" for n in SERVICES if n != "billing")
     assert offending("services/billing", (), refused, tmp_path) == [
         "services/billing/probe.py imports services.inventory",
         "services/billing/probe.py imports services.inventory.app",
+    ]
+
+
+def _imports_of(path: Path, *, typing_too: bool) -> set[str]:
+    """The project modules a module imports; without `typing_too`, the `if TYPE_CHECKING:`
+    blocks are left out (what it imports when it runs)."""
+    tree = ast.parse(path.read_text(), str(path))
+    skipped: set[int] = set()
+    if not typing_too:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped.update(id(child) for child in ast.walk(node))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def chassis_circles(*, typing_too: bool) -> list[list[str]]:
+    """The groups of chassis modules that import each other in a circle (strongly connected
+    components of more than one module), each sorted."""
+    modules = {f"services.runtime.{p.stem}": p for p in (ROOT / "services/runtime").glob("*.py")}
+    graph = {
+        name: {m for m in _imports_of(path, typing_too=typing_too) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in order:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], order[nxt])
+        if low[node] == order[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for name in sorted(graph):
+        if name not in order:
+            visit(name)
+    return sorted(circles)
+
+
+def test_the_chassis_has_no_import_circle_when_it_runs() -> None:
+    assert chassis_circles(typing_too=False) == []
+
+
+def test_the_app_builder_is_in_no_circle_even_for_the_type_checker() -> None:
+    # What is left: the relay's `run(runtime)` and `Runtime.relay` name each other's types.
+    assert chassis_circles(typing_too=True) == [
+        ["services.runtime.outbox", "services.runtime.service"]
     ]

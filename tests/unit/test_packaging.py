@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from orderbus.cli import main
 from services import __version__
-from services.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-OWN = {"bus", "contracts", "services", "tests"}
+OWN = {"bus", "contracts", "services", "orderbus", "tests"}
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -51,7 +51,7 @@ def _undeclared(modules: set[str], declared: set[str]) -> dict[str, list[str]]:
 
 def test_every_module_the_code_imports_is_a_runtime_dependency() -> None:
     declared = _names(PROJECT["dependencies"]) | _names(PROJECT["optional-dependencies"]["otlp"])
-    assert _undeclared(_imported("bus", "contracts", "services"), declared) == {}
+    assert _undeclared(_imported("bus", "contracts", "services", "orderbus"), declared) == {}
 
 
 def test_every_module_the_tests_import_is_a_dependency_or_a_dev_one() -> None:
@@ -97,7 +97,7 @@ def test_the_license_is_apache_2_and_the_packages_are_typed() -> None:
     assert "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text
     assert PROJECT["license"] == "Apache-2.0"
-    for package in ("bus", "contracts", "services"):
+    for package in ("bus", "contracts", "services", "orderbus"):
         assert (ROOT / package / "py.typed").exists(), package
 
 

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from services import progress
-from services.progress import Progress
+from orderbus import progress
+from orderbus.progress import Progress
 
 
 class Tty(io.StringIO):

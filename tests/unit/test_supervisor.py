@@ -7,8 +7,7 @@ import socket
 
 import pytest
 
-from services.runtime.settings import ServiceSettings
-from services.supervisor import (
+from orderbus.supervisor import (
     dashboard_line,
     parse_replicas,
     plan,
@@ -16,6 +15,7 @@ from services.supervisor import (
     print_table,
     with_admin_token,
 )
+from services.runtime.settings import ServiceSettings
 
 
 def test_a_listening_port_is_in_use() -> None:

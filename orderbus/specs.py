@@ -9,7 +9,8 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from bus import Bus, BusSettings, create_bus
-from services.runtime.app import ServiceSpec, build_app
+from services.runtime.app import build_app
+from services.runtime.service import ServiceSpec
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 
 _SPECS: dict[ServiceName, str] = {name: f"services.{name}.app" for name in SERVICES}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bus import backend_class
-from services.demo.stage import Outcome, Stage, short, wait_until
+from orderbus.demo.stage import Outcome, Stage, short, wait_until
 
 WAIT_S = 30.0
 """How long a scenario waits for what it expects before reporting that it did not happen."""

@@ -11,8 +11,8 @@ import time
 from bus import backend_class, names
 from bus.dead_letter_store import open_store
 from contracts import CloudEvent
-from services.demo.flow import WAIT_S
-from services.demo.stage import Outcome, Stage, order_event, poll, short, wait_until
+from orderbus.demo.flow import WAIT_S
+from orderbus.demo.stage import Outcome, Stage, order_event, poll, short, wait_until
 from services.runtime import dead_letters
 
 NO_CRASH_ON = {
@@ -39,7 +39,7 @@ async def crash_and_redelivery(stage: Stage) -> Outcome:
         "DEMO_GROUP": stage.group("billing"),
     }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.demo.crash_worker", env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "orderbus.demo.crash_worker", env=env, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert worker.stdout is not None

@@ -16,11 +16,11 @@ import httpx
 
 from bus import BACKENDS, backend_class
 from contracts.catalogue import CATALOGUE
-from services.demo.flow import WAIT_S
-from services.demo.stage import Cell, Outcome, Stage, Table, poll, short
+from orderbus.demo.flow import WAIT_S
+from orderbus.demo.stage import Cell, Outcome, Stage, Table, poll, short
+from orderbus.specs import create_app
 from services.notification.controls import PlaceOrders, order_body
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
-from services.specs import create_app
 
 Clients = dict[ServiceName, httpx.AsyncClient]
 ORDERS = [PlaceOrders(customer_id="demo"), *[PlaceOrders(customer_id="demo", scarce=True)] * 3]

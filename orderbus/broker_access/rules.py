@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from bus import names
 from contracts import ORDER_CREATED, published_by
 from contracts.live import LIVE_PUBLISHERS
+from orderbus.specs import check_service, service_spec
 from services.order.ratelimit import KEY_PREFIX
 from services.runtime.settings import SERVICES, SUBSCRIBERS
-from services.specs import check_service, service_spec
 
 OPERATOR = "operator"
 LAPTOP_PASSWORD = "orderbus"  # noqa: S105 - the documented laptop default

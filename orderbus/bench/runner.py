@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bus.registry import backend_info
-from services.bench import broker, system
-from services.bench.figures import Figure, median
-from services.bench.load import tool
-from services.bench.raw import RAW_CLIENTS
-from services.progress import Progress
+from orderbus.bench import broker, system
+from orderbus.bench.figures import Figure, median
+from orderbus.bench.load import tool
+from orderbus.bench.raw import RAW_CLIENTS
+from orderbus.progress import Progress
 
 SECTIONS = ("publish", "consume", "latency", "http", "system")
 T = TypeVar("T")

@@ -25,7 +25,7 @@ import httpx
 from bus import BusSettings
 from bus.dead_letter_store import open_store
 from contracts import ORDER_CREATED
-from services.progress import Progress
+from orderbus.progress import Progress
 from services.runtime.settings import SUBSCRIBERS
 
 
@@ -38,7 +38,7 @@ def pid_of_port(port: int) -> int | None:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"services.cli" in argv and b"run" in argv and str(port).encode() in argv:
+        if b"orderbus.cli" in argv and b"run" in argv and str(port).encode() in argv:
             return int(entry.name)
     return None
 
@@ -52,7 +52,7 @@ def start_system(backend: str, data_dir: Path) -> tuple[subprocess.Popen[str], d
     }
     command = ["up", "--json", "--backend", backend, "--replicas", replicas]
     process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "services.cli", *command],
+        [sys.executable, "-m", "orderbus.cli", *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=(data_dir / "soak.log").open("w"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from bus import BusSettings
-from services.demo import failures, flow, saga
-from services.demo.stage import Outcome, Stage, on_stage
+from orderbus.demo import failures, flow, saga
+from orderbus.demo.stage import Outcome, Stage, on_stage
 
 Scenario = Callable[[Stage], Awaitable[Outcome]]
 SCENARIOS: dict[int, Scenario] = {

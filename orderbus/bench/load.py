@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from services.bench.figures import percentile
+from orderbus.bench.figures import percentile
 
 ORDER_BODY: dict[str, object] = {
     "customer_id": "bench",

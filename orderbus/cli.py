@@ -26,9 +26,9 @@ def _settings(backend: str | None) -> ServiceSettings:
 
 def _run(args: argparse.Namespace) -> int:
 
+    from orderbus.specs import check_service, create_app
     from services.runtime.orphan import die_with_parent
     from services.runtime.shutdown import Deadline, GracefulServer
-    from services.specs import check_service, create_app
 
     service = check_service(args.service)
     settings = ServiceSettings()
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.supervisor import parse_replicas, up
+    from orderbus.supervisor import parse_replicas, up
 
     settings = _settings(args.backend)
     configure_logging(settings.log_format)
@@ -57,7 +57,7 @@ def _up(args: argparse.Namespace) -> int:
 def _dlq(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services import dlq
+    from orderbus import dlq
 
     settings = BusSettings() if args.backend is None else BusSettings(backend=args.backend)
     code, output = asyncio.run(
@@ -70,9 +70,9 @@ def _dlq(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     import asyncio
 
+    from orderbus.specs import check_service, service_spec
     from services.runtime import schema
     from services.runtime.database import create_engine
-    from services.specs import check_service, service_spec
 
     names = [check_service(name) for name in args.service] or list(SERVICES)
     if args.new is not None:
@@ -103,7 +103,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.demo.run import SCENARIOS, run
+    from orderbus.demo.run import SCENARIOS, run
 
     numbers = args.scenario or list(SCENARIOS)
     unknown = sorted(set(numbers) - set(SCENARIOS))
@@ -120,7 +120,7 @@ def _soak(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from services.soak import soak
+    from orderbus.soak import soak
 
     with tempfile.TemporaryDirectory(prefix="orderbus-soak-") as data_dir:
         table = asyncio.run(
@@ -133,8 +133,8 @@ def _soak(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.bench.figures import render, write_json
-    from services.bench.runner import SECTIONS, Plan, machine, resolve_urls, run
+    from orderbus.bench.figures import render, write_json
+    from orderbus.bench.runner import SECTIONS, Plan, machine, resolve_urls, run
 
     backends = args.backend or ["redis-streams", "redis-pubsub", "rabbitmq", "kafka", "nats"]
     sections = set(args.sections.split(",")) if args.sections else set(SECTIONS)

@@ -25,11 +25,11 @@ import httpx
 
 from bus import names
 from contracts import ORDER_CONFIRMED, ORDER_CREATED, ORDER_REJECTED
-from services.bench.load import ORDER_BODY, LoadResult, load
-from services.bench.raw import RAW_CLIENTS
+from orderbus.bench.load import ORDER_BODY, LoadResult, load
+from orderbus.bench.raw import RAW_CLIENTS
+from orderbus.soak import pid_of_port
+from orderbus.supervisor import port_free
 from services.runtime.settings import SUBSCRIBERS
-from services.soak import pid_of_port
-from services.supervisor import port_free
 
 CONNECTIONS = 16
 DECISIONS = (ORDER_CONFIRMED, ORDER_REJECTED)
@@ -117,7 +117,7 @@ async def order_service_rounds(
     log = (data_dir / "order.log").open("w")
     # Popen, not asyncio's: the process is only started here and stopped by signal later.
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI
-        [sys.executable, "-m", "services.cli", "run", "order", "--port", str(port)],
+        [sys.executable, "-m", "orderbus.cli", "run", "order", "--port", str(port)],
         env=_env(backend, url, data_dir, [port]) | {"INSTANCE_ID": "bench-order"},
         stdout=log,
         stderr=log,
@@ -276,7 +276,7 @@ async def whole_system(
     log = (data_dir / "system.log").open("w")
     # Popen, not asyncio's: the process is only started here and stopped by signal later.
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI
-        [sys.executable, "-m", "services.cli", "up", "--backend", backend],
+        [sys.executable, "-m", "orderbus.cli", "up", "--backend", backend],
         env=_env(backend, url, data_dir, ports),
         stdout=log,
         stderr=log,

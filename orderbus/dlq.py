@@ -7,9 +7,9 @@ from typing import Any
 
 from bus import BusSettings, create_bus, names
 from bus.dead_letter_store import open_store
+from orderbus.specs import service_spec
 from services.runtime import dead_letters
 from services.runtime.settings import SERVICES
-from services.specs import service_spec
 
 
 async def run(

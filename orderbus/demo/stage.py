@@ -22,7 +22,7 @@ from decimal import Decimal
 from bus import Bus, BusSettings, Delivery, create_bus
 from bus.topology import remove_topology
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
-from services.demo.renamed import renamed
+from orderbus.demo.renamed import renamed
 
 Cell = str | int
 

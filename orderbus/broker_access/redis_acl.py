@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from services.broker_access.rules import LAPTOP_PASSWORD, OPERATOR, ServiceRights
+from orderbus.broker_access.rules import LAPTOP_PASSWORD, OPERATOR, ServiceRights
 
 CONNECTION = "+ping +hello +auth +client|setname +select"
 """What redis-py and FastStream send on every connection, besides the work. Not CLIENT

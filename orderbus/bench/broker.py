@@ -19,8 +19,8 @@ from typing import Any
 
 from bus import Bus, BusSettings, Delivery, create_bus
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
-from services.bench.figures import percentile
-from services.bench.raw import RAW_CLIENTS, RawClient
+from orderbus.bench.figures import percentile
+from orderbus.bench.raw import RAW_CLIENTS, RawClient
 
 log = logging.getLogger(__name__)
 

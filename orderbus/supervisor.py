@@ -23,13 +23,13 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
+from orderbus.specs import check_service, create_app
 from services.runtime.admin import ADMIN_TOKEN_ENV
 from services.runtime.http import server_config
 from services.runtime.logs import instance_context
 from services.runtime.orphan import SUPERVISOR_ENV
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 from services.runtime.shutdown import Deadline, exit_now
-from services.specs import check_service, create_app
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ async def _spawn(settings: ServiceSettings, instance: Instance) -> asyncio.subpr
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "services.cli",
+        "orderbus.cli",
         "run",
         instance.service,
         "--port",
