@@ -88,13 +88,26 @@ def current(connection: Connection, service: str) -> str | None:
 
 
 @functools.cache
-def first_revision_tables(service: str) -> frozenset[str]:
-    """The tables the service's first revision makes (applied to a scratch database)."""
+def _first_revision(service: str) -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
+    """What the service's first revision makes (applied to a scratch database): each table
+    with its indexes (name, columns, unique)."""
     engine = sa.create_engine("sqlite://")
     with engine.begin() as connection:
         command.upgrade(alembic_config(service, connection, MetaData()), revisions(service)[0])
-        made = set(sa.inspect(connection).get_table_names())
-    return frozenset(made - {version_table(service)})
+        inspector = sa.inspect(connection)
+        return {
+            table: [
+                (str(ix["name"]), tuple(str(c) for c in ix["column_names"]), bool(ix["unique"]))
+                for ix in inspector.get_indexes(table)
+            ]
+            for table in inspector.get_table_names()
+            if table != version_table(service)
+        }
+
+
+def first_revision_tables(service: str) -> frozenset[str]:
+    """The tables the service's first revision makes."""
+    return frozenset(_first_revision(service))
 
 
 def upgrade(
@@ -126,6 +139,18 @@ def _adopt(config: Config, service: str, existing: set[str]) -> None:
             f"no {version_table(service)}: it is not a database this service made (each "
             "service needs one of its own)"
         )
+    # `create_all` never added an index to a table that was already there: a database older
+    # than one of the first revision's indexes lacks it. Add what is missing, then stamp.
+    connection = config.attributes["connection"]
+    inspector = sa.inspect(connection)
+    for table, indexes in _first_revision(service).items():
+        have = {ix["name"] for ix in inspector.get_indexes(table)}
+        missing_indexes = [ix for ix in indexes if ix[0] not in have]
+        if missing_indexes:
+            reflected = sa.Table(table, MetaData(), autoload_with=connection)
+            for name, columns, unique in missing_indexes:
+                sa.Index(name, *(reflected.c[c] for c in columns), unique=unique).create(connection)
+                log.info("%s: index %s added to %s before stamping", service, name, table)
     first = revisions(service)[0]
     log.info("%s: tables without a revision (made before migrations): stamped %s", service, first)
     command.stamp(config, first)
