@@ -20,9 +20,9 @@ DEFAULT = "redis-streams"
 
 @functools.cache
 def committed(backend: str) -> dict[str, Any]:
-    name = backend if backend != "memory" else DEFAULT
+    """The committed document of a backend with a wire protocol."""
     document: dict[str, Any] = json.loads(
-        (files("contracts") / "asyncapi" / f"{name}.json").read_text()
+        (files("contracts") / "asyncapi" / f"{backend}.json").read_text()
     )
     return document
 

@@ -76,10 +76,11 @@ def alembic_config(
     return config
 
 
-def revisions(service: str) -> list[str]:
-    """The service's revisions, first to head (one line: no branches)."""
+@functools.cache
+def revisions(service: str) -> tuple[str, ...]:
+    """The service's revisions, first to head (one line: no branches); read once per process."""
     script = ScriptDirectory.from_config(alembic_config(service))
-    return [r.revision for r in reversed(list(script.walk_revisions()))]
+    return tuple(r.revision for r in reversed(list(script.walk_revisions())))
 
 
 def current(connection: Connection, service: str) -> str | None:

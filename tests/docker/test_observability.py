@@ -110,7 +110,18 @@ async def test_prometheus_scrapes_every_replica_loads_the_rules_and_feeds_the_da
         started = time.time()
         placed_ok = await _place_orders(client, order_url)
         assert placed_ok > 0.9 * LOAD_S * ORDERS_PER_S
-        await asyncio.sleep(2 * SCRAPE_INTERVAL_S)  # the last scrapes of the load
+
+        async def every_order_scraped_as_notified() -> float | None:
+            # The last scrapes of the load are in: notification's count covers every order.
+            query = (
+                'sum(orderbus_events_consumed_total{service="notification", type="order_created"})'
+            )
+            answer = await client.get(f"{prometheus}/api/v1/query", params={"query": query})
+            result = answer.json()["data"]["result"]
+            seen = float(result[0]["value"][1]) if result else 0.0
+            return seen if seen >= placed_ok + 1 else None  # +1: the first order above
+
+        await eventually(every_order_scraped_as_notified, within_s=120)
         panels = await query_panels(
             client, prometheus, DASHBOARD, started, time.time(), SCRAPE_INTERVAL_S
         )
