@@ -1,4 +1,4 @@
-"""The pluggable broker abstraction: one port (`Bus`), one module per backend.
+"""The pluggable broker abstraction: one port (`Bus`), one package per backend.
 
 bus = create_bus(BusSettings())          # BUS_BACKEND / BUS_URL from the environment
 bus.subscribe("order_created", handle, group="billing", consumer="billing-1")
@@ -9,7 +9,7 @@ await bus.close()
 """
 
 from bus.port import BatchHandler, Bus, Capabilities, Delivery, Handler, NotPublished, Received
-from bus.registry import BACKENDS, backend_class, create_bus
+from bus.registry import BACKENDS, backend_class, backend_info, create_bus
 from bus.settings import BusSettings
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "NotPublished",
     "Received",
     "backend_class",
+    "backend_info",
     "create_bus",
 ]

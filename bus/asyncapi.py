@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from faststream.rabbit import ExchangeType, RabbitExchange
-from faststream.redis import PubSub, StreamSub
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, create_model
 
@@ -32,20 +30,6 @@ class Channel:
     data: type[BaseModel] | None
     """The model of the event's `data`; None documents it as any JSON object."""
     description: str = ""
-
-
-# Where a publisher writes, per backend: FastStream's publisher arguments for a topic. The
-# subscriber side needs no such table: the backend's `_register` declares it.
-_PUBLISHER: dict[str, Callable[[str], dict[str, Any]]] = {
-    "redis-pubsub": lambda topic: {"channel": PubSub(topic)},
-    "redis-streams": lambda topic: {"stream": StreamSub(topic)},
-    "rabbitmq": lambda topic: {
-        "queue": "",
-        "exchange": RabbitExchange(topic, type=ExchangeType.FANOUT, durable=True),
-    },
-    "kafka": lambda topic: {"topic": topic},
-    "nats": lambda topic: {"subject": topic},
-}
 
 
 def envelope_model(channel: Channel) -> type[CloudEvent]:
@@ -68,10 +52,9 @@ def specification(
     description: str,
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0 document, as JSON-ready data; `subscriptions` are (channel, group)."""
-    if backend not in _PUBLISHER:
-        raise ValueError(f"{backend!r} has no wire protocol to document")
     bus = create_bus(BusSettings(backend=backend))  # nothing connects: the broker is not started
-    assert isinstance(bus, FastStreamBus)
+    if not isinstance(bus, FastStreamBus):
+        raise ValueError(f"{backend!r} has no wire protocol to document")
     for channel, group in subscriptions:
         bus._register(
             Route(channel.topic, group, f"{group}-1", _stub(channel, group), False, False)
@@ -79,7 +62,7 @@ def specification(
     bus._finish_registration()
     for channel in publications:
         bus._broker.publisher(
-            **_PUBLISHER[backend](channel.topic),
+            **bus.publisher_arguments(channel.topic),
             schema=envelope_model(channel),
             title=f"{channel.topic}:publish",
             description=channel.description or None,

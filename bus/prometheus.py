@@ -7,20 +7,12 @@ add themselves (`services.runtime.metrics`, `bus.probes`).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from bus.port import Bus
-
-_MIDDLEWARE = {
-    "redis-pubsub": "faststream.redis.prometheus:RedisPrometheusMiddleware",
-    "redis-streams": "faststream.redis.prometheus:RedisPrometheusMiddleware",
-    "rabbitmq": "faststream.rabbit.prometheus:RabbitPrometheusMiddleware",
-    "kafka": "faststream.kafka.prometheus:KafkaPrometheusMiddleware",
-    "nats": "faststream.nats.prometheus:NatsPrometheusMiddleware",
-}
+from bus.registry import backend_info, load
 
 
 def instrument(bus: Bus, registry: CollectorRegistry, *, service: str, instance: str) -> bool:
@@ -28,11 +20,10 @@ def instrument(bus: Bus, registry: CollectorRegistry, *, service: str, instance:
     broker (memory)."""
     from bus.backends._faststream import FastStreamBus
 
-    target = _MIDDLEWARE.get(bus.name)
+    target = backend_info(bus.name).metrics
     if target is None or not isinstance(bus, FastStreamBus):
         return False
-    module, _, name = target.partition(":")
-    middleware: Any = getattr(importlib.import_module(module), name)
+    middleware: Any = load(target)
     bus._broker.add_middleware(
         middleware(registry=registry, app_name=service, custom_labels={"instance": instance})
     )

@@ -1,11 +1,14 @@
-"""The table of backends: the one place a backend name becomes a class, imported lazily."""
+"""The table of backends: the one place a backend name becomes its descriptor, and the
+descriptor's code is imported, lazily, once the backend is chosen."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from bus.backends import kafka, memory, nats, rabbitmq, redis_pubsub, redis_streams
+from bus.descriptor import Admin, Backend
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -13,66 +16,13 @@ if TYPE_CHECKING:
     from bus.port import Bus
     from bus.settings import BusSettings
 
-
-@dataclass(frozen=True, slots=True)
-class BackendInfo:
-    name: str
-    target: str
-    """`module:Class`, imported only when the backend is chosen."""
-    default_url: str
-    schemes: tuple[str, ...]
-    refused: tuple[tuple[str, str], ...] = ()
-    """`(scheme, why)`: URLs a user may reasonably try that this backend does not honour;
-    refused with the reason rather than connected some other way (plaintext, say)."""
-    credentials: bool = True
-    """Whether a user or password in the URL is honoured; False: refused, never ignored."""
-    many_hosts: bool = False
-    """Whether a comma-separated list of `host:port` is honoured (Kafka's bootstrap servers)."""
-
-
-BACKENDS: dict[str, BackendInfo] = {
-    info.name: info
-    for info in (
-        BackendInfo("memory", "bus.backends.memory:MemoryBus", "memory://default", ("memory",)),
-        BackendInfo(
-            "redis-pubsub",
-            "bus.backends.redis_pubsub:RedisPubSubBus",
-            "redis://127.0.0.1:6379/0",
-            ("redis", "rediss", "unix"),
-        ),
-        BackendInfo(
-            "redis-streams",
-            "bus.backends.redis_streams:RedisStreamsBus",
-            "redis://127.0.0.1:6379/0",
-            ("redis", "rediss", "unix"),
-        ),
-        BackendInfo(
-            "rabbitmq",
-            "bus.backends.rabbitmq:RabbitMQBus",
-            "amqp://guest:guest@127.0.0.1:5672/",
-            ("amqp", "amqps"),
-        ),
-        BackendInfo(
-            "kafka",
-            "bus.backends.kafka:KafkaBus",
-            "kafka://127.0.0.1:9092",
-            ("kafka",),
-            refused=(
-                (
-                    "kafkas",
-                    "TLS to Kafka is not set up by this bus (it would connect in plaintext); "
-                    "use kafka:// on a network you trust",
-                ),
-            ),
-            credentials=False,
-            many_hosts=True,
-        ),
-        BackendInfo("nats", "bus.backends.nats:NatsBus", "nats://127.0.0.1:4222", ("nats", "tls")),
-    )
+BACKENDS: dict[str, Backend] = {
+    package.BACKEND.name: package.BACKEND
+    for package in (memory, redis_pubsub, redis_streams, rabbitmq, kafka, nats)
 }
 
 
-def backend_info(name: str) -> BackendInfo:
+def backend_info(name: str) -> Backend:
     try:
         return BACKENDS[name]
     except KeyError:
@@ -83,9 +33,20 @@ def backend_info(name: str) -> BackendInfo:
         ) from None
 
 
+def load(target: str) -> Any:
+    """The attribute `module:name` names, importing its module."""
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 def backend_class(name: str) -> type[Bus]:
-    module_name, _, class_name = backend_info(name).target.partition(":")
-    return cast("type[Bus]", getattr(importlib.import_module(module_name), class_name))
+    return cast("type[Bus]", load(backend_info(name).bus))
+
+
+def backend_admin(name: str) -> Admin:
+    admin = load(backend_info(name).admin)
+    assert isinstance(admin, Admin), f"{name}'s admin is not an Admin"
+    return admin
 
 
 def create_bus(settings: BusSettings | None = None) -> Bus:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from bus.registry import BackendInfo
+    from bus.descriptor import Backend
 
 SECRET_WORDS = ("pass", "token", "secret", "key", "auth", "cred", "nkey", "jwt")
 """A query parameter whose name holds one of these has its value redacted."""
@@ -43,7 +43,7 @@ def _port_ok(host: str) -> bool:
     return port is None or 0 < port < 65536
 
 
-def check_url(info: BackendInfo, url: str) -> str:
+def check_url(info: Backend, url: str) -> str:
     """Return `url` if it suits the backend, else raise naming why (credentials redacted)."""
     backend, schemes = info.name, info.schemes
     try:

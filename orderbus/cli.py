@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bus import BusSettings
-from bus.registry import BACKENDS, backend_class
+from bus.registry import BACKENDS, backend_info
 from services import __version__
 from services.runtime.http import server_config
 from services.runtime.logs import bind_instance, configure_logging
@@ -168,7 +168,7 @@ def _backends(_: argparse.Namespace) -> int:
     rows = [("backend", "fan-out", "competing", "catch-up", "redelivery", "ordering")]
     yes = {True: "yes", False: "no"}
     for name in BACKENDS:
-        caps = backend_class(name).capabilities
+        caps = backend_info(name).capabilities
         rows.append(
             (
                 name,

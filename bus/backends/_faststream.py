@@ -94,6 +94,12 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
     @abstractmethod
     async def _publish(self, topic: str, body: bytes, key: str) -> None: ...
 
+    @staticmethod
+    @abstractmethod
+    def publisher_arguments(topic: str) -> dict[str, Any]:
+        """FastStream's publisher arguments for where `publish(topic, ...)` writes, for the
+        AsyncAPI document (the subscriber side is what `_register` declares)."""
+
     @abstractmethod
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         """Append one record to the group's `dlq.<group>`, confirmed by the broker."""

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bus import names
+from bus.backends._redis import DATA_FIELD as REDIS_DATA_FIELD
 from bus.backends.kafka import bootstrap_servers
-from bus.backends.nats import FETCH_WINDOW_S
-from bus.dead_letter_store import REDIS_DATA_FIELD
+from bus.backends.nats.bus import FETCH_WINDOW_S
 
 OnBody = Callable[[bytes], None]
 PREFETCH = 16

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bus import backend_class, names
+from bus import backend_info, names
 from bus.dead_letter_store import open_store
 from contracts import CloudEvent
 from orderbus.demo.flow import WAIT_S
@@ -60,7 +60,7 @@ async def crash_and_redelivery(stage: Stage) -> Outcome:
         (1, "billing-1", f"took order {short(event.subject)} (attempt {took[-1].decode()})"),
         (2, "billing-1", f"died inside its handler, exit {worker.returncode}: no ack"),
     ]
-    if backend_class(settings.backend).capabilities.redelivery:
+    if backend_info(settings.backend).capabilities.redelivery:
         redelivered = await wait_until(lambda: bool(survivor.got()), WAIT_S)
         after_s = time.monotonic() - died_at
         attempt = survivor.got()[0].attempt if redelivered else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bus import backend_class
+from bus import backend_info
 from orderbus.demo.stage import Outcome, Stage, short, wait_until
 
 WAIT_S = 30.0
@@ -32,7 +32,7 @@ async def fan_out(stage: Stage) -> Outcome:
 
 async def competing_consumers(stage: Stage) -> Outcome:
     outcome = Outcome(2, "Competing consumers: two billing replicas, twenty orders")
-    competing = backend_class(stage.settings.backend).capabilities.competing_consumers
+    competing = backend_info(stage.settings.backend).capabilities.competing_consumers
     replicas = await stage.consumers(
         ("billing", "billing-1"), ("billing", "billing-2"), work_s=0.01
     )
@@ -68,7 +68,7 @@ async def competing_consumers(stage: Stage) -> Outcome:
 
 async def offline_subscriber(stage: Stage) -> Outcome:
     outcome = Outcome(3, "Pub/sub vs streams: a subscriber offline for a moment")
-    catches_up = backend_class(stage.settings.backend).capabilities.offline_catch_up
+    catches_up = backend_info(stage.settings.backend).capabilities.offline_catch_up
     [online] = await stage.consumers(("notification", "notification-1"))
     before = await stage.publish(2)
     await wait_until(lambda: len(online.got()) >= 2, WAIT_S)

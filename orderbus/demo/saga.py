@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bus import BACKENDS, backend_class
+from bus import BACKENDS, backend_info
 from contracts.catalogue import CATALOGUE
 from orderbus.demo.flow import WAIT_S
 from orderbus.demo.stage import Cell, Outcome, Stage, Table, poll, short
@@ -25,7 +25,7 @@ from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 Clients = dict[ServiceName, httpx.AsyncClient]
 ORDERS = [PlaceOrders(customer_id="demo"), *[PlaceOrders(customer_id="demo", scarce=True)] * 3]
 """One order of a plentiful product, then three of the scarce one: two take its stock."""
-DURABLE = ", ".join(b for b in BACKENDS if backend_class(b).capabilities.offline_catch_up)
+DURABLE = ", ".join(b for b in BACKENDS if backend_info(b).capabilities.offline_catch_up)
 """Where the saga is proven through every fault (tests/e2e/test_saga.py)."""
 
 

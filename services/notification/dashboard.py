@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse
 from pydantic import SecretStr
 
-from bus import backend_class
+from bus import backend_info
 from bus.probes import Probe, open_probe
 from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.notification.controls import ControlsClient
@@ -174,7 +174,7 @@ def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
         return {
             "served_by": runtime.instance,
             "backend": backend,
-            "capabilities": asdict(backend_class(backend).capabilities),
+            "capabilities": asdict(backend_info(backend).capabilities),
             "admin": runtime.settings.admin_token is not None,
             "instances": [
                 a.model_dump(mode="json", exclude={"events", "signature"})

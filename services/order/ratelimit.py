@@ -28,11 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from services.runtime.service import Runtime
 from services.runtime.settings import ServiceSettings
 
@@ -159,6 +154,13 @@ class RedisRateLimiter:
         self.window_s = window_s
         self.prefix = prefix
         self._clock = clock
+        # Imported here: a service on another broker never loads the Redis client.
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         # No connection yet: redis-py connects on the first command. Made here so a malformed
         # URL stops the app at startup rather than failing each order.
         self._client = Redis.from_url(
@@ -182,7 +184,7 @@ class RedisRateLimiter:
         now = self._clock()
         try:
             counts = await self._count([self.key(key, now) for key, _ in keys])
-        except (RedisError, OSError) as error:
+        except self._errors as error:
             self._unavailable(error)
             return [Verdict(True, limit, self.window_s, 1) for _, limit in keys]
         if self._failing:

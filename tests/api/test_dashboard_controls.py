@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from bus import Bus, BusSettings
-from bus.backends import memory
+from bus.backends.memory import bus as memory
 from bus.retry import DeadLetter
 from contracts import INSTANCE_ACTIVITY, ORDER_CREATED, CloudEvent, InstanceActivity
 from orderbus.specs import create_app

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Bus, BusSettings, Delivery
-from bus.backends import memory
+from bus.backends.memory import bus as memory
 from bus.retry import DeadLetter
 from contracts import ORDER_CONFIRMED, ORDER_CREATED, CloudEvent, OrderConfirmed, wrap
 from orderbus.specs import create_app

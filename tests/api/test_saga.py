@@ -191,7 +191,7 @@ async def test_a_replay_of_a_decided_order_gets_the_first_answer_again(
 async def test_an_answer_about_an_unknown_order_is_dead_lettered(
     running: Running, publisher: Bus, settings: ServiceSettings
 ) -> None:
-    from bus.backends.memory import dead_letters
+    from bus.backends.memory.bus import dead_letters
 
     async with running("order"):
         stray = reserved(str(uuid.uuid4()))

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bus import BusSettings, create_bus
-from bus.backends import memory
+from bus.backends.memory import bus as memory
 from contracts import ORDER_CREATED
 from orderbus.specs import create_app
 from services.runtime.settings import ServiceSettings

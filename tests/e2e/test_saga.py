@@ -22,14 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
-from bus import BACKENDS, backend_class
+from bus import BACKENDS, backend_info
 from contracts.catalogue import CATALOGUE
 from tests.e2e.system import System, orderbus_up, remove_system_topology
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
-DURABLE = [b for b in BACKENDS if backend_class(b).capabilities.offline_catch_up]
+DURABLE = [b for b in BACKENDS if backend_info(b).capabilities.offline_catch_up]
 INITIAL = {p.sku: p.initial_stock for p in CATALOGUE}
 LIMITED = "LIMITED-EDITION"
 assert INITIAL[LIMITED] == 5, "the mix below is built for five in stock"

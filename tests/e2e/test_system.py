@@ -17,7 +17,7 @@ import httpx
 import pytest
 import websockets
 
-from bus import backend_class
+from bus import backend_info
 from contracts import ORDER_CREATED
 from tests.e2e.system import ADMIN_TOKEN, System, orderbus_up, remove_system_topology
 from tests.polling import eventually
@@ -45,7 +45,7 @@ async def processed(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]
 
 
 async def test_orders_reach_every_service_once_in_effect(backend: str, system: System) -> None:
-    caps = backend_class(backend).capabilities
+    caps = backend_info(backend).capabilities
     async with httpx.AsyncClient(timeout=30) as client:
         order_url = system.url("order-1")
         limit = asyncio.Semaphore(10)

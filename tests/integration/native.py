@@ -4,9 +4,10 @@ clean up after a test."""
 from __future__ import annotations
 
 from bus import BusSettings, names
-from bus.backends import memory
+from bus.backends._redis import DATA_FIELD as REDIS_DATA_FIELD
 from bus.backends.kafka import bootstrap_servers
-from bus.dead_letter_store import REDIS_DATA_FIELD, open_store
+from bus.backends.memory import bus as memory
+from bus.dead_letter_store import open_store
 from bus.retry import DeadLetter
 from bus.topology import remove_topology
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bus import BACKENDS, Bus, Delivery, Received, backend_class
+from bus import BACKENDS, Bus, Delivery, Received, backend_info
 from bus.retry import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
@@ -81,7 +81,7 @@ async def test_fan_out(backend: str, make_bus: BusFactory, names: Names) -> None
 
 
 async def test_competing_consumers(backend: str, make_bus: BusFactory, names: Names) -> None:
-    caps = backend_class(backend).capabilities
+    caps = backend_info(backend).capabilities
     topic, group = names.topic(), names.group()
     received = Recorder()  # one recorder for both replicas, told apart by Delivery.consumer
     await asyncio.gather(
@@ -109,7 +109,7 @@ async def test_competing_consumers(backend: str, make_bus: BusFactory, names: Na
 
 
 async def test_offline_catch_up(backend: str, make_bus: BusFactory, names: Names) -> None:
-    caps = backend_class(backend).capabilities
+    caps = backend_info(backend).capabilities
     topic, group = names.topic(), names.group()
     publisher = await make_bus()
     before = Recorder()
@@ -158,7 +158,7 @@ async def test_closing_acknowledges_every_handled_event(
 
 
 async def test_concurrent_publishers(backend: str, make_bus: BusFactory, names: Names) -> None:
-    caps = backend_class(backend).capabilities
+    caps = backend_info(backend).capabilities
     topic, group = names.topic(), names.group()
     received = Recorder()
     consumers = ["c0", "c1", "c2"]
@@ -238,7 +238,7 @@ async def test_publish_many_keeps_publish_order_across_topics(
 # Only a backend that declares per-key ordering across consumers can be held to it; the rest
 # promise order for one consumer, proven by the test above.
 @pytest.mark.parametrize(
-    "backend", [b for b in BACKENDS if backend_class(b).capabilities.per_key_ordering]
+    "backend", [b for b in BACKENDS if backend_info(b).capabilities.per_key_ordering]
 )
 async def test_per_key_order_across_consumers(
     backend: str, make_bus: BusFactory, names: Names
@@ -291,7 +291,7 @@ async def test_events_waiting_behind_slow_handlers_are_not_redelivered(
 async def test_failed_events_are_redelivered(
     backend: str, make_bus: BusFactory, names: Names
 ) -> None:
-    caps = backend_class(backend).capabilities
+    caps = backend_info(backend).capabilities
     topic, group = names.topic(), names.group()
     handled = Recorder()
     failed: dict[uuid.UUID, Delivery] = {}
@@ -357,7 +357,7 @@ async def test_poison_messages_are_dead_lettered_while_events_flow(
 async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
     backend: str, backend_url: str, make_bus: BusFactory, names: Names
 ) -> None:
-    caps = backend_class(backend).capabilities
+    caps = backend_info(backend).capabilities
     topic, group = names.topic(), names.group()
     handled = Recorder()
     tries: dict[uuid.UUID, list[float]] = {}
@@ -409,7 +409,7 @@ async def test_an_event_waiting_for_its_retry_holds_back_no_other_topic(
     """One group's consumer reads both topics (on Kafka one consumer for the group): while an
     event of one waits out its backoff (at least 4 s here), the other topic's events go on,
     and the waiting event is tried again after."""
-    if not backend_class(backend).capabilities.redelivery:
+    if not backend_info(backend).capabilities.redelivery:
         pytest.skip("no redelivery: nothing waits")
     waiting, flowing, group = names.topic(), names.topic(), names.group()
     first, second = Recorder(), Recorder()
@@ -490,7 +490,7 @@ async def test_a_poison_event_inside_a_batch_goes_alone_to_the_dead_letters(
     assert max(sizes) > 1, "the events came in batches"
     assert sorted(committed) == sorted(e.id for e in [first, *good]), "each once"
     assert {letter.event_id for letter in letters} == {str(bad.id), None}
-    attempts = 2 if backend_class(backend).capabilities.redelivery else 1
+    attempts = 2 if backend_info(backend).capabilities.redelivery else 1
     assert next(x for x in letters if x.event_id).attempts == attempts
 
     async def none_left() -> bool | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import nats
 
 from bus.backends.nats import dead_letter_stream
-from bus.dead_letter_store import NatsStore
+from bus.backends.nats.admin import NatsStore
 from tests.brokers import Kind
 
 

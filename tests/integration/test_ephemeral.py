@@ -16,7 +16,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from bus import Bus, Delivery, backend_class
+from bus import Bus, Delivery, backend_info
 from bus.names import dead_letters, group_queue
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
@@ -74,7 +74,7 @@ async def test_an_event_past_its_attempts_is_dropped_not_dead_lettered(
     event = make_event(topic, 0)
     await publisher.publish(topic, event)
 
-    attempts = 2 if backend_class(backend).capabilities.redelivery else 1
+    attempts = 2 if backend_info(backend).capabilities.redelivery else 1
     await tried.wait_until(lambda: len(tried.received) >= attempts)
     after = make_event(topic, 1)
     await publisher.publish(topic, after)  # handled after the drop: the group moved on

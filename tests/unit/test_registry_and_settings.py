@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from bus import BACKENDS, BusSettings, backend_class, create_bus
 from bus.backends.kafka import bootstrap_servers
-from bus.backends.memory import MemoryBus
+from bus.backends.memory.bus import MemoryBus
 from bus.urls import redact
 from services.runtime.settings import ServiceSettings
 

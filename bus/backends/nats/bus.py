@@ -38,6 +38,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from bus import names
 from bus.backends._faststream import PING_TIMEOUT_S, FastStreamBus, documented
+from bus.backends.nats import BACKEND, dead_letter_stream
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 
@@ -49,11 +50,6 @@ FETCH_WINDOW_S = 0.1
 
 STREAM_NAME_IN_USE = 10058
 """JetStream's error code: a stream of that name exists with another configuration."""
-
-
-def dead_letter_stream(group: str) -> str:
-    """Stream names may not contain dots: `dlq.billing` is kept in stream `dlq_billing`."""
-    return names.dead_letters(group).replace(".", "_")
 
 
 async def _raw(message: list[Msg]) -> StreamMessage[list[Msg]]:
@@ -96,15 +92,12 @@ class _Transport:
 
 
 class NatsBus(FastStreamBus[NatsBroker]):
-    name: ClassVar[str] = "nats"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        fan_out=True,
-        competing_consumers=True,
-        offline_catch_up=True,
-        redelivery=True,
-        per_key_ordering=False,
-        ordering="per stream, with one consumer",
-    )
+    name: ClassVar[str] = BACKEND.name
+    capabilities: ClassVar[Capabilities] = BACKEND.capabilities
+
+    @staticmethod
+    def publisher_arguments(topic: str) -> dict[str, Any]:
+        return {"subject": topic}
 
     def _create_broker(self, url: str, **common: Any) -> NatsBroker:
         self._declared: set[str] = set()

@@ -29,6 +29,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from bus import names, tracing
+from bus.backends.memory import BACKEND
 from bus.codec import encode
 from bus.pipeline import Pipeline, Route, Routing
 from bus.port import Capabilities
@@ -140,15 +141,8 @@ class _Transport:
 
 
 class MemoryBus(Routing):
-    name: ClassVar[str] = "memory"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        fan_out=True,
-        competing_consumers=True,
-        offline_catch_up=False,
-        redelivery=True,
-        per_key_ordering=False,
-        ordering="per group, with one consumer",
-    )
+    name: ClassVar[str] = BACKEND.name
+    capabilities: ClassVar[Capabilities] = BACKEND.capabilities
 
     def __init__(self, settings: BusSettings) -> None:
         super().__init__()

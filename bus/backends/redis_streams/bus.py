@@ -52,16 +52,15 @@ from faststream.redis import RedisBroker, StreamSub
 from bus import names
 from bus.backends._coalesced_acks import CoalescedAcks
 from bus.backends._faststream import FastStreamBus, documented
-from bus.backends._redis_format import PlainMessageFormat
-from bus.backends._redis_pipeline import PipelinedPublisher
+from bus.backends._redis import DATA_FIELD
+from bus.backends._redis.format import PlainMessageFormat
+from bus.backends._redis.pipeline import PipelinedPublisher
+from bus.backends.redis_streams import BACKEND
 from bus.codec import PoisonMessage
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 
 log = logging.getLogger(__name__)
-
-DATA = b"__data__"
-"""The field of a stream entry that holds the event (FastStream's name for it)."""
 
 
 def _text(value: bytes | str) -> str:
@@ -103,12 +102,12 @@ class _Transport:
         return self._bus._broker.config.connection.client
 
     def body(self, message: _Entry) -> bytes:
-        body = message.fields.get(DATA)
+        body = message.fields.get(DATA_FIELD)
         if body is None:
             raw = {_bytes(k): _bytes(v) for k, v in message.fields.items()}
             fields = sorted(k.decode(errors="replace") for k in raw)
             raise PoisonMessage(
-                f"stream entry without a {DATA.decode()} field: {fields[:5]}",
+                f"stream entry without a {DATA_FIELD.decode()} field: {fields[:5]}",
                 raw=b"\n".join(k + b"=" + v for k, v in raw.items()),
             )
         return body
@@ -180,15 +179,13 @@ def _after(entry_id: str) -> tuple[int, ...]:
 class RedisStreamsBus(FastStreamBus[RedisBroker]):
     """Adds what FastStream's stream subscriber lacks: removing the consumers that died."""
 
-    name: ClassVar[str] = "redis-streams"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        fan_out=True,
-        competing_consumers=True,
-        offline_catch_up=True,
-        redelivery=True,
-        per_key_ordering=False,
-        ordering="per stream, with one consumer",
-    )
+    name: ClassVar[str] = BACKEND.name
+    capabilities: ClassVar[Capabilities] = BACKEND.capabilities
+
+    @staticmethod
+    def publisher_arguments(topic: str) -> dict[str, Any]:
+        return {"stream": StreamSub(topic)}
+
     publishes_keep_order_together: ClassVar[bool] = True  # one pipeline, in arrival order
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:

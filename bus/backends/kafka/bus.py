@@ -31,7 +31,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar, Union
-from urllib.parse import urlsplit
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import AckPolicy, StreamMessage
@@ -42,6 +41,7 @@ from faststream.kafka.subscriber.usecase import LogicSubscriber
 from bus import names
 from bus.backends._coalesced_acks import CoalescedAcks
 from bus.backends._faststream import FastStreamBus, OnMessage
+from bus.backends.kafka import BACKEND, bootstrap_servers
 from bus.codec import PoisonMessage
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
@@ -49,10 +49,6 @@ from bus.port import Capabilities
 log = logging.getLogger(__name__)
 
 Offset = tuple[str, int, int]
-
-
-def bootstrap_servers(url: str) -> list[str]:
-    return urlsplit(url).netloc.split(",")
 
 
 async def _raw(message: Any) -> StreamMessage[Any]:
@@ -108,15 +104,12 @@ def _offset(message: ConsumerRecord[Any, Any]) -> Offset:
 
 
 class KafkaBus(FastStreamBus[KafkaBroker]):
-    name: ClassVar[str] = "kafka"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        fan_out=True,
-        competing_consumers=True,
-        offline_catch_up=True,
-        redelivery=True,
-        per_key_ordering=True,
-        ordering="per key (the order id)",
-    )
+    name: ClassVar[str] = BACKEND.name
+    capabilities: ClassVar[Capabilities] = BACKEND.capabilities
+
+    @staticmethod
+    def publisher_arguments(topic: str) -> dict[str, Any]:
+        return {"topic": topic}
 
     def _create_broker(self, url: str, **common: Any) -> KafkaBroker:
         self._subscribers: list[LogicSubscriber[Any]] = []

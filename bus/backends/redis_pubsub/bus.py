@@ -25,8 +25,9 @@ from faststream.redis import PubSub, RedisBroker
 
 from bus import names
 from bus.backends._faststream import FastStreamBus, documented
-from bus.backends._redis_format import PlainMessageFormat
-from bus.backends._redis_pipeline import PipelinedPublisher
+from bus.backends._redis.format import PlainMessageFormat
+from bus.backends._redis.pipeline import PipelinedPublisher
+from bus.backends.redis_pubsub import BACKEND
 from bus.codec import PoisonMessage
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
@@ -73,15 +74,13 @@ class _Transport:
 
 
 class RedisPubSubBus(FastStreamBus[RedisBroker]):
-    name: ClassVar[str] = "redis-pubsub"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        fan_out=True,
-        competing_consumers=False,
-        offline_catch_up=False,
-        redelivery=False,
-        per_key_ordering=False,
-        ordering="per channel",
-    )
+    name: ClassVar[str] = BACKEND.name
+    capabilities: ClassVar[Capabilities] = BACKEND.capabilities
+
+    @staticmethod
+    def publisher_arguments(topic: str) -> dict[str, Any]:
+        return {"channel": PubSub(topic)}
+
     publishes_keep_order_together: ClassVar[bool] = True  # one pipeline, in arrival order
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:

@@ -58,6 +58,7 @@ from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 from bus import names
 from bus.backends._faststream import FastStreamBus, documented
+from bus.backends.rabbitmq import BACKEND
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities, NotPublished
 from bus.settings import MAX_ATTEMPTS_LIMIT
@@ -125,15 +126,12 @@ class _Transport:
 
 
 class RabbitMQBus(FastStreamBus[RabbitBroker]):
-    name: ClassVar[str] = "rabbitmq"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        fan_out=True,
-        competing_consumers=True,
-        offline_catch_up=True,
-        redelivery=True,
-        per_key_ordering=False,
-        ordering="per queue, with one consumer",
-    )
+    name: ClassVar[str] = BACKEND.name
+    capabilities: ClassVar[Capabilities] = BACKEND.capabilities
+
+    @staticmethod
+    def publisher_arguments(topic: str) -> dict[str, Any]:
+        return {"queue": "", "exchange": _exchange(topic)}
 
     def _create_broker(self, url: str, **common: Any) -> RabbitBroker:
         # (topic, group, queue, ephemeral)
