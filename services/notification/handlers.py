@@ -3,7 +3,7 @@ send; after commit, send it (`services.notification.mail`) and push it live."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -72,18 +72,21 @@ async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery
     await mail.queue(conn, notice, delivery.consumer)
 
 
-def send_and_push(mailer: mail.Mailer, live: LiveRelay) -> Callable[[CloudEvent], Awaitable[None]]:
-    async def after_commit(event: CloudEvent) -> None:
-        notice = notice_of(event)
-        await mailer.deliver(notice)
-        live.push(
-            {
-                "type": "notification",
-                "kind": notice.kind,
-                "order_id": notice.order_id,
-                "customer_id": notice.customer_id,
-                "message": notice.message,
-            }
-        )
+def send_and_push(
+    mailer: mail.Mailer, live: LiveRelay
+) -> Callable[[Sequence[CloudEvent]], Awaitable[None]]:
+    async def after_commit(events: Sequence[CloudEvent]) -> None:
+        notices = [notice_of(event) for event in events]
+        await mailer.deliver(notices)
+        for notice in notices:
+            live.push(
+                {
+                    "type": "notification",
+                    "kind": notice.kind,
+                    "order_id": notice.order_id,
+                    "customer_id": notice.customer_id,
+                    "message": notice.message,
+                }
+            )
 
     return after_commit

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -103,26 +104,30 @@ class Mailer:
         assert self._runtime is not None, "bind() the mailer to its runtime first"
         return self._runtime
 
-    async def deliver(self, notice: Notice) -> None:
-        """Send `notice`'s email now; if that fails, `run` sends it later."""
-        try:
-            await send_email(notice.customer_id, notice.message)
-        except Exception as exc:  # noqa: BLE001 - whatever the mail API raises, `run` retries
-            log.warning(
-                "email for order %s (%s) not sent (%s); retried in %.0fs",
-                notice.order_id,
-                notice.kind,
-                type(exc).__name__,
-                CLAIM_S,
-            )
+    async def deliver(self, notices: Sequence[Notice]) -> None:
+        """Send the emails of `notices` (one batch's) now, then delete the sent in one
+        statement; what fails to send, `run` sends later."""
+        sent: list[tuple[str, str]] = []
+        for notice in notices:
+            try:
+                await send_email(notice.customer_id, notice.message)
+            except Exception as exc:  # noqa: BLE001 - whatever the mail API raises, `run` retries
+                log.warning(
+                    "email for order %s (%s) not sent (%s); retried in %.0fs",
+                    notice.order_id,
+                    notice.kind,
+                    type(exc).__name__,
+                    CLAIM_S,
+                )
+                continue
+            sent.append((notice.order_id, notice.kind))
+        if not sent:
             return
         try:
             async with self.runtime.engine.begin() as conn:
-                await conn.execute(_SENT, {"keys": [(notice.order_id, notice.kind)]})
-        except Exception as exc:  # noqa: BLE001 - sent; `run` may send it again (at least once)
-            log.warning(
-                "email for order %s sent, not marked (%s)", notice.order_id, type(exc).__name__
-            )
+                await conn.execute(_SENT, {"keys": sent})
+        except Exception as exc:  # noqa: BLE001 - sent; `run` may send them again (at least once)
+            log.warning("%d emails sent, not marked (%s)", len(sent), type(exc).__name__)
 
     async def run(self, runtime: Runtime) -> None:
         """A background task: every `SWEEP_S`, send the emails nobody is sending."""

@@ -79,9 +79,8 @@ def inbox_handler(runtime: Runtime, subscription: Subscription) -> BatchHandler:
             )
         if new and runtime.relay is not None:
             runtime.relay.wake.set()  # the effects may have enqueued events: publish them now
-        if subscription.after_commit is not None:
-            for event in new:
-                await subscription.after_commit(event)
+        if new and subscription.after_commit is not None:
+            await subscription.after_commit(new)
 
     return handle
 

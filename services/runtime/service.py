@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 class Subscription:
     topic: str
     effect: Effect
-    after_commit: Callable[[CloudEvent], Awaitable[None]] | None = None
-    """Runs once the effect is committed (never for a duplicate): side effects outside the
-    database, such as pushing to WebSocket clients."""
+    after_commit: Callable[[Sequence[CloudEvent]], Awaitable[None]] | None = None
+    """Runs once a batch's effects are committed, with its new events in delivery order
+    (never a duplicate): side effects outside the database, such as sending an email or
+    pushing to WebSocket clients. One call per batch, so such work can be batched too."""
 
 
 @dataclass(frozen=True)
