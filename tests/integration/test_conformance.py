@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from bus import BACKENDS, Bus, Delivery, Received, backend_info
 from bus.retry import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
+from tests.integration.doomed_consumer import effects, open_inbox, record_effect
 from tests.integration.native import inject_raw, read_dead_letters, unacknowledged
 from tests.polling import eventually
 
@@ -240,17 +246,28 @@ async def test_publish_many_keeps_publish_order_across_topics(
 @pytest.mark.parametrize(
     "backend", [b for b in BACKENDS if backend_info(b).capabilities.per_key_ordering]
 )
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "in-batches"])
 async def test_per_key_order_across_consumers(
-    backend: str, make_bus: BusFactory, names: Names
+    backend: str, batched: bool, make_bus: BusFactory, names: Names
 ) -> None:
     topic, group = names.topic(), names.group()
     received = Recorder()
-    await asyncio.gather(*(make_bus((topic, received, group, f"c{n}")) for n in range(3)))
+    sizes: list[int] = []
+
+    async def take(batch: Sequence[Received]) -> None:
+        sizes.append(len(batch))
+        for r in batch:
+            await received(r.event, r.delivery)
+
+    handler = take if batched else received
+    await asyncio.gather(
+        *(make_bus((topic, handler, group, f"c{n}"), batched=batched) for n in range(3))
+    )
     publisher = await make_bus()
     keys = [f"order-{uuid.uuid4()}" for _ in range(12)]
     sent = [make_event(topic, i, subject=keys[i % len(keys)]) for i in range(360)]
 
-    await publish_all(publisher, topic, sent)
+    await publisher.publish_many([(topic, event) for event in sent])
     await received.wait_for_count(len(sent))
 
     for key in keys:
@@ -259,6 +276,8 @@ async def test_per_key_order_across_consumers(
         assert len(seen) == 30
     consumers = {delivery.consumer for _, delivery in received.received}
     assert len(consumers) >= 2, "one consumer read every partition: nothing was proven"
+    if batched:
+        assert max(sizes) > 1, "the events came one at a time: no batch was proven"
 
 
 async def test_events_waiting_behind_slow_handlers_are_not_redelivered(
@@ -506,3 +525,70 @@ async def dead_letters_when(
     letters = await read_dead_letters(backend, url, group)
     assert len(letters) <= count, f"more dead letters than expected: {letters}"
     return letters if len(letters) == count else None
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [b for b in BACKENDS if backend_info(b).capabilities.offline_catch_up],
+)
+async def test_a_consumer_killed_mid_batch_has_the_batch_redelivered_with_no_double_effect(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names, tmp_path: Path
+) -> None:
+    """A consumer process dies halfway through a batch's transaction (tests/integration/
+    doomed_consumer.py): nothing of that batch was acknowledged, so another consumer of the
+    group is given every event of it again; the inbox commits each event's effect once,
+    including the events acknowledged just before the kill (acknowledgements are coalesced:
+    some may never have reached the broker)."""
+    topic, group = names.topic(), names.group()
+    database = tmp_path / "inbox.db"
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.doomed_consumer",
+        topic,
+        group,
+        str(database),
+        env=os.environ | {"BUS_BACKEND": backend, "BUS_URL": backend_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert doomed.stdout is not None
+        async with asyncio.timeout(60):
+            ready = await doomed.stdout.readline()
+        assert ready == b"ready\n", (ready, await doomed.stderr.read() if doomed.stderr else b"")
+        publisher = await make_bus()
+        sent = [make_event(topic, i) for i in range(200)]
+        await publisher.publish_many([(topic, event) for event in sent])
+        async with asyncio.timeout(60):
+            killed_batch = json.loads(await doomed.stdout.readline())
+            assert await doomed.wait() == 9
+    finally:
+        if doomed.returncode is None:
+            doomed.kill()
+            await doomed.wait()
+
+    engine, inbox = await open_inbox(str(database), "survivor")
+    redelivered: list[str] = []
+
+    async def survive(batch: Sequence[Received]) -> None:
+        await inbox.handle_batch(batch, record_effect)
+        redelivered.extend(str(r.event.id) for r in batch)
+
+    try:
+        await make_bus((topic, survive, group, "survivor"), batched=True)
+
+        async def counts() -> dict[str, int] | None:
+            async with engine.connect() as conn:
+                query = select(effects.c.event_id, func.count()).group_by(effects.c.event_id)
+                found = {row[0]: row[1] for row in await conn.execute(query)}
+            return found if len(found) == len(sent) else None
+
+        effect_counts = await eventually(counts, within_s=90)
+    finally:
+        await engine.dispose()
+
+    assert len(killed_batch) > 1, "the consumer died inside a batch"
+    assert set(effect_counts) == {str(e.id) for e in sent}, "every event had its effect"
+    assert set(effect_counts.values()) == {1}, "and only once"
+    assert set(killed_batch) <= set(redelivered), "the killed batch came again, all of it"
