@@ -1,11 +1,11 @@
 """Group commit for `POST /orders`: the orders placed at the same moment share one transaction.
 
-On SQLite every statement is a round trip to aiosqlite's worker thread, four or so per
-statement (cursor, execute, fetch, close), and the service has one connection. Written one by
-one, an order cost some thirty round trips and queued behind the others for the connection:
-measured with wrk at 16 connections, ~100 orders/s with the process mostly idle, waiting for
-hand-offs between threads. Written together, the orders waiting at that moment take the same
-six statements (BEGIN, four multi-row INSERTs, COMMIT) however many they are.
+A transaction costs far more than the rows in it: BEGIN IMMEDIATE, the commit and the pool's
+checkout and return, each through SQLAlchemy's asyncio layer, against a few µs of SQLite per
+row (docs/performance.md has the figures); on PostgreSQL each statement is a round trip.
+The service also has one SQLite connection, which requests would otherwise queue for one
+by one. Written together, the orders waiting at that moment take the same five statements
+(BEGIN, four multi-row INSERTs) and one commit, however many they are.
 
 All or nothing still holds per order: a batch that fails (an `Idempotency-Key` raced and
 another request won, or an order too large to announce) is written again one order per

@@ -52,10 +52,10 @@ def create_engine(url: str) -> AsyncEngine:
     # requests slept on each other; one connection makes them queue in the pool instead,
     # in order, without sleeping. Replicas in other processes hold the lock at times: that
     # wait is an asyncio sleep, as SQLite runs on the event loop's thread (sqlite_inline).
-    path = parsed.database or ":memory:"
+    # Any SQLite URL (`sqlite://`, or `sqlite+aiosqlite://` as older set-ups name it) runs
+    # on the inline driver.
     engine = create_async_engine(
-        url,
-        async_creator=lambda: sqlite_inline.connect(path),
+        parsed.set(drivername=f"sqlite+{sqlite_inline.SQLiteDialect_inline.driver}"),
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,

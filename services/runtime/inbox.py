@@ -141,8 +141,8 @@ class Inbox:
         try:
             async with self.engine.begin() as conn:
                 # Record the id first, in one statement that skips an id already there,
-                # rather than a SELECT and then an INSERT: one round trip less per event
-                # (on SQLite each is a hop to aiosqlite's thread). The row and the effect
+                # rather than a SELECT and then an INSERT: one statement less per event
+                # (a round trip on PostgreSQL). The row and the effect
                 # still commit or roll back together. A replica inserting the same id at the
                 # same time waits for our transaction and then finds it (PostgreSQL), or
                 # waited for the write lock before it began (SQLite's BEGIN IMMEDIATE).

@@ -164,7 +164,7 @@ class ServiceSettings(BaseSettings):
         url: SecretStr | None = getattr(self, f"{service}_database_url")
         if url is not None:
             return url.get_secret_value()
-        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / f'{service}.db'}"
+        return f"sqlite:///{self.data_dir.resolve() / f'{service}.db'}"
 
     def port(self, service: ServiceName) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -27,7 +27,7 @@ DAY = timedelta(days=1)
 async def test_only_what_is_done_and_past_retention_goes(tmp_path: Path) -> None:
     metadata = MetaData()
     outbox, inbox = outbox_table(metadata), processed_events_table(metadata)
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'service.db'}")
+    engine = create_engine(f"sqlite:///{tmp_path / 'service.db'}")
     async with engine.begin() as conn:  # a scratch table, outside any service's schema
         await conn.run_sync(metadata.create_all)
 

@@ -35,7 +35,7 @@ processed = processed_events_table(metadata)
 
 
 async def open_inbox(database: str, consumer: str) -> tuple[AsyncEngine, Inbox]:
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    engine = create_engine(f"sqlite:///{database}")
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     return engine, Inbox(engine, processed, consumer)

@@ -38,7 +38,7 @@ async def new_database(
     engine of the test's parameter (PostgreSQL ones dropped afterwards)."""
     if request.param == "sqlite":
         paths = iter(range(1_000))
-        yield lambda: _ready(f"sqlite+aiosqlite:///{tmp_path / f'service-{next(paths)}.db'}")
+        yield lambda: _ready(f"sqlite:///{tmp_path / f'service-{next(paths)}.db'}")
         return
     import asyncpg
 

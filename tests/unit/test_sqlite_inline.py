@@ -14,13 +14,15 @@ from services.runtime import sqlite_inline
 from services.runtime.database import create_engine
 
 
-async def test_statements_run_on_the_event_loops_thread(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+@pytest.mark.parametrize("driver", ["sqlite", "sqlite+aiosqlite"])
+async def test_statements_run_on_the_event_loops_thread(tmp_path: Path, driver: str) -> None:
+    """Whichever driver a SQLite URL names (older set-ups say aiosqlite), it runs inline."""
+    engine = create_engine(f"{driver}:///{tmp_path / 'x.db'}")
     try:
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
-            assert isinstance(raw, sqlite_inline.InlineSqlite)
-            raw._conn.create_function("thread_id", 0, threading.get_ident)
+            assert isinstance(raw, sqlite_inline.InlineConnection)
+            raw.create_function("thread_id", 0, threading.get_ident)
             ran_on = (await conn.execute(text("SELECT thread_id()"))).scalar_one()
         assert ran_on == threading.get_ident()
     finally:
@@ -31,7 +33,7 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_while_the_loop_runs(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "shared.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
     holder = sqlite3.connect(path, isolation_level=None)  # another process, as far as SQLite knows
     try:
         async with engine.begin() as conn:
@@ -59,7 +61,7 @@ async def test_a_lock_held_too_long_fails_the_statement(
 ) -> None:
     monkeypatch.setattr(sqlite_inline, "LOCK_WAIT_S", 0.2)
     path = tmp_path / "held.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
     holder = sqlite3.connect(path, isolation_level=None)
     try:
         async with engine.begin() as conn:
