@@ -142,7 +142,17 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
     publishes_keep_order_together: ClassVar[bool] = False
     """Whether publishes started together reach the broker in the order they started (Redis:
     they queue on one pipeline). `publish_many` then starts them all at once, one round trip
-    for the batch; elsewhere it publishes one after the other, each awaited."""
+    for the batch."""
+
+    confirms_apart: ClassVar[bool] = False
+    """Whether the client takes an event in order and confirms it later (`_start_publish`):
+    `publish_many` then hands every event over one after the other and awaits the broker's
+    answers together. Neither flag: one publish after the other, each awaited."""
+
+    async def _start_publish(self, topic: str, body: bytes, key: str) -> Awaitable[object]:
+        """Hand one event to the client, which sends it in the order of these calls; return
+        what to await for the broker's confirmation (raises the broker's refusal)."""
+        raise NotImplementedError
 
     async def publish_many(
         self, events: Sequence[tuple[str, CloudEvent]]
@@ -151,7 +161,28 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
             return await asyncio.gather(
                 *(self.publish(topic, event) for topic, event in events), return_exceptions=True
             )
-        return await super().publish_many(events)
+        if not self.confirms_apart:
+            return await super().publish_many(events)
+        confirmations: list[Awaitable[object]] = []
+        refused: list[BaseException | None] = []
+        for topic, event in events:
+            try:
+                with tracing.publishing(topic, event, self.name) as stamped:
+                    body = encode(stamped, self._settings.max_event_bytes)
+                    key = stamped.subject or str(stamped.id)
+                    confirmations.append(
+                        await self._start_publish(names.check_topic(topic), body, key)
+                    )
+            except Exception as exc:  # noqa: BLE001 - the caller's, per event
+                # Nothing after it is handed over: in order, nothing may overtake what failed.
+                refused = [exc] * (len(events) - len(confirmations))
+                break
+        answers = await asyncio.gather(*confirmations, return_exceptions=True)
+        outcomes: list[BaseException | None] = [
+            answer if isinstance(answer, BaseException) else None for answer in answers
+        ]
+        log.debug("published %d events on %s", len(outcomes), self.name)
+        return outcomes + refused
 
     def _routed(self, route: Route) -> None:
         if self._started:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Union
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -208,6 +208,26 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
         await self._ensure_topic(topic)
         try:
             await self._broker.publish(body, topic=topic, key=key.encode())
+        except Exception:
+            self._forget(topic)
+            raise
+
+    confirms_apart: ClassVar[bool] = True
+
+    async def _start_publish(self, topic: str, body: bytes, key: str) -> Awaitable[object]:
+        """The record appended to the producer's batch of its partition (in call order);
+        awaiting the answer sends the batch, one request per partition for a `publish_many`."""
+        await self._ensure_topic(topic)
+        try:
+            sent = await self._broker.publish(body, topic=topic, key=key.encode(), no_confirm=True)
+        except Exception:
+            self._forget(topic)
+            raise
+        return self._confirmed(topic, sent)
+
+    async def _confirmed(self, topic: str, sent: Awaitable[object]) -> None:
+        try:
+            await sent
         except Exception:
             self._forget(topic)
             raise

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
@@ -47,6 +47,8 @@ log = logging.getLogger("bus")
 FETCH_WINDOW_S = 0.1
 """Longest a pull waits to fill its batch once a first message arrived (see `_register`)."""
 
+PUBLISH_TIMEOUT_S = 5.0
+"""The most a batched publish waits for JetStream's PubAck (nats-py's own request timeout)."""
 
 STREAM_NAME_IN_USE = 10058
 """JetStream's error code: a stream of that name exists with another configuration."""
@@ -243,6 +245,16 @@ class NatsBus(FastStreamBus[NatsBroker]):
         await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
         # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
         await self._broker.publish(body, subject=topic, stream=topic)
+
+    confirms_apart: ClassVar[bool] = True
+
+    async def _start_publish(self, topic: str, body: bytes, key: str) -> Awaitable[object]:
+        """Sent with a reply subject of its own (nats-py's `publish_async`), in call order on
+        the one connection; the PubAck is awaited later, for `PUBLISH_TIMEOUT_S` at most."""
+        await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
+        js = self._broker.config.connection_state.stream
+        acked = await js.publish_async(topic, body, stream=topic, wait_stall=PUBLISH_TIMEOUT_S)
+        return asyncio.wait_for(acked, PUBLISH_TIMEOUT_S)
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         subject = names.dead_letters(group)
