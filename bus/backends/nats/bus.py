@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from faststream import AckPolicy, StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.subscriber.usecases import BatchPullStreamSubscriber
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
@@ -39,13 +40,14 @@ from nats.js.errors import BadRequestError, NotFoundError
 from bus import names
 from bus.backends._faststream import PING_TIMEOUT_S, FastStreamBus, documented
 from bus.backends.nats import BACKEND, dead_letter_stream
+from bus.backends.nats.fetch import ReadyBatchPullSubscriber
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 
 log = logging.getLogger("bus")
 
 FETCH_WINDOW_S = 0.1
-"""Longest a pull waits to fill its batch once a first message arrived (see `_register`)."""
+"""Longest an idle pull waits for a first message before asking again (see `_register`)."""
 
 PUBLISH_TIMEOUT_S = 5.0
 """The most a batched publish waits for JetStream's PubAck (nats-py's own request timeout)."""
@@ -127,22 +129,15 @@ class NatsBus(FastStreamBus[NatsBroker]):
         )
         (self._ephemeral if ephemeral else self._durable).append((topic, group, config))
         pipeline = self._pipeline(route, _Transport(self, route))
-        self._broker.subscriber(
+        subscriber = self._broker.subscriber(
             topic,
             # Declared by `_declare` (created if missing, never changed: a stream's
             # configuration is for its publishers, `_ensure_stream`).
             stream=JStream(topic, subjects=[topic], declare=False),
             durable=group,
-            # After the first message of a waiting pull, nats-py keeps collecting the batch
-            # until the fetch timeout, while the ack-wait clock of what it holds runs. A
-            # window of a fifth of the ack wait keeps a held message from being redelivered
-            # before its handler even starts. It also delays what arrives first in a quiet
-            # moment until the window closes: with 1 s, `orderbus bench` measured p50 122 ms
-            # end to end at 1,000 events/s (nats-py with 0.2 s: 3 ms). 0.1 s bounds that wait
-            # for ten pull requests a second from an idle consumer. As a batch: FastStream
-            # fetches until the window closes or the batch is full (nats-py alone may return
-            # the first message and hold the rest, unseen, while the ack wait runs) and hands
-            # the whole of it over at once.
+            # A batch is what has arrived (`ReadyBatchPullSubscriber`, below); the timeout
+            # is how long an idle pull waits for a first message: ten pull requests a second
+            # from an idle consumer, and a stop never waits longer.
             pull_sub=PullSub(
                 batch_size=self._settings.prefetch,
                 timeout=min(FETCH_WINDOW_S, self._settings.redelivery_after_ms / 1000 / 5),
@@ -154,7 +149,11 @@ class NatsBus(FastStreamBus[NatsBroker]):
             ack_policy=AckPolicy.MANUAL,
             parser=_raw,
             no_reply=True,  # a message's reply subject names no destination of ours
-        )(documented(_deliver(pipeline), route))
+        )
+        # FastStream's own batch loop waits for a full batch or the timeout (fetch.py).
+        assert isinstance(subscriber, BatchPullStreamSubscriber)
+        subscriber.__class__ = ReadyBatchPullSubscriber
+        subscriber(documented(_deliver(pipeline), route))
 
     async def _declare(self) -> None:
         for topic in {stream for stream, _, _ in (*self._ephemeral, *self._durable)}:
