@@ -9,6 +9,9 @@ UV_VERSION := 0.13.9
 export UV_SYSTEM_CERTS := 1
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Compiled once at install: where PYTHONDONTWRITEBYTECODE is set (CI's machines), every process
+# would otherwise compile its imports anew, about 3 s of CPU per service start.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: install up test lint lock schemas broker-files kubernetes
 
