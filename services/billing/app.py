@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Path
 from sqlalchemy import case, select
 
-from contracts import ORDER_CREATED, ORDER_REJECTED, published_by
+from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
 from services.billing.handlers import issue_invoice, void_invoice
 from services.billing.store import invoices, metadata, outbox, voids
 from services.runtime.database import one_or_404
@@ -41,8 +41,8 @@ def spec() -> ServiceSpec:
         metadata=metadata,
         routes=routes,
         subscriptions=[
-            Subscription(ORDER_CREATED, issue_invoice),
-            Subscription(ORDER_REJECTED, void_invoice),
+            Subscription(ORDER_CREATED, OrderCreated, issue_invoice),
+            Subscription(ORDER_REJECTED, OrderRejected, void_invoice),
         ],
         outbox=outbox,
         publishes=published_by("billing"),

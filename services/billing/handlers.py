@@ -17,7 +17,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bus import Delivery
+from bus.port import Received
 from contracts import (
     INVOICE_ISSUED,
     INVOICE_VOIDED,
@@ -41,29 +41,19 @@ _VOIDED = select(voids.c.order_id).where(voids.c.order_id == bindparam("b_order"
 _ADD_VOID = insert(voids)
 
 
-async def issue_invoice(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    order = OrderCreated.model_validate(event.data)
+async def issue_invoice(conn: AsyncConnection, order: OrderCreated, cause: Received) -> None:
     if await _invoice_id(conn, str(order.order_id)) is not None:
         log.info("order %s: invoiced already (its rejection came first)", order.order_id)
         return
-    await _issue(
-        conn, order.order_id, order.customer_id, order.total, order.currency, event, delivery
-    )
+    await _issue(conn, order.order_id, order.customer_id, order.total, order.currency, cause)
 
 
-async def void_invoice(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    rejected = OrderRejected.model_validate(event.data)
+async def void_invoice(conn: AsyncConnection, rejected: OrderRejected, cause: Received) -> None:
     order_id = str(rejected.order_id)
     invoice_id = await _invoice_id(conn, order_id)
     if invoice_id is None:
         invoice_id = await _issue(
-            conn,
-            rejected.order_id,
-            rejected.customer_id,
-            rejected.total,
-            rejected.currency,
-            event,
-            delivery,
+            conn, rejected.order_id, rejected.customer_id, rejected.total, rejected.currency, cause
         )
     already = await conn.execute(_VOIDED, {"b_order": order_id})
     if already.first() is not None:
@@ -80,11 +70,11 @@ async def void_invoice(conn: AsyncConnection, event: CloudEvent, delivery: Deliv
             "order_id": order_id,
             "invoice_id": str(invoice_id),
             "reason": voided.reason,
-            "instance_id": delivery.consumer,
+            "instance_id": cause.delivery.consumer,
             "voided_at": voided.voided_at,
         },
     )
-    await _announce(conn, INVOICE_VOIDED, voided, event)
+    await _announce(conn, INVOICE_VOIDED, voided, cause.event)
     log.info("order %s: invoice %s voided", order_id, invoice_id)
 
 
@@ -94,8 +84,7 @@ async def _issue(
     customer_id: str,
     total: Decimal,
     currency: str,
-    cause: CloudEvent,
-    delivery: Delivery,
+    cause: Received,
 ) -> uuid.UUID:
     issued = InvoiceIssued(
         order_id=order_id,
@@ -113,11 +102,11 @@ async def _issue(
             "customer_id": customer_id,
             "total": str(total),
             "currency": currency,
-            "instance_id": delivery.consumer,
+            "instance_id": cause.delivery.consumer,
             "issued_at": issued.issued_at,
         },
     )
-    await _announce(conn, INVOICE_ISSUED, issued, cause)
+    await _announce(conn, INVOICE_ISSUED, issued, cause.event)
     return issued.invoice_id
 
 

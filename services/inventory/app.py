@@ -10,6 +10,8 @@ from sqlalchemy import select
 from contracts import (
     ORDER_CREATED,
     ORDER_REJECTED,
+    OrderCreated,
+    OrderRejected,
     published_by,
 )
 from services.inventory.handlers import release, reserve
@@ -45,7 +47,10 @@ def spec() -> ServiceSpec:
         name="inventory",
         metadata=metadata,
         routes=routes,
-        subscriptions=[Subscription(ORDER_CREATED, reserve), Subscription(ORDER_REJECTED, release)],
+        subscriptions=[
+            Subscription(ORDER_CREATED, OrderCreated, reserve),
+            Subscription(ORDER_REJECTED, OrderRejected, release),
+        ],
         seed=seed_stock,
         outbox=outbox,
         publishes=published_by("inventory"),

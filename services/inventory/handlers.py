@@ -15,11 +15,10 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bus import Delivery
+from bus.port import Received
 from contracts import (
     INVENTORY_REJECTED,
     INVENTORY_RESERVED,
-    CloudEvent,
     InventoryRejected,
     InventoryReserved,
     OrderCreated,
@@ -70,8 +69,7 @@ class OutOfStock(Exception):
     pass
 
 
-async def reserve(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    order = OrderCreated.model_validate(event.data)
+async def reserve(conn: AsyncConnection, order: OrderCreated, cause: Received) -> None:
     order_id = str(order.order_id)
     earlier = await _reservation(conn, order_id)
     if earlier is not None:
@@ -104,18 +102,17 @@ async def reserve(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) 
             "order_id": order_id,
             "status": "rejected" if rejected else "reserved",
             "reason": outcome.reason if isinstance(outcome, InventoryRejected) else None,
-            "instance_id": delivery.consumer,
+            "instance_id": cause.delivery.consumer,
             "created_at": now,
         },
     )
     topic = INVENTORY_REJECTED if rejected else INVENTORY_RESERVED
-    reply = wrap(topic, outcome, correlationid=event.correlationid)
+    reply = wrap(topic, outcome, correlationid=cause.event.correlationid)
     await enqueue(conn, outbox, topic, reply)
 
 
-async def release(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
+async def release(conn: AsyncConnection, rejected: OrderRejected, cause: Received) -> None:
     """`order_rejected`: nothing may stay reserved for the order, now or later."""
-    rejected = OrderRejected.model_validate(event.data)
     order_id = str(rejected.order_id)
     earlier = await _reservation(conn, order_id)
     if earlier is None:
@@ -126,7 +123,7 @@ async def release(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) 
                 "order_id": order_id,
                 "status": "cancelled",
                 "reason": rejected.reason,
-                "instance_id": delivery.consumer,
+                "instance_id": cause.delivery.consumer,
                 "created_at": datetime.now(UTC),
             },
         )

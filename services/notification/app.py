@@ -16,6 +16,9 @@ from contracts import (
     ORDER_CONFIRMED,
     ORDER_CREATED,
     ORDER_REJECTED,
+    OrderConfirmed,
+    OrderCreated,
+    OrderRejected,
 )
 from services.notification.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
@@ -166,13 +169,15 @@ def spec() -> ServiceSpec:
     relay = LiveRelay(LiveClients())
     dashboard = Dashboard(relay.clients)
     mailer = Mailer()
+    sent = send_and_push(mailer, relay)
     return ServiceSpec(
         name="notification",
         metadata=metadata,
         routes=lambda runtime: routes(runtime, relay, dashboard, mailer),
         subscriptions=[
-            Subscription(topic, record_notification, after_commit=send_and_push(mailer, relay))
-            for topic in (ORDER_CREATED, ORDER_CONFIRMED, ORDER_REJECTED)
+            Subscription(ORDER_CREATED, OrderCreated, record_notification, after_commit=sent),
+            Subscription(ORDER_CONFIRMED, OrderConfirmed, record_notification, after_commit=sent),
+            Subscription(ORDER_REJECTED, OrderRejected, record_notification, after_commit=sent),
         ],
         background=[dashboard.watch_backlog, relay.run, mailer.run],
         broadcasts=[

@@ -10,11 +10,8 @@ from datetime import UTC, datetime
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bus import Delivery
+from bus.port import Received
 from contracts import (
-    ORDER_CONFIRMED,
-    ORDER_CREATED,
-    CloudEvent,
     OrderConfirmed,
     OrderCreated,
     OrderRejected,
@@ -40,23 +37,24 @@ def message_for(order: OrderCreated) -> str:
     return f"Thank you! Order {order.order_id}: {lines} item(s), {order.total} {order.currency}."
 
 
-def notice_of(event: CloudEvent) -> Notice:
-    """What to tell the customer about `event`: `order_created`, `order_confirmed` or
-    `order_rejected`."""
-    if event.type == ORDER_CREATED:
-        order = OrderCreated.model_validate(event.data)
-        return Notice(str(order.order_id), order.customer_id, "received", message_for(order))
-    if event.type == ORDER_CONFIRMED:
-        done = OrderConfirmed.model_validate(event.data)
-        text = f"Order {done.order_id} is confirmed: {done.total} {done.currency}."
-        return Notice(str(done.order_id), done.customer_id, "confirmed", text)
-    no = OrderRejected.model_validate(event.data)
-    text = f"Sorry, order {no.order_id} cannot be fulfilled ({no.reason}); nothing is charged."
-    return Notice(str(no.order_id), no.customer_id, "rejected", text)
+News = OrderCreated | OrderConfirmed | OrderRejected
+"""What the customer is told about: the notification service's subscriptions."""
 
 
-async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    notice = notice_of(event)
+def notice_of(news: News) -> Notice:
+    """What to tell the customer about `news`."""
+    if isinstance(news, OrderCreated):
+        return Notice(str(news.order_id), news.customer_id, "received", message_for(news))
+    if isinstance(news, OrderConfirmed):
+        text = f"Order {news.order_id} is confirmed: {news.total} {news.currency}."
+        return Notice(str(news.order_id), news.customer_id, "confirmed", text)
+    text = f"Sorry, order {news.order_id} cannot be fulfilled ({news.reason}); nothing is charged."
+    return Notice(str(news.order_id), news.customer_id, "rejected", text)
+
+
+async def record_notification(conn: AsyncConnection, news: News, received: Received) -> None:
+    notice = notice_of(news)
+    consumer = received.delivery.consumer
     await conn.execute(
         _ADD_NOTIFICATION,
         {
@@ -65,18 +63,18 @@ async def record_notification(conn: AsyncConnection, event: CloudEvent, delivery
             "customer_id": notice.customer_id,
             "channel": "email",
             "message": notice.message,
-            "instance_id": delivery.consumer,
+            "instance_id": consumer,
             "created_at": datetime.now(UTC),
         },
     )
-    await mail.queue(conn, notice, delivery.consumer)
+    await mail.queue(conn, notice, consumer)
 
 
 def send_and_push(
     mailer: mail.Mailer, live: LiveRelay
-) -> Callable[[Sequence[CloudEvent]], Awaitable[None]]:
-    async def after_commit(events: Sequence[CloudEvent]) -> None:
-        notices = [notice_of(event) for event in events]
+) -> Callable[[Sequence[News]], Awaitable[None]]:
+    async def after_commit(news: Sequence[News]) -> None:
+        notices = [notice_of(one) for one in news]
         await mailer.deliver(notices)
         for notice in notices:
             live.push(

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus.codec import EventTooLarge
 from contracts import (
+    INVENTORY_REJECTED,
+    INVENTORY_RESERVED,
+    INVOICE_ISSUED,
     ORDER_CREATED,
+    InventoryRejected,
+    InventoryReserved,
+    InvoiceIssued,
     OrderCreated,
     OrderItem,
     published_by,
@@ -34,7 +40,6 @@ from contracts.api import (
 from contracts.catalogue import CURRENCY
 from services.order import timeouts
 from services.order.handlers import record_answer
-from services.order.lifecycle import FACT_OF
 from services.order.prices import PriceList
 from services.order.ratelimit import OrderRateLimit, RateLimiter, Refusal, check
 from services.order.store import (
@@ -257,9 +262,10 @@ def spec() -> ServiceSpec:
         name="order",
         metadata=metadata,
         routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings), writer),
-        subscriptions=[
-            Subscription(topic, record_answer)
-            for topic in FACT_OF  # the answers it awaits
+        subscriptions=[  # the answers it awaits
+            Subscription(INVENTORY_RESERVED, InventoryReserved, record_answer),
+            Subscription(INVENTORY_REJECTED, InventoryRejected, record_answer),
+            Subscription(INVOICE_ISSUED, InvoiceIssued, record_answer),
         ],
         seed=seed_catalogue,
         outbox=outbox,

@@ -18,20 +18,16 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bus import Delivery
 from bus.codec import PoisonMessage
+from bus.port import Received
 from contracts import (
     ORDER_CONFIRMED,
     ORDER_REJECTED,
-    CloudEvent,
-    InventoryRejected,
-    InventoryReserved,
-    InvoiceIssued,
     OrderConfirmed,
     OrderRejected,
     wrap,
 )
-from services.order.lifecycle import FACT_OF, Fact, next_status, rejection_reason
+from services.order.lifecycle import Answer, Fact, fact_of, next_status, rejection_reason
 from services.order.store import order_facts, order_history, orders, outbox
 from services.runtime.outbox import enqueue
 
@@ -72,8 +68,10 @@ class Cause:
     correlationid: str | None
 
 
-async def record_answer(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    fact, order_id, detail = _fact(event)
+async def record_answer(conn: AsyncConnection, answer: Answer, received: Received) -> None:
+    fact, detail = fact_of(answer)
+    order_id = str(answer.order_id)
+    event = received.event
     order = await lock_order(conn, order_id)
     if order is None:
         raise UnknownOrder(f"{event.type} {event.id} is about order {order_id}, unknown here")
@@ -128,19 +126,6 @@ async def establish(
     await _announce(conn, order, status, reason, now, cause.correlationid)
     log.info("order %s %s by %s %s", order_id, status, cause.event_type, cause.event_id)
     return status
-
-
-def _fact(event: CloudEvent) -> tuple[Fact, str, str | None]:
-    """The fact `event` establishes, about which order, with what detail."""
-    fact = FACT_OF[event.type]
-    if fact is Fact.STOCK_RESERVED:
-        reserved = InventoryReserved.model_validate(event.data)
-        return fact, str(reserved.order_id), None
-    if fact is Fact.STOCK_REJECTED:
-        rejected = InventoryRejected.model_validate(event.data)
-        return fact, str(rejected.order_id), rejected.reason
-    issued = InvoiceIssued.model_validate(event.data)
-    return fact, str(issued.order_id), str(issued.invoice_id)
 
 
 async def _facts(conn: AsyncConnection, order_id: str) -> dict[Fact, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from enum import StrEnum
 
-from contracts import INVENTORY_REJECTED, INVENTORY_RESERVED, INVOICE_ISSUED
+from contracts import InventoryRejected, InventoryReserved, InvoiceIssued
 from contracts.api import OrderStatus
 
 
@@ -22,12 +22,18 @@ class Fact(StrEnum):
     """No decision within `ORDER_DECISION_TIMEOUT_S`: established by the order service itself."""
 
 
-FACT_OF: dict[str, Fact] = {
-    INVENTORY_RESERVED: Fact.STOCK_RESERVED,
-    INVENTORY_REJECTED: Fact.STOCK_REJECTED,
-    INVOICE_ISSUED: Fact.INVOICE_ISSUED,
-}
-"""The event type that establishes each fact: the order service's subscriptions."""
+Answer = InventoryReserved | InventoryRejected | InvoiceIssued
+"""What the order service hears back about an order: its subscriptions."""
+
+
+def fact_of(answer: Answer) -> tuple[Fact, str | None]:
+    """The fact `answer` establishes about its order, with its detail."""
+    if isinstance(answer, InventoryReserved):
+        return Fact.STOCK_RESERVED, None
+    if isinstance(answer, InventoryRejected):
+        return Fact.STOCK_REJECTED, answer.reason
+    return Fact.INVOICE_ISSUED, str(answer.invoice_id)
+
 
 TIMED_OUT_REASON = "timed out"
 

@@ -28,14 +28,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bus import Delivery, tracing
+from bus import tracing
 from bus.port import Received
 from contracts import CloudEvent
 from services.runtime.database import UtcDateTime
 
 log = logging.getLogger(__name__)
 
-Effect = Callable[[AsyncConnection, CloudEvent, Delivery], Awaitable[None]]
+Effect = Callable[[AsyncConnection, Received], Awaitable[None]]
 """What a service does for an event, inside the inbox's transaction (`delivery.consumer` is
 the instance doing it)."""
 
@@ -92,7 +92,7 @@ class Inbox:
         One failing effect rolls the whole batch back and raises: the bus then handles the
         events one at a time (`Bus.subscribe_batch`), each through `handle`."""
         if len(batch) == 1:
-            return [await self.handle(batch[0].event, batch[0].delivery, effect)]
+            return [await self.handle(batch[0], effect)]
         now = datetime.now(UTC)
         rows = [self._row(r.event, now) for r in batch]
         async with self.engine.begin() as conn:
@@ -113,17 +113,16 @@ class Inbox:
                 if not first:
                     await self._count_delivery(conn, event_id)
                     continue
-                await self._apply(conn, received.event, received.delivery, effect)
+                await self._apply(conn, received, effect)
         return firsts
 
-    async def _apply(
-        self, conn: AsyncConnection, event: CloudEvent, delivery: Delivery, effect: Effect
-    ) -> None:
+    async def _apply(self, conn: AsyncConnection, received: Received, effect: Effect) -> None:
+        event, delivery = received.event, received.delivery
         with tracing.handling(
             delivery.topic, delivery.group, delivery.consumer, event, delivery.attempt,
             self.system,
         ):  # fmt: skip
-            await effect(conn, event, delivery)
+            await effect(conn, received)
 
     def _row(self, event: CloudEvent, now: datetime) -> dict[str, Any]:
         return {
@@ -135,8 +134,9 @@ class Inbox:
             "processed_at": now,
         }
 
-    async def handle(self, event: CloudEvent, delivery: Delivery, effect: Effect) -> bool:
+    async def handle(self, received: Received, effect: Effect) -> bool:
         """Apply `effect` once per event id; return False for a duplicate (only counted)."""
+        event = received.event
         event_id = str(event.id)
         try:
             async with self.engine.begin() as conn:
@@ -153,7 +153,7 @@ class Inbox:
                 if recorded.rowcount == 0:
                     await self._count_delivery(conn, event_id)
                     return False
-                await self._apply(conn, event, delivery, effect)
+                await self._apply(conn, received, effect)
                 return True
         except IntegrityError:
             # A replica handled the same event concurrently and committed first (Redis

@@ -8,8 +8,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bus.port import Received
+from contracts import EVENTS
+from contracts.base import OrderEventData
 from services.runtime.activity import Activity
 from services.runtime.faults import Faults
 
@@ -21,20 +26,40 @@ if TYPE_CHECKING:
     from bus import Bus
     from bus.probes import Probe
     from contracts import CloudEvent
-    from services.runtime.inbox import Effect, Inbox
+    from services.runtime.inbox import Inbox
     from services.runtime.metrics import Metrics
     from services.runtime.outbox import OutboxRelay
     from services.runtime.settings import ServiceName, ServiceSettings
 
 
+D = TypeVar("D", bound=OrderEventData)
+
+Handler = Callable[[AsyncConnection, D, Received], Awaitable[None]]
+"""What a service does with an event's data, inside its inbox's transaction; `Received` says
+which event it was (its id, its correlation id) and who handles it (`delivery.consumer`)."""
+
+
 @dataclass(frozen=True)
-class Subscription:
+class Subscription(Generic[D]):
+    """A business topic, the model of its data, and what the service does with it. The chassis
+    checks each event against the contract (`contracts.admission_error`) and validates its data
+    into `model` once; data that does not fit goes to the dead letters, naming the field."""
+
     topic: str
-    effect: Effect
-    after_commit: Callable[[Sequence[CloudEvent]], Awaitable[None]] | None = None
-    """Runs once a batch's effects are committed, with its new events in delivery order
-    (never a duplicate): side effects outside the database, such as sending an email or
+    model: type[D]
+    handler: Handler[D]
+    after_commit: Callable[[Sequence[D]], Awaitable[None]] | None = None
+    """Runs once a batch's effects are committed, with the data of its new events in delivery
+    order (never a duplicate): side effects outside the database, such as sending an email or
     pushing to WebSocket clients. One call per batch, so such work can be batched too."""
+
+    def __post_init__(self) -> None:
+        declared = EVENTS[self.topic].model
+        if self.model is not declared:
+            raise TypeError(
+                f"{self.topic} carries {declared.__name__} (contracts.EVENTS), "
+                f"not {self.model.__name__}"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,7 @@ class ServiceSpec:
     name: ServiceName
     metadata: MetaData
     routes: Callable[[Runtime], APIRouter]
-    subscriptions: Sequence[Subscription] = ()
+    subscriptions: Sequence[Subscription[Any]] = ()
     broadcasts: Sequence[Broadcast] = ()
     seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
     outbox: Table | None = None

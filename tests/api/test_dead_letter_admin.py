@@ -15,10 +15,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bus import Bus, BusSettings, Delivery
+from bus import Bus, BusSettings, Received
 from bus.backends.memory import bus as memory
 from bus.retry import DeadLetter
-from contracts import ORDER_CONFIRMED, ORDER_CREATED, CloudEvent, OrderConfirmed, wrap
+from contracts import ORDER_CONFIRMED, ORDER_CREATED, OrderConfirmed, OrderCreated, wrap
 from orderbus.specs import create_app
 from services.billing import app as billing_app
 from services.runtime.settings import ServiceSettings
@@ -89,10 +89,10 @@ async def test_replaying_the_same_dead_letter_twice_bills_once(
     down = True
     from services.billing.handlers import issue_invoice as real
 
-    async def flaky(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
+    async def flaky(conn: AsyncConnection, order: OrderCreated, received: Received) -> None:
         if down:
             raise ConnectionError("billing database unreachable")
-        await real(conn, event, delivery)
+        await real(conn, order, received)
 
     monkeypatch.setattr(billing_app, "issue_invoice", flaky)
     async with billing(settings) as client:

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from sqlalchemy import Column, MetaData, String, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bus import BusSettings, Delivery, Received, create_bus
-from contracts import CloudEvent
+from bus import BusSettings, Received, create_bus
 from services.runtime.database import create_engine
 from services.runtime.inbox import Inbox, processed_events_table
 
@@ -41,8 +40,11 @@ async def open_inbox(database: str, consumer: str) -> tuple[AsyncEngine, Inbox]:
     return engine, Inbox(engine, processed, consumer)
 
 
-async def record_effect(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
-    await conn.execute(insert(effects), {"event_id": str(event.id), "consumer": delivery.consumer})
+async def record_effect(conn: AsyncConnection, received: Received) -> None:
+    await conn.execute(
+        insert(effects),
+        {"event_id": str(received.event.id), "consumer": received.delivery.consumer},
+    )
 
 
 async def main(topic: str, group: str, database: str) -> None:
@@ -56,14 +58,14 @@ async def main(topic: str, group: str, database: str) -> None:
         print(json.dumps([str(r.event.id) for r in batch]), flush=True)
         applied = 0
 
-        async def die_halfway(conn: AsyncConnection, event: CloudEvent, delivery: Delivery) -> None:
+        async def die_halfway(conn: AsyncConnection, received: Received) -> None:
             nonlocal applied
             if applied == len(batch) // 2:
                 # A slow effect: whatever the bus sent meanwhile (an acknowledgement made too
                 # early, say) has reached the broker before the process dies.
                 await asyncio.sleep(0.5)
                 os._exit(9)
-            await record_effect(conn, event, delivery)
+            await record_effect(conn, received)
             applied += 1
 
         await inbox.handle_batch(batch, die_halfway)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
+from contracts import InventoryRejected, InventoryReserved, InvoiceIssued, ReservedLine
 from contracts.api import OrderStatus
 from services.order.lifecycle import (
     TIMED_OUT_REASON,
     ContradictoryFacts,
     Fact,
+    fact_of,
     next_status,
     rejection_reason,
     status_of,
@@ -69,3 +74,23 @@ def test_a_timed_out_order_is_rejected_and_late_answers_change_nothing() -> None
 def test_inventorys_reason_comes_before_the_timeout() -> None:
     facts: dict[Fact, str | None] = {Fact.TIMED_OUT: TIMED_OUT_REASON, SHORT: "out of stock"}
     assert rejection_reason(facts) == "out of stock"
+
+
+def test_each_answer_establishes_its_fact_with_its_detail() -> None:
+    order_id, invoice_id = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    reserved = InventoryReserved(
+        order_id=order_id, items=[ReservedLine(sku="SKU-1", quantity=1)], reserved_at=now
+    )
+    short = InventoryRejected(order_id=order_id, reason="no SKU-1 left", rejected_at=now)
+    issued = InvoiceIssued(
+        order_id=order_id,
+        invoice_id=invoice_id,
+        customer_id="c-1",
+        total=Decimal("3.00"),
+        currency="EUR",
+        issued_at=now,
+    )
+    assert fact_of(reserved) == (Fact.STOCK_RESERVED, None)
+    assert fact_of(short) == (Fact.STOCK_REJECTED, "no SKU-1 left")
+    assert fact_of(issued) == (Fact.INVOICE_ISSUED, str(invoice_id))
