@@ -269,6 +269,7 @@ def spec() -> ServiceSpec:
         ],
         seed=seed_catalogue,
         outbox=outbox,
-        background=[rate_limit.close_at_shutdown, writer.run, timeouts.run],
+        background=[writer.run, timeouts.run],
+        on_stop=[rate_limit.close],
         publishes=published_by("order"),
     )

@@ -278,10 +278,7 @@ class OrderRateLimit:
         self.limiter = rate_limiter(settings)
         return self.limiter
 
-    async def close_at_shutdown(self, runtime: Runtime) -> None:
-        """A background task: idles until shutdown, then closes the limiter."""
-        try:
-            await runtime.stopping.wait()
-        finally:
-            if self.limiter is not None:
-                await self.limiter.close()
+    async def close(self, runtime: Runtime) -> None:
+        """The shutdown hook: closes the limiter's connection, if it has one."""
+        if self.limiter is not None:
+            await self.limiter.close()

@@ -47,6 +47,8 @@ BACKGROUND_STOP_S = 5.0
 """How long shutdown waits for background tasks, told to stop and cancelled, to return."""
 BUS_CLOSE_S = 10.0
 """How long shutdown waits for the bus to finish the events in hand and close."""
+HOOK_STOP_S = 2.0
+"""How long shutdown waits for each of a service's shutdown hooks (`ServiceSpec.on_stop`)."""
 
 
 def build_app(
@@ -110,7 +112,7 @@ def build_app(
         try:
             yield
         finally:
-            await _stop(runtime, tasks, reporting)
+            await _stop(runtime, tasks, reporting, spec.on_stop)
 
     app = FastAPI(
         title=f"orderbus {spec.name}",
@@ -135,7 +137,10 @@ def build_app(
 
 
 async def _stop(
-    runtime: Runtime, background: list[asyncio.Task[None]], reporting: asyncio.Task[None]
+    runtime: Runtime,
+    background: list[asyncio.Task[None]],
+    reporting: asyncio.Task[None],
+    hooks: Sequence[Callable[[Runtime], Awaitable[None]]],
 ) -> None:
     """Stop in order, each step bounded: what overruns is logged with where it is stuck and
     left behind (the process's shutdown deadline, `services.runtime.shutdown`, ends it)."""
@@ -151,6 +156,9 @@ async def _stop(
     await settle([asyncio.ensure_future(runtime.bus.close())], BUS_CLOSE_S, f"{who}: bus close")
     if runtime.probe is not None:
         await settle([asyncio.ensure_future(runtime.probe.close())], 2.0, f"{who}: probe close")
+    for hook in hooks:
+        name = getattr(hook, "__qualname__", repr(hook))
+        await settle([asyncio.ensure_future(hook(runtime))], HOOK_STOP_S, f"{who}: {name}")
     await runtime.engine.dispose()
     log.info("%s stopped", who)
 

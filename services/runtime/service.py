@@ -117,6 +117,8 @@ class ServiceSpec:
     subscriptions: Sequence[Subscription[Any]] = ()
     broadcasts: Sequence[Broadcast] = ()
     seed: Callable[[AsyncEngine], Awaitable[None]] | None = None
+    """The start-up hook: run once the database is migrated, before the bus starts (the
+    rows the first events need, such as the catalogue's stock)."""
     outbox: Table | None = None
     """The service's outbox table (`services.runtime.outbox.outbox_table`), if it publishes:
     a relay then runs with the app and is woken after every handled event."""
@@ -124,5 +126,9 @@ class ServiceSpec:
     """Long-running tasks. At shutdown `runtime.stopping` is set and they are cancelled: a
     loop checks `stopping` on every round, so it ends even where a client library swallowed
     the cancellation."""
+    on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    """Shutdown hooks, run in order once the background tasks have ended and the bus has
+    closed, before the database goes: closing what the service opened itself (the order
+    service's rate-limit connection). Each is bounded, as every step of the shutdown."""
     publishes: Sequence[str] = ()
     """Topics this service publishes (for the AsyncAPI document)."""
