@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bus import Bus, BusSettings
 from bus.backends.memory import bus as memory
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter
 from contracts import INSTANCE_ACTIVITY, ORDER_CREATED, CloudEvent, InstanceActivity
 from orderbus.specs import create_app
 from services.runtime.admin import report_signature, report_signed
