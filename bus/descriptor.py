@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from bus.port import Capabilities
 
 if TYPE_CHECKING:
-    from bus.dead_letter_store import DeadLetterStore
+    from bus.dead_letters import DeadLetterStore
     from bus.probes import Probe
 
 
@@ -50,6 +50,6 @@ class Admin:
     probe: Callable[[str], Probe]
     """How far behind a group is (`bus.probes`)."""
     dead_letters: Callable[[str], DeadLetterStore]
-    """Listing, removing and purging `dlq.<group>` (`bus.dead_letter_store`)."""
+    """Listing, removing and purging `dlq.<group>` (`bus.dead_letters`)."""
     remove_topology: Callable[[str, Sequence[str], Sequence[str]], Awaitable[None]]
     """`(url, topics, groups)`: deletes what the bus declared for them (`bus.topology`)."""

@@ -27,6 +27,7 @@ from typing import Generic, Protocol, TypeVar
 
 from bus import names, tracing
 from bus.codec import PoisonMessage, decode
+from bus.dead_letters import DeadLetter
 from bus.logfields import event_fields
 from bus.port import (
     BatchHandler,
@@ -38,7 +39,6 @@ from bus.port import (
     Outcome,
     Received,
 )
-from bus.retry import DeadLetter
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
 

@@ -6,9 +6,15 @@ import json
 from typing import Any
 
 from bus import BusSettings, create_bus, names
-from bus.dead_letter_store import open_store
+from bus.dead_letters import open_store
 from orderbus.specs import service_spec
-from services.runtime import dead_letters
+from services.runtime.dead_letter_routes import (
+    NoSuchDeadLetter,
+    choose,
+    purge_letters,
+    replay_letters,
+    row,
+)
 from services.runtime.settings import SERVICES
 
 
@@ -26,7 +32,7 @@ async def run(
     stored = await store.list(group)
     if action == "list":
         if as_json:
-            return 0, json.dumps([dead_letters.row(s, full=False) for s in stored], indent=2)
+            return 0, json.dumps([row(s, full=False) for s in stored], indent=2)
         lines = [f"{len(stored)} dead letter(s) in {names.dead_letters(group)}"]
         lines += [
             f"{s.ref}  {s.letter.failed_at:%Y-%m-%d %H:%M:%S}  attempts={s.letter.attempts}  "
@@ -36,17 +42,17 @@ async def run(
         return 0, "\n".join(lines)
 
     try:
-        chosen = dead_letters.choose(stored, refs, every)
-    except dead_letters.NoSuchDeadLetter as missing:
+        chosen = choose(stored, refs, every)
+    except NoSuchDeadLetter as missing:
         return 1, f"no dead letter {missing} in {names.dead_letters(group)}"
     if not chosen:
         return 1, "name one or more REFs (see `list`), or --all"
 
     if action == "show":
-        return 0, json.dumps([dead_letters.row(s, full=True) for s in chosen], indent=2)
+        return 0, json.dumps([row(s, full=True) for s in chosen], indent=2)
     if action == "purge":
         try:
-            result = await dead_letters.purge(store, group, chosen, every, len(stored))
+            result = await purge_letters(store, group, chosen, every, len(stored))
         except ValueError:
             return 1, f"{settings.backend} keeps dead letters in an append-only log: only --all"
         return _report(as_json, result)
@@ -54,7 +60,7 @@ async def run(
     bus = create_bus(settings)
     await bus.start()
     try:
-        result = await dead_letters.replay(store, group, chosen, bus, _subscribed(service))
+        result = await replay_letters(store, group, chosen, bus, _subscribed(service))
     finally:
         await bus.close()
     return _report(as_json, result)

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from bus import BusSettings
-from bus.dead_letter_store import open_store
+from bus.dead_letters import open_store
 from contracts import ORDER_CREATED
 from orderbus.progress import Progress
 from services.runtime.settings import SUBSCRIBERS

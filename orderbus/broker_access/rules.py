@@ -4,9 +4,10 @@ A service publishes its own business topics (`contracts.events.published_by`), t
 topics it reports on (`contracts.live.LIVE_PUBLISHERS`) and its dead letters (`dlq.<name>`);
 it consumes the topics of its subscriptions under its own group, and its broadcasts under a
 group per instance (`bus.names.instance_group`, so only a pattern is known here). Reading is
-wider than writing in one place: the notification dashboard shows every subscriber's backlog
-and dead letters. The operator (`orderbus dlq`, native tools) may do everything: a replay
-republishes to a topic its group only consumes, which the service's own user may not.
+wider than writing in one place: the dashboard, which notification serves, shows every
+subscriber's backlog and dead letters. The operator (`orderbus dlq`, native tools) may do
+everything: a replay republishes to a topic its group only consumes, which the service's own
+user may not.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def service_rights(service: str) -> ServiceRights:
         publishes=(*published_by(service), *live_topics_of(service)),
         consumes=tuple(s.topic for s in spec.subscriptions),
         broadcasts=tuple(b.topic for b in spec.broadcasts),
-        # The dashboard (services.notification.dashboard) draws every subscriber's backlog.
+        # The dashboard (services.console, served by notification) draws every subscriber's backlog.
         watches=SUBSCRIBERS if service == "notification" else (),
         key_prefixes=(KEY_PREFIX,) if service == "order" else (),
     )

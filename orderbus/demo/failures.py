@@ -9,11 +9,11 @@ import sys
 import time
 
 from bus import backend_info, names
-from bus.dead_letter_store import open_store
+from bus.dead_letters import open_store
 from contracts import CloudEvent
 from orderbus.demo.flow import WAIT_S
 from orderbus.demo.stage import Outcome, Stage, order_event, poll, short, wait_until
-from services.runtime import dead_letters
+from services.runtime.dead_letter_routes import replay_letters
 
 NO_CRASH_ON = {
     "memory": "needs a real broker: the memory bus lives in its process and dies with it, "
@@ -117,9 +117,7 @@ async def poison_and_replay(stage: Stage) -> Outcome:
     tries = [r for r in stage.received if r.event_id == poison]
     stored = await store.list(group)
     bug[0] = False  # "fix the bug", then replay
-    replayed = await dead_letters.replay(
-        store, group, stored, await stage.publisher(), {stage.topic}
-    )
+    replayed = await replay_letters(store, group, stored, await stage.publisher(), {stage.topic})
     await wait_until(lambda: any(g.event_id == poison for g in billing.got()), WAIT_S)
     left = len(await store.list(group))
 

@@ -19,7 +19,7 @@ from contracts.catalogue import CATALOGUE
 from orderbus.demo.flow import WAIT_S
 from orderbus.demo.stage import Cell, Outcome, Stage, Table, poll, short
 from orderbus.specs import create_app
-from services.notification.controls import PlaceOrders, order_body
+from services.console.controls import PlaceOrders, order_body
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 
 Clients = dict[ServiceName, httpx.AsyncClient]

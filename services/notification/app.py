@@ -1,4 +1,5 @@
-"""Notification HTTP API: `GET /notifications?order_id=`, the WebSocket `/ws`, the dashboard."""
+"""Notification HTTP API: `GET /notifications?order_id=`, the WebSocket `/ws`, and the operator
+console (`services.console`: `/dashboard`), whose feed rides `/ws`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from contracts import (
     OrderCreated,
     OrderRejected,
 )
-from services.notification.dashboard import Dashboard, dashboard_routes
+from services.console.dashboard import Dashboard, dashboard_routes
 from services.notification.handlers import record_notification, send_and_push
 from services.notification.live import Client, LiveClients
 from services.notification.mail import Mailer

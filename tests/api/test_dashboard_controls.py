@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bus import Bus, BusSettings
 from bus.backends.memory import bus as memory
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter
 from contracts import INSTANCE_ACTIVITY, ORDER_CREATED, CloudEvent, InstanceActivity
 from orderbus.specs import create_app
 from services.runtime.admin import report_signature, report_signed
@@ -150,7 +150,7 @@ async def test_the_dashboard_sees_every_instance(settings: ServiceSettings) -> N
 def test_scarce_orders_ask_for_the_product_with_the_least_stock() -> None:
     """The dashboard's way to show a rejected order and its compensation."""
     from contracts.catalogue import CATALOGUE
-    from services.notification.controls import PlaceOrders, order_body
+    from services.console.controls import PlaceOrders, order_body
 
     least = min(CATALOGUE, key=lambda p: p.initial_stock)
     scarce = order_body(PlaceOrders(scarce=True))

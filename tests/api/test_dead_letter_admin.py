@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus import Bus, BusSettings, Received
 from bus.backends.memory import bus as memory
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter
 from contracts import ORDER_CONFIRMED, ORDER_CREATED, OrderConfirmed, OrderCreated, wrap
 from orderbus.specs import create_app
 from services.billing import app as billing_app

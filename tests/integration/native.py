@@ -7,8 +7,7 @@ from bus import BusSettings, names
 from bus.backends._redis import DATA_FIELD as REDIS_DATA_FIELD
 from bus.backends.kafka import bootstrap_servers
 from bus.backends.memory import bus as memory
-from bus.dead_letter_store import open_store
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter, open_store
 from bus.topology import remove_topology
 
 __all__ = [

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from bus import Bus, BusSettings, Delivery, create_bus, names
-from bus.dead_letter_store import open_store
+from bus.dead_letters import open_store
 from bus.port import NotPublished
 from contracts import EVENTS, CloudEvent
 from orderbus.broker_access.rules import LAPTOP_PASSWORD, OPERATOR, service_rights
-from services.runtime import dead_letters
+from services.runtime.dead_letter_routes import replay_letters
 from services.runtime.settings import SERVICES
 from tests.brokers import LOOPBACK, brokers_required, port_open, spawned
 from tests.polling import eventually
@@ -197,7 +197,7 @@ async def test_a_service_publishes_and_consumes_its_own_and_nothing_else(
             await eventually(dead_lettered)
             # Replaying republishes to a topic it only consumes: refused, said, and kept.
             listed = await store.list(service)
-            result = await dead_letters.replay(store, service, listed, own, set(rights.consumes))
+            result = await replay_letters(store, service, listed, own, set(rights.consumes))
             assert result["replayed"] == 0
             assert all("as the operator" in r["reason"] for r in result["refused"])
             # (<=: JetStream hands a new durable consumer what earlier tests left in the stream,

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bus import BACKENDS, Bus, Delivery, Received, backend_info
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
 from tests.integration.doomed_consumer import effects, open_inbox, record_effect

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from bus import BACKENDS, Delivery
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
 from tests.integration.native import read_dead_letters

@@ -9,9 +9,8 @@ import aio_pika
 import pytest
 
 from bus import BusSettings
-from bus.dead_letter_store import open_store
+from bus.dead_letters import DeadLetter, open_store
 from bus.names import dead_letters
-from bus.retry import DeadLetter
 from tests.integration.conftest import Names
 from tests.integration.native import inject_dead_letter
 

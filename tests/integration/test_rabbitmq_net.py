@@ -8,7 +8,7 @@ import pytest
 
 from bus import BusSettings, Delivery
 from bus.backends.rabbitmq.bus import NET_DELIVERY_LIMIT
-from bus.dead_letter_store import Stored, open_store
+from bus.dead_letters import Stored, open_store
 from bus.names import group_queue
 from contracts import CloudEvent
 from orderbus import dlq

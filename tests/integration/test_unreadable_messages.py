@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bus.backends.kafka import bootstrap_servers
-from bus.retry import DeadLetter
+from bus.dead_letters import DeadLetter
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
 from tests.integration.native import read_dead_letters, unacknowledged
 from tests.polling import eventually

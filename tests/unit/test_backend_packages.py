@@ -37,12 +37,12 @@ def _clients_loaded_after(code: str) -> list[str]:
 
 def test_the_embedded_default_loads_no_broker_client() -> None:
     code = (
-        "import bus, bus.probes, bus.dead_letter_store, bus.topology, bus.prometheus\n"
+        "import bus, bus.probes, bus.dead_letters, bus.topology, bus.prometheus\n"
         "from bus import BACKENDS, BusSettings, backend_info, create_bus\n"
         "settings = BusSettings(backend='memory')\n"
         "create_bus(settings)\n"
         "bus.probes.open_probe(settings)\n"
-        "bus.dead_letter_store.open_store(settings)\n"
+        "bus.dead_letters.open_store(settings)\n"
         "[backend_info(name).capabilities for name in BACKENDS]\n"
     )
     assert _clients_loaded_after(code) == []

@@ -4,9 +4,12 @@
 - `bus` imports no `services` code;
 - nothing in `services` imports `orderbus`, the tools (the CLI, the supervisor, the table of
   services, demo, bench, soak, dlq, the generators), which import the services;
-- `services.runtime`, the chassis, imports no service;
+- `services.runtime`, the chassis, imports no service and not the console;
 - a service imports `bus`, `contracts`, the chassis and itself, never another service;
-- `services/` holds the chassis and the services, nothing else.
+- `services.console`, the operator console (the dashboard and its controls), imports `bus`,
+  `contracts`, the chassis, notification's WebSocket gateway (`services.notification.live`)
+  and itself; only notification, whose process serves it, imports the console;
+- `services/` holds the chassis, the console and the services, nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 from services.runtime.settings import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
+CONSOLE_IMPORTS = ("services.console", "services.runtime", "services.notification.live")
+"""All of `services` the console may import: itself, the chassis, notification's gateway."""
 
 
 def imports(folder: str, root: Path = ROOT) -> dict[str, set[str]]:
@@ -49,9 +54,9 @@ def offending(
     return bad
 
 
-def test_services_holds_the_chassis_and_the_services_only() -> None:
+def test_services_holds_the_chassis_the_console_and_the_services_only() -> None:
     found = {p.name for p in (ROOT / "services").iterdir() if p.name != "__pycache__"}
-    assert found == {*SERVICES, "runtime", "__init__.py", "py.typed"}
+    assert found == {*SERVICES, "runtime", "console", "__init__.py", "py.typed"}
 
 
 def test_no_service_code_imports_the_tools() -> None:
@@ -66,8 +71,8 @@ def test_bus_imports_no_service_code() -> None:
     assert offending("bus", (), ("services", "orderbus")) == []
 
 
-def test_the_chassis_imports_no_service() -> None:
-    refused = tuple(f"services.{name}" for name in SERVICES)
+def test_the_chassis_imports_no_service_and_not_the_console() -> None:
+    refused = tuple(f"services.{name}" for name in (*SERVICES, "console"))
     assert offending("services/runtime", (), refused) == []
 
 
@@ -75,6 +80,15 @@ def test_the_chassis_imports_no_service() -> None:
 def test_a_service_imports_no_other_service(service: str) -> None:
     refused = tuple(f"services.{name}" for name in SERVICES if name != service)
     assert offending(f"services/{service}", (), refused) == []
+
+
+@pytest.mark.parametrize("service", [s for s in SERVICES if s != "notification"])
+def test_only_notification_imports_the_console(service: str) -> None:
+    assert offending(f"services/{service}", (), ("services.console",)) == []
+
+
+def test_the_console_imports_the_chassis_and_notifications_gateway_only() -> None:
+    assert offending("services/console", CONSOLE_IMPORTS, ("services",)) == []
 
 
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
@@ -86,6 +100,19 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert offending("services/billing", (), refused, tmp_path) == [
         "services/billing/probe.py imports services.inventory",
         "services/billing/probe.py imports services.inventory.app",
+    ]
+
+
+def test_the_check_sees_the_console_reach_past_the_gateway(tmp_path: Path) -> None:
+    (tmp_path / "services" / "console").mkdir(parents=True)
+    probe = tmp_path / "services" / "console" / "probe.py"
+    probe.write_text(
+        "from services.notification.live import LiveClients\n"
+        "from services.notification.handlers import record_notification\n"
+    )
+    assert offending("services/console", CONSOLE_IMPORTS, ("services",), tmp_path) == [
+        "services/console/probe.py imports services.notification.handlers",
+        "services/console/probe.py imports services.notification.handlers.record_notification",
     ]
 
 

@@ -1,10 +1,10 @@
-"""The retry policy: bounded, exponential, jittered; and what a dead letter carries."""
+"""The retry policy: bounded, exponential, jittered."""
 
 from __future__ import annotations
 
 import pytest
 
-from bus.retry import DeadLetter, RetryPolicy
+from bus.retry import RetryPolicy
 
 
 def test_delays_double_within_the_jitter_band_and_stop_at_the_ceiling() -> None:
@@ -31,34 +31,3 @@ def test_the_budget_is_time_every_event_is_tried_across_all_of_it() -> None:
     assert RetryPolicy(100, 200, 30_000, 60.0).attempts == 12
     assert RetryPolicy(5, 200, 30_000, 60.0).attempts == 5, "BUS_MAX_ATTEMPTS caps it"
     assert RetryPolicy(100, 200, 30_000, 0.0).attempts == 1, "no budget, no retry"
-
-
-def test_a_dead_letter_keeps_the_message_and_why_it_failed() -> None:
-    def handler() -> None:
-        raise RuntimeError("no invoice today")
-
-    try:
-        handler()
-    except RuntimeError as exc:
-        error = exc
-    letter = DeadLetter.of(
-        b'{"raw": "\xff"}',
-        topic="order_created",
-        group="billing",
-        consumer="billing-2",
-        attempts=5,
-        error=error,
-        event_id="e-1",
-    )
-    again = DeadLetter.model_validate_json(letter.to_json())
-    assert again == letter
-    assert again.error == "RuntimeError: no invoice today"
-    assert again.traceback is not None
-    assert "in handler" in again.traceback
-    assert again.envelope == '{"raw": "\ufffd"}'  # invalid UTF-8 kept visibly, not dropped
-    assert (again.topic, again.group, again.consumer, again.attempts) == (
-        "order_created",
-        "billing",
-        "billing-2",
-        5,
-    )

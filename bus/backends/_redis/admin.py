@@ -8,7 +8,7 @@ import redis.asyncio as redis
 
 from bus import names
 from bus.backends._redis import DATA_FIELD
-from bus.dead_letter_store import Stored, parse
+from bus.dead_letters import Stored, parse
 from bus.probes import BaseProbe
 
 

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bus import names
 from bus.backends.kafka import bootstrap_servers
-from bus.dead_letter_store import Stored, parse
+from bus.dead_letters import Stored, parse
 from bus.descriptor import Admin
 from bus.probes import Backlog, BaseProbe
 

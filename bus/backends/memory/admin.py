@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bus.backends.memory.bus import dead_letters, queued, remove_dead_letters
-from bus.dead_letter_store import Stored
+from bus.dead_letters import Stored
 from bus.descriptor import Admin
 from bus.probes import Backlog, BaseProbe
 

@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 from bus import names, tracing
 from bus.backends.memory import BACKEND
 from bus.codec import encode
+from bus.dead_letters import DeadLetter
 from bus.pipeline import Pipeline, Route, Routing
 from bus.port import Capabilities
-from bus.retry import DeadLetter
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
 

@@ -11,7 +11,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from bus.backends.nats import dead_letter_stream
-from bus.dead_letter_store import Stored, parse
+from bus.dead_letters import Stored, parse
 from bus.descriptor import Admin
 from bus.probes import Backlog, BaseProbe
 

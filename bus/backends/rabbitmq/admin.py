@@ -14,10 +14,9 @@ import aio_pika
 import aiormq
 
 from bus import names
-from bus.dead_letter_store import Stored, parse
+from bus.dead_letters import DeadLetter, Stored, parse
 from bus.descriptor import Admin
 from bus.probes import Backlog, BaseProbe
-from bus.retry import DeadLetter
 
 
 class RabbitProbe(BaseProbe):

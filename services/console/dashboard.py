@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from bus import backend_info
 from bus.probes import Probe, open_probe
 from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
-from services.notification.controls import ControlsClient
+from services.console.controls import ControlsClient
 from services.notification.live import LiveClients
 from services.runtime.admin import admin_guard, report_signed
 from services.runtime.service import Runtime
@@ -39,7 +39,7 @@ from services.runtime.settings import SUBSCRIBERS
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "dashboard"
+STATIC = Path(__file__).parent / "static"
 FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 ALIVE_S = 6.0
 """An instance unheard for longer (three missed heartbeats) is shown as gone."""

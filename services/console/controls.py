@@ -20,7 +20,7 @@ from services.runtime.service import Runtime
 from services.runtime.settings import SUBSCRIBERS
 
 if TYPE_CHECKING:
-    from services.notification.dashboard import Dashboard
+    from services.console.dashboard import Dashboard
 
 MAX_ORDERS = 200
 CONCURRENCY = 8
