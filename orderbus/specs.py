@@ -13,7 +13,7 @@ from services.runtime.app import build_app
 from services.runtime.service import ServiceSpec
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
 
-_SPECS: dict[ServiceName, str] = {name: f"services.{name}.app" for name in SERVICES}
+_SPECS: dict[ServiceName, str] = {name: f"services.{name}.bootstrap" for name in SERVICES}
 
 
 def check_service(name: str) -> ServiceName:

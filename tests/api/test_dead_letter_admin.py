@@ -20,7 +20,7 @@ from bus.backends.memory import bus as memory
 from bus.dead_letters import DeadLetter
 from contracts import ORDER_CONFIRMED, ORDER_CREATED, OrderConfirmed, OrderCreated, wrap
 from orderbus.specs import create_app
-from services.billing import app as billing_app
+from services.billing import bootstrap as billing_bootstrap
 from services.runtime.settings import ServiceSettings
 from tests.api.conftest import order_event
 from tests.api.test_subscribers import processed_once
@@ -94,7 +94,7 @@ async def test_replaying_the_same_dead_letter_twice_bills_once(
             raise ConnectionError("billing database unreachable")
         await real(conn, order, received)
 
-    monkeypatch.setattr(billing_app, "issue_invoice", flaky)
+    monkeypatch.setattr(billing_bootstrap, "issue_invoice", flaky)
     async with billing(settings) as client:
         event = order_event(("MN-003", 1))
         await publisher.publish(ORDER_CREATED, event)

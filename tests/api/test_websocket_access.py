@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from orderbus.specs import create_app
-from services.notification import app as notification_app
+from services.notification import routes as notification_routes
 from services.notification.live import Client
 from services.runtime.http import WS_MAX_BYTES, server_config
 from services.runtime.settings import ServiceSettings
@@ -94,7 +94,7 @@ def test_a_binary_frame_is_answered_with_a_close_code(notification: TestClient) 
 def test_a_silent_client_is_closed(
     notification: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(notification_app, "IDLE_S", 0.2)
+    monkeypatch.setattr(notification_routes, "IDLE_S", 0.2)
     with notification.websocket_connect("/ws") as socket:
         socket.receive_json()  # hello
         closed = socket.receive()  # nothing sent: the server gives up on it

@@ -49,7 +49,7 @@ def test_the_embedded_default_loads_no_broker_client() -> None:
 
 
 def test_the_services_on_the_embedded_default_load_no_broker_client() -> None:
-    code = "\n".join(f"import services.{s}.app" for s in SERVICES)
+    code = "\n".join(f"import services.{s}.bootstrap" for s in SERVICES)
     assert _clients_loaded_after(code) == []
 
 

@@ -11,19 +11,8 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
-from contracts import (
-    INSTANCE_ACTIVITY,
-    NOTIFICATION_PUSHED,
-    ORDER_CONFIRMED,
-    ORDER_CREATED,
-    ORDER_REJECTED,
-    OrderConfirmed,
-    OrderCreated,
-    OrderRejected,
-)
 from services.console.dashboard import Dashboard, dashboard_routes
-from services.notification.handlers import record_notification, send_and_push
-from services.notification.live import Client, LiveClients
+from services.notification.live import Client
 from services.notification.mail import Mailer
 from services.notification.protocol import (
     IDLE_S,
@@ -35,10 +24,10 @@ from services.notification.protocol import (
     Subscribe,
 )
 from services.notification.relay import LiveRelay
-from services.notification.store import metadata, notifications
+from services.notification.store import notifications
 from services.runtime.admin import token_matches
 from services.runtime.http import field_name
-from services.runtime.service import Broadcast, Runtime, ServiceSpec, Subscription
+from services.runtime.service import Runtime
 
 
 def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard, mailer: Mailer) -> APIRouter:
@@ -164,25 +153,3 @@ async def _answer(client: Client, text: str, token: SecretStr | None) -> None:
 
 async def _error(client: Client, field: str, reason: str) -> None:
     await client.socket.send_json({"type": "error", "field": field, "reason": reason})
-
-
-def spec() -> ServiceSpec:
-    relay = LiveRelay(LiveClients())
-    dashboard = Dashboard(relay.clients)
-    mailer = Mailer()
-    sent = send_and_push(mailer, relay)
-    return ServiceSpec(
-        name="notification",
-        metadata=metadata,
-        routes=lambda runtime: routes(runtime, relay, dashboard, mailer),
-        subscriptions=[
-            Subscription(ORDER_CREATED, OrderCreated, record_notification, after_commit=sent),
-            Subscription(ORDER_CONFIRMED, OrderConfirmed, record_notification, after_commit=sent),
-            Subscription(ORDER_REJECTED, OrderRejected, record_notification, after_commit=sent),
-        ],
-        background=[dashboard.watch_backlog, relay.run, mailer.run],
-        broadcasts=[
-            Broadcast(NOTIFICATION_PUSHED, relay.forward),
-            Broadcast(INSTANCE_ACTIVITY, dashboard.on_activity, max_age_s=10),
-        ],
-    )

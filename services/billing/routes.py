@@ -7,11 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Path
 from sqlalchemy import case, select
 
-from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
-from services.billing.handlers import issue_invoice, void_invoice
-from services.billing.store import invoices, metadata, outbox, voids
+from services.billing.store import invoices, voids
 from services.runtime.database import one_or_404
-from services.runtime.service import Runtime, ServiceSpec, Subscription
+from services.runtime.service import Runtime
 
 
 def routes(runtime: Runtime) -> APIRouter:
@@ -33,17 +31,3 @@ def routes(runtime: Runtime) -> APIRouter:
         return await one_or_404(runtime.engine, query, f"no invoice for order {order_id}")
 
     return router
-
-
-def spec() -> ServiceSpec:
-    return ServiceSpec(
-        name="billing",
-        metadata=metadata,
-        routes=routes,
-        subscriptions=[
-            Subscription(ORDER_CREATED, OrderCreated, issue_invoice),
-            Subscription(ORDER_REJECTED, OrderRejected, void_invoice),
-        ],
-        outbox=outbox,
-        publishes=published_by("billing"),
-    )

@@ -16,16 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bus.codec import EventTooLarge
 from contracts import (
-    INVENTORY_REJECTED,
-    INVENTORY_RESERVED,
-    INVOICE_ISSUED,
     ORDER_CREATED,
-    InventoryRejected,
-    InventoryReserved,
-    InvoiceIssued,
     OrderCreated,
     OrderItem,
-    published_by,
     wrap,
 )
 from contracts.api import (
@@ -38,23 +31,18 @@ from contracts.api import (
     ProductView,
 )
 from contracts.catalogue import CURRENCY
-from services.order import timeouts
-from services.order.handlers import record_answer
 from services.order.prices import PriceList
-from services.order.ratelimit import OrderRateLimit, RateLimiter, Refusal, check
+from services.order.ratelimit import RateLimiter, Refusal, check
 from services.order.store import (
-    metadata,
     order_history,
     order_items,
     orders,
-    outbox,
     products,
-    seed_catalogue,
 )
 from services.order.writer import NewOrder, OrderWriter
 from services.runtime.asyncapi_routes import asyncapi_routes
 from services.runtime.http import error_body
-from services.runtime.service import Runtime, ServiceSpec, Subscription
+from services.runtime.service import Runtime
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,128}$")
@@ -253,23 +241,3 @@ async def _views(conn: AsyncConnection, query: Any) -> list[OrderView]:
         )
         for row in found
     ]
-
-
-def spec() -> ServiceSpec:
-    rate_limit = OrderRateLimit()
-    writer = OrderWriter()
-    return ServiceSpec(
-        name="order",
-        metadata=metadata,
-        routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings), writer),
-        subscriptions=[  # the answers it awaits
-            Subscription(INVENTORY_RESERVED, InventoryReserved, record_answer),
-            Subscription(INVENTORY_REJECTED, InventoryRejected, record_answer),
-            Subscription(INVOICE_ISSUED, InvoiceIssued, record_answer),
-        ],
-        seed=seed_catalogue,
-        outbox=outbox,
-        background=[writer.run, timeouts.run],
-        on_stop=[rate_limit.close],
-        publishes=published_by("order"),
-    )

@@ -7,17 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from contracts import (
-    ORDER_CREATED,
-    ORDER_REJECTED,
-    OrderCreated,
-    OrderRejected,
-    published_by,
-)
-from services.inventory.handlers import release, reserve
-from services.inventory.store import metadata, outbox, reservations, seed_stock, stock
+from services.inventory.store import reservations, stock
 from services.runtime.database import one_or_404
-from services.runtime.service import Runtime, ServiceSpec, Subscription
+from services.runtime.service import Runtime
 
 
 def routes(runtime: Runtime) -> APIRouter:
@@ -40,18 +32,3 @@ def routes(runtime: Runtime) -> APIRouter:
         return await one_or_404(runtime.engine, query, f"no reservation for order {order_id}")
 
     return router
-
-
-def spec() -> ServiceSpec:
-    return ServiceSpec(
-        name="inventory",
-        metadata=metadata,
-        routes=routes,
-        subscriptions=[
-            Subscription(ORDER_CREATED, OrderCreated, reserve),
-            Subscription(ORDER_REJECTED, OrderRejected, release),
-        ],
-        seed=seed_stock,
-        outbox=outbox,
-        publishes=published_by("inventory"),
-    )

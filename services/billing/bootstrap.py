@@ -1,0 +1,27 @@
+"""Billing, wired: it issues an invoice for every order and voids it when the order is rejected
+(the saga's compensation); `GET /invoices/{order_id}` shows it.
+
+The one place the service is put together (cosmicpython's `bootstrap.py`): its routes,
+subscriptions, background work and hooks, and the objects they share."""
+
+from __future__ import annotations
+
+from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
+from services.billing.handlers import issue_invoice, void_invoice
+from services.billing.routes import routes
+from services.billing.store import metadata, outbox
+from services.runtime.service import ServiceSpec, Subscription
+
+
+def spec() -> ServiceSpec:
+    return ServiceSpec(
+        name="billing",
+        metadata=metadata,
+        routes=routes,
+        subscriptions=[
+            Subscription(ORDER_CREATED, OrderCreated, issue_invoice),
+            Subscription(ORDER_REJECTED, OrderRejected, void_invoice),
+        ],
+        outbox=outbox,
+        publishes=published_by("billing"),
+    )

@@ -1,0 +1,45 @@
+"""The order service, wired: `POST /orders` takes orders (group commit, rate limit), the
+answers of inventory and billing decide them, and an order left without a decision is rejected
+after the timeout.
+
+The one place the service is put together (cosmicpython's `bootstrap.py`): its routes,
+subscriptions, background work and hooks, and the objects they share."""
+
+from __future__ import annotations
+
+from contracts import (
+    INVENTORY_REJECTED,
+    INVENTORY_RESERVED,
+    INVOICE_ISSUED,
+    InventoryRejected,
+    InventoryReserved,
+    InvoiceIssued,
+    published_by,
+)
+from services.order import timeouts
+from services.order.handlers import record_answer
+from services.order.ratelimit import OrderRateLimit
+from services.order.routes import routes
+from services.order.store import metadata, outbox, seed_catalogue
+from services.order.writer import OrderWriter
+from services.runtime.service import ServiceSpec, Subscription
+
+
+def spec() -> ServiceSpec:
+    rate_limit = OrderRateLimit()
+    writer = OrderWriter()
+    return ServiceSpec(
+        name="order",
+        metadata=metadata,
+        routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings), writer),
+        subscriptions=[  # the answers it awaits
+            Subscription(INVENTORY_RESERVED, InventoryReserved, record_answer),
+            Subscription(INVENTORY_REJECTED, InventoryRejected, record_answer),
+            Subscription(INVOICE_ISSUED, InvoiceIssued, record_answer),
+        ],
+        seed=seed_catalogue,
+        outbox=outbox,
+        background=[writer.run, timeouts.run],
+        on_stop=[rate_limit.close],
+        publishes=published_by("order"),
+    )
