@@ -26,19 +26,20 @@ def _settings(backend: str | None) -> ServiceSettings:
 
 def _run(args: argparse.Namespace) -> int:
 
-    from orderbus.specs import check_service, create_app
+    from orderbus.specs import check_service, create_app, own_settings
     from services.runtime.orphan import die_with_parent
     from services.runtime.shutdown import Deadline, GracefulServer
 
     service = check_service(args.service)
     settings = ServiceSettings()
+    own = own_settings(service)
     if args.port:  # the port it really listens on, which the instance advertises
-        settings = settings.model_copy(update={f"{service}_port": args.port})
+        own = own.model_copy(update={"port": args.port})
     configure_logging(settings.log_format)
     bind_instance(service, settings.instance(service))
     die_with_parent()
     configure_tracing(service, settings.instance(service))
-    config = server_config(create_app(service, settings), settings, settings.port(service))
+    config = server_config(create_app(service, settings, own=own), settings, own.port)
     deadline = Deadline(settings.shutdown_timeout_s, settings.instance(service))
     GracefulServer(config, deadline).run()
     return 0
@@ -73,6 +74,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from orderbus.specs import check_service, service_spec
     from services.runtime import schema
     from services.runtime.database import create_engine
+    from services.runtime.settings import database_url
 
     names = [check_service(name) for name in args.service] or list(SERVICES)
     if args.new is not None:
@@ -89,7 +91,7 @@ def _migrate(args: argparse.Namespace) -> int:
         for name in names:
             spec = service_spec(name)
             metadata = schema.service_metadata(spec.metadata, inbox=bool(spec.subscriptions))
-            engine = create_engine(settings.database_url(name))
+            engine = create_engine(database_url(settings, spec.own, name))
             try:
                 revision = await schema.migrate(engine, name, metadata)
             finally:

@@ -23,12 +23,12 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
-from orderbus.specs import check_service, create_app
+from orderbus.specs import check_service, create_app, own_settings
 from services.runtime.admin import ADMIN_TOKEN_ENV
 from services.runtime.http import server_config
 from services.runtime.logs import instance_context
 from services.runtime.orphan import SUPERVISOR_ENV
-from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
+from services.runtime.settings import SERVICES, OwnSettings, ServiceName, ServiceSettings
 from services.runtime.shutdown import Deadline, exit_now
 
 
@@ -62,14 +62,17 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def plan(settings: ServiceSettings, replicas: dict[ServiceName, int]) -> list[Instance]:
-    """First instance of a service on its port; each further replica on the next free one."""
-    taken = {settings.port(s) for s in SERVICES}
+def plan(
+    settings: ServiceSettings, ports: dict[ServiceName, int], replicas: dict[ServiceName, int]
+) -> list[Instance]:
+    """First instance of a service on its port (`ports`, from each one's own settings); each
+    further replica on the next free one."""
+    taken = set(ports.values())
     spare = iter(
         p for p in range(max(taken) + 1, 65536) if p not in taken and port_free(settings.host, p)
     )
     return [
-        Instance(service, f"{service}-{n}", settings.port(service) if n == 1 else next(spare))
+        Instance(service, f"{service}-{n}", ports[service] if n == 1 else next(spare))
         for service in SERVICES
         for n in range(1, replicas[service] + 1)
     ]
@@ -181,16 +184,18 @@ class _QuietServer(uvicorn.Server):
 
 
 async def run_in_process(
-    settings: ServiceSettings, instances: list[Instance], output: Output = "table"
+    settings: ServiceSettings,
+    own: dict[ServiceName, OwnSettings],
+    instances: list[Instance],
+    output: Output = "table",
 ) -> None:
     servers = [
         _QuietServer(
             server_config(
                 create_app(
                     i.service,
-                    settings.model_copy(
-                        update={"instance_id": i.instance_id, f"{i.service}_port": i.port}
-                    ),
+                    settings.model_copy(update={"instance_id": i.instance_id}),
+                    own=own[i.service].model_copy(update={"port": i.port}),
                 ),
                 settings,
                 i.port,
@@ -343,15 +348,16 @@ async def _first_of(*awaitables: Awaitable[Any]) -> None:
 def up(
     settings: ServiceSettings, replicas: dict[ServiceName, int], output: Output = "table"
 ) -> None:
-    for service in SERVICES:
-        if not port_free(settings.host, settings.port(service)):
+    own = {service: own_settings(service) for service in SERVICES}
+    for service, its in own.items():
+        if not port_free(settings.host, its.port):
             raise ValueError(
-                f"port {settings.port(service)} for {service} is in use: stop what holds it or "
+                f"port {its.port} for {service} is in use: stop what holds it or "
                 f"set {service.upper()}_PORT"
             )
-    instances = plan(settings, replicas)
+    instances = plan(settings, {service: its.port for service, its in own.items()}, replicas)
     settings = with_admin_token(settings)
     if settings.bus.backend == "memory":
-        asyncio.run(run_in_process(settings, instances, output))
+        asyncio.run(run_in_process(settings, own, instances, output))
     else:
         asyncio.run(run_processes(settings, instances, output))

@@ -18,9 +18,9 @@ from bus import BACKENDS, backend_info
 from contracts.catalogue import CATALOGUE
 from orderbus.demo.flow import WAIT_S
 from orderbus.demo.stage import Cell, Outcome, Stage, Table, poll, short
-from orderbus.specs import create_app
+from orderbus.specs import create_app, own_settings
 from services.console.controls import PlaceOrders, order_body
-from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
+from services.runtime.settings import SERVICES, OwnSettings, ServiceName, ServiceSettings
 
 Clients = dict[ServiceName, httpx.AsyncClient]
 ORDERS = [PlaceOrders(customer_id="demo"), *[PlaceOrders(customer_id="demo", scarce=True)] * 3]
@@ -31,17 +31,15 @@ DURABLE = ", ".join(b for b in BACKENDS if backend_info(b).capabilities.offline_
 
 @contextlib.asynccontextmanager
 async def running_services(stage: Stage, data_dir: Path) -> AsyncIterator[Clients]:
-    base = ServiceSettings(data_dir=data_dir, bus=stage.settings)
-    settings = base.model_copy(
-        update={
-            **{f"{s}_database_url": None for s in SERVICES},  # the temporary SQLite files
-            "activity": False,  # the live dashboard's heartbeat: nobody watches it here
-            "rate_limit_per_minute": 0,
-            "rate_limit_per_client_per_minute": 0,
-        }
-    )
+    # activity off: the live dashboard's heartbeat, nobody watches it here.
+    base = ServiceSettings(data_dir=data_dir, bus=stage.settings, activity=False)
     apps = {
-        s: create_app(s, settings.model_copy(update={"instance_id": f"{s}-1"}), stage.system_bus)
+        s: create_app(
+            s,
+            base.model_copy(update={"instance_id": f"{s}-1"}),
+            stage.system_bus,
+            own=_own(s),
+        )
         for s in SERVICES
     }
     async with contextlib.AsyncExitStack() as stack:
@@ -60,6 +58,14 @@ async def running_services(stage: Stage, data_dir: Path) -> AsyncIterator[Client
                 httpx.AsyncClient(transport=transport, base_url=f"http://{service}")
             )
         yield clients
+
+
+def _own(service: ServiceName) -> OwnSettings:
+    """The service's own settings, on the temporary SQLite file, and without a rate limit."""
+    update: dict[str, Any] = {"database_url": None}
+    if service == "order":
+        update |= {"rate_limit_per_minute": 0, "rate_limit_per_client_per_minute": 0}
+    return own_settings(service).model_copy(update=update)
 
 
 async def saga(stage: Stage) -> Outcome:

@@ -9,13 +9,16 @@ from __future__ import annotations
 from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
 from services.billing.handlers import issue_invoice, void_invoice
 from services.billing.routes import routes
+from services.billing.settings import BillingSettings
 from services.billing.store import metadata, outbox
 from services.runtime.service import ServiceSpec, Subscription
 
 
-def spec() -> ServiceSpec:
+def spec(own: BillingSettings | None = None) -> ServiceSpec:
+    """`own`: the service's settings (tests pass theirs); read from the environment when None."""
     return ServiceSpec(
         name="billing",
+        own=BillingSettings() if own is None else own,
         metadata=metadata,
         routes=routes,
         subscriptions=[

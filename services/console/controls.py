@@ -74,8 +74,12 @@ class ControlsClient:
         return {"Authorization": f"Bearer {token.get_secret_value()}"}
 
     def _order_url(self) -> str:
+        """A live order instance's: the one place the console learns where orders go (the
+        order service's port is its own setting, which this process does not read)."""
         alive = self.dashboard.alive("order")
-        return alive[0].url if alive else self.runtime.settings.advertised_url("order")
+        if not alive:
+            raise _refuse(status.HTTP_404_NOT_FOUND, "order", "no live instance of order")
+        return alive[0].url
 
     async def place(self, body: PlaceOrders) -> dict[str, Any]:
         limit = asyncio.Semaphore(CONCURRENCY)

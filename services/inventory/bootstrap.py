@@ -9,13 +9,16 @@ from __future__ import annotations
 from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
 from services.inventory.handlers import release, reserve
 from services.inventory.routes import routes
+from services.inventory.settings import InventorySettings
 from services.inventory.store import metadata, outbox, seed_stock
 from services.runtime.service import ServiceSpec, Subscription
 
 
-def spec() -> ServiceSpec:
+def spec(own: InventorySettings | None = None) -> ServiceSpec:
+    """`own`: the service's settings (tests pass theirs); read from the environment when None."""
     return ServiceSpec(
         name="inventory",
+        own=InventorySettings() if own is None else own,
         metadata=metadata,
         routes=routes,
         subscriptions=[

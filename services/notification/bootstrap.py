@@ -23,19 +23,24 @@ from services.notification.live import LiveClients
 from services.notification.mail import Mailer
 from services.notification.relay import LiveRelay
 from services.notification.routes import routes
+from services.notification.settings import NotificationSettings
 from services.notification.store import metadata
 from services.runtime.service import Broadcast, ServiceSpec, Subscription
 
 
-def spec() -> ServiceSpec:
+def spec(own: NotificationSettings | None = None) -> ServiceSpec:
+    """`own`: the service's settings (tests pass theirs); read from the environment when None."""
+    if own is None:
+        own = NotificationSettings()
     relay = LiveRelay(LiveClients())
     dashboard = Dashboard(relay.clients)
     mailer = Mailer()
     sent = send_and_push(mailer, relay)
     return ServiceSpec(
         name="notification",
+        own=own,
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, relay, dashboard, mailer),
+        routes=lambda runtime: routes(runtime, own, relay, dashboard, mailer),
         subscriptions=[
             Subscription(ORDER_CREATED, OrderCreated, record_notification, after_commit=sent),
             Subscription(ORDER_CONFIRMED, OrderConfirmed, record_notification, after_commit=sent),

@@ -24,13 +24,20 @@ from services.notification.protocol import (
     Subscribe,
 )
 from services.notification.relay import LiveRelay
+from services.notification.settings import NotificationSettings
 from services.notification.store import notifications
 from services.runtime.admin import token_matches
 from services.runtime.http import field_name
 from services.runtime.service import Runtime
 
 
-def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard, mailer: Mailer) -> APIRouter:
+def routes(
+    runtime: Runtime,
+    own: NotificationSettings,
+    relay: LiveRelay,
+    dashboard: Dashboard,
+    mailer: Mailer,
+) -> APIRouter:
     router = APIRouter()
     relay.bind(runtime)
     mailer.bind(runtime)
@@ -58,9 +65,7 @@ def routes(runtime: Runtime, relay: LiveRelay, dashboard: Dashboard, mailer: Mai
             "pushes_dropped": relay.dropped,
         }
 
-    allowed_origins = {
-        o.strip().rstrip("/") for o in runtime.settings.ws_allowed_origins.split(",")
-    }
+    allowed_origins = {o.strip().rstrip("/") for o in own.ws_allowed_origins.split(",")}
 
     @router.websocket("/ws")
     async def websocket(socket: WebSocket) -> None:

@@ -7,6 +7,8 @@ subscriptions, background work and hooks, and the objects they share."""
 
 from __future__ import annotations
 
+import functools
+
 from contracts import (
     INVENTORY_REJECTED,
     INVENTORY_RESERVED,
@@ -20,18 +22,23 @@ from services.order import timeouts
 from services.order.handlers import record_answer
 from services.order.ratelimit import OrderRateLimit
 from services.order.routes import routes
+from services.order.settings import OrderSettings
 from services.order.store import metadata, outbox, seed_catalogue
 from services.order.writer import OrderWriter
 from services.runtime.service import ServiceSpec, Subscription
 
 
-def spec() -> ServiceSpec:
-    rate_limit = OrderRateLimit()
+def spec(own: OrderSettings | None = None) -> ServiceSpec:
+    """`own`: the service's settings (tests pass theirs); read from the environment when None."""
+    if own is None:
+        own = OrderSettings()
+    rate_limit = OrderRateLimit(own)
     writer = OrderWriter()
     return ServiceSpec(
         name="order",
+        own=own,
         metadata=metadata,
-        routes=lambda runtime: routes(runtime, rate_limit.build(runtime.settings), writer),
+        routes=lambda runtime: routes(runtime, own, rate_limit.build(runtime.settings), writer),
         subscriptions=[  # the answers it awaits
             Subscription(INVENTORY_RESERVED, InventoryReserved, record_answer),
             Subscription(INVENTORY_REJECTED, InventoryRejected, record_answer),
@@ -39,7 +46,7 @@ def spec() -> ServiceSpec:
         ],
         seed=seed_catalogue,
         outbox=outbox,
-        background=[writer.run, timeouts.run],
+        background=[writer.run, functools.partial(timeouts.run, timeout_s=own.decision_timeout_s)],
         on_stop=[rate_limit.close],
         publishes=published_by("order"),
     )

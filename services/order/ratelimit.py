@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.order.settings import OrderSettings
 from services.runtime.service import Runtime
 from services.runtime.settings import ServiceSettings
 
@@ -220,21 +221,23 @@ class RedisRateLimiter:
             )
 
 
-def redis_url(settings: ServiceSettings) -> str | None:
+def redis_url(settings: ServiceSettings, own: OrderSettings) -> str | None:
     """The Redis to count in: the one configured for it, else the bus's when it is Redis."""
-    if settings.rate_limit_redis_url is not None:
-        return settings.rate_limit_redis_url.get_secret_value()
+    if own.rate_limit_redis_url is not None:
+        return own.rate_limit_redis_url.get_secret_value()
     if settings.bus.backend in REDIS_BACKENDS:
         return settings.bus.resolved_url
     return None
 
 
-def rate_limiter(settings: ServiceSettings, *, clock: Clock = time.time) -> RateLimiter | None:
+def rate_limiter(
+    settings: ServiceSettings, own: OrderSettings, *, clock: Clock = time.time
+) -> RateLimiter | None:
     """The order rate limiter these settings ask for; None when limiting is off."""
-    limit, window_s = settings.rate_limit_per_minute, settings.rate_limit_window_s
-    if limit == 0 and settings.rate_limit_per_client_per_minute == 0:
+    limit, window_s = own.rate_limit_per_minute, own.rate_limit_window_s
+    if limit == 0 and own.rate_limit_per_client_per_minute == 0:
         return None
-    url = redis_url(settings)
+    url = redis_url(settings, own)
     if url is not None:
         # Named so `CLIENT LIST` tells which instance holds a connection.
         name = f"{settings.instance('order')}:ratelimit"
@@ -250,13 +253,10 @@ class Refusal:
 
 
 async def check(
-    limiter: RateLimiter, settings: ServiceSettings, client: str, customer_id: str
+    limiter: RateLimiter, own: OrderSettings, client: str, customer_id: str
 ) -> Refusal | None:
     """Count one order of `customer_id` from the address `client`; the refusal, if any."""
-    per_customer, per_client = (
-        settings.rate_limit_per_minute,
-        settings.rate_limit_per_client_per_minute,
-    )
+    per_customer, per_client = own.rate_limit_per_minute, own.rate_limit_per_client_per_minute
     if per_customer:
         found = await limiter.hit(f"{client}/{customer_id}", per_customer)
         if not found.allowed:
@@ -271,11 +271,12 @@ async def check(
 class OrderRateLimit:
     """The limiter of one order app: built with its routes, closed when the app stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, own: OrderSettings) -> None:
+        self.own = own
         self.limiter: RateLimiter | None = None
 
     def build(self, settings: ServiceSettings) -> RateLimiter | None:
-        self.limiter = rate_limiter(settings)
+        self.limiter = rate_limiter(settings, self.own)
         return self.limiter
 
     async def close(self, runtime: Runtime) -> None:

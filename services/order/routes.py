@@ -33,6 +33,7 @@ from contracts.api import (
 from contracts.catalogue import CURRENCY
 from services.order.prices import PriceList
 from services.order.ratelimit import RateLimiter, Refusal, check
+from services.order.settings import OrderSettings
 from services.order.store import (
     order_history,
     order_items,
@@ -88,7 +89,9 @@ def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
 
-def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -> APIRouter:
+def routes(
+    runtime: Runtime, own: OrderSettings, limiter: RateLimiter | None, writer: OrderWriter
+) -> APIRouter:
     router = APIRouter()
     price_list = PriceList()
 
@@ -127,7 +130,7 @@ def routes(runtime: Runtime, limiter: RateLimiter | None, writer: OrderWriter) -
         # anything is written: a refused order leaves no trace but the count.
         if limiter is not None:
             client = http.client.host if http.client is not None else "unknown"
-            refusal = await check(limiter, runtime.settings, client, request.customer_id)
+            refusal = await check(limiter, own, client, request.customer_id)
             if refusal is not None:
                 return _too_many(refusal)
         order = OrderCreated(

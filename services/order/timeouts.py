@@ -39,10 +39,9 @@ _OVERDUE = (
 )
 
 
-async def decide_overdue(runtime: Runtime, now: datetime | None = None) -> int:
-    """Reject every order pending for longer than the timeout; how many were decided."""
-    timeout = timedelta(seconds=runtime.settings.order_decision_timeout_s)
-    before = (now or datetime.now(UTC)) - timeout
+async def decide_overdue(runtime: Runtime, timeout_s: float, now: datetime | None = None) -> int:
+    """Reject every order pending for longer than `timeout_s`; how many were decided."""
+    before = (now or datetime.now(UTC)) - timedelta(seconds=timeout_s)
     decided = 0
     while True:
         async with runtime.engine.connect() as conn:
@@ -61,10 +60,10 @@ async def decide_overdue(runtime: Runtime, now: datetime | None = None) -> int:
             return decided
 
 
-async def run(runtime: Runtime) -> None:
+async def run(runtime: Runtime, timeout_s: float) -> None:
     """A background task: sweep a few times per timeout (at least every 30 s) until shutdown.
     A sweep that fails (the database away) is logged and tried again next round."""
-    every_s = min(30.0, runtime.settings.order_decision_timeout_s / 4)
+    every_s = min(30.0, timeout_s / 4)
     while not runtime.stopping.is_set():
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(every_s):
@@ -72,7 +71,7 @@ async def run(runtime: Runtime) -> None:
         if runtime.stopping.is_set():
             return
         try:
-            decided = await decide_overdue(runtime)
+            decided = await decide_overdue(runtime, timeout_s)
         except Exception as exc:  # noqa: BLE001 - the next round tries again
             log.warning("overdue orders not decided this round: %s", type(exc).__name__)
             continue

@@ -36,7 +36,7 @@ from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay
 from services.runtime.outbox_routes import outbox_routes
 from services.runtime.service import Broadcast, Runtime, ServiceSpec
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ServiceSettings, database_url
 from services.runtime.shutdown import settle
 
 log = logging.getLogger("services")
@@ -59,7 +59,8 @@ def build_app(
     """`make_bus` is the door for a bus of another kind (`orderbus demo` renames its topics)."""
     instance = settings.instance(spec.name)
     relay = OutboxRelay(spec.outbox) if spec.outbox is not None else None
-    runtime = Runtime(spec.name, instance, settings, Metrics(spec.name, instance), relay)
+    metrics = Metrics(spec.name, instance)
+    runtime = Runtime(spec.name, instance, settings, spec.own, metrics, relay)
     background = [*spec.background, *([relay.run] if relay is not None else [])]
     inbox_table = processed_events_table(spec.metadata) if spec.subscriptions else None
     if spec.outbox is not None or inbox_table is not None:
@@ -68,7 +69,7 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.stopping.clear()
-        runtime.engine = create_engine(settings.database_url(spec.name))
+        runtime.engine = create_engine(database_url(settings, spec.own, spec.name))
         if settings.migrate_on_start:
             await schema.migrate(runtime.engine, spec.name, spec.metadata)
         else:

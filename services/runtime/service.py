@@ -17,6 +17,7 @@ from contracts import EVENTS
 from contracts.base import OrderEventData
 from services.runtime.activity import Activity
 from services.runtime.faults import Faults
+from services.runtime.settings import advertised_url
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from services.runtime.inbox import Inbox
     from services.runtime.metrics import Metrics
     from services.runtime.outbox import OutboxRelay
-    from services.runtime.settings import ServiceName, ServiceSettings
+    from services.runtime.settings import OwnSettings, ServiceName, ServiceSettings
 
 
 D = TypeVar("D", bound=OrderEventData)
@@ -85,6 +86,9 @@ class Runtime:
     service: ServiceName
     instance: str
     settings: ServiceSettings
+    own: OwnSettings
+    """The service's own settings (port, database URL); the service's code reads its typed
+    model, which its bootstrap hands it, not this."""
     metrics: Metrics
     engine: AsyncEngine = field(init=False)
     bus: Bus = field(init=False)
@@ -103,7 +107,7 @@ class Runtime:
         self.activity = Activity(
             self.service,
             self.instance,
-            self.settings.advertised_url(self.service),
+            advertised_url(self.settings, self.own),
             self.settings.bus.backend,
             self.settings.admin_token,
         )
@@ -112,6 +116,9 @@ class Runtime:
 @dataclass(frozen=True)
 class ServiceSpec:
     name: ServiceName
+    own: OwnSettings
+    """The service's own settings (`services/<name>/settings.py`): the chassis takes its port
+    and database URL from them."""
     metadata: MetaData
     routes: Callable[[Runtime], APIRouter]
     subscriptions: Sequence[Subscription[Any]] = ()

@@ -1,12 +1,14 @@
-"""Service configuration, read once per process from the environment."""
+"""Service configuration, read once per process from the environment: what every service
+shares (`ServiceSettings`: host, data directory, bus, shutdown, ...) and the base of what each
+has of its own (`OwnSettings`: its port and database URL, plus whatever only it reads), which
+each service declares in `services/<name>/settings.py` under its own environment prefix."""
 
 from __future__ import annotations
 
 import os
 import socket
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,16 +18,22 @@ from bus import BusSettings
 ServiceName = Literal["order", "inventory", "billing", "notification"]
 SERVICES: tuple[ServiceName, ...] = ("order", "inventory", "billing", "notification")
 SUBSCRIBERS: tuple[ServiceName, ...] = ("inventory", "billing", "notification")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+# hide_input_in_errors: a URL or token with a password must not appear in a startup error.
+# populate_by_name: code (tests, `orderbus up`) may pass `data_dir=` where the environment says
+# ORDERBUS_DATA_DIR; without it pydantic silently ignores the field name.
+_CONFIG = SettingsConfigDict(
+    extra="ignore", frozen=True, hide_input_in_errors=True, populate_by_name=True
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""An HTTP port: what a service's own settings declare, with its default (`port: Port = 8001`)."""
 
 
 class ServiceSettings(BaseSettings):
-    # hide_input_in_errors: a database URL with a password must not appear in a startup error.
-    # populate_by_name: code (tests, `orderbus up`) may pass `data_dir=` where the environment
-    # says ORDERBUS_DATA_DIR; without it pydantic silently ignores the field name.
-    model_config = SettingsConfigDict(
-        extra="ignore", frozen=True, hide_input_in_errors=True, populate_by_name=True
-    )
+    """What every service reads alike; each service's own settings are an `OwnSettings`."""
+
+    model_config = _CONFIG
 
     instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     """This process's consumer name; `<service>-<host>-<pid>` when unset."""
@@ -39,16 +47,6 @@ class ServiceSettings(BaseSettings):
     (a Kubernetes pod: its IP, from the downward API)."""
     data_dir: Path = Field(Path(".orderbus"), validation_alias=AliasChoices("ORDERBUS_DATA_DIR"))
     """Where the default SQLite databases live."""
-
-    order_database_url: SecretStr | None = None
-    inventory_database_url: SecretStr | None = None
-    billing_database_url: SecretStr | None = None
-    notification_database_url: SecretStr | None = None
-
-    order_port: int = Field(8000, ge=1, le=65535)
-    inventory_port: int = Field(8001, ge=1, le=65535)
-    billing_port: int = Field(8002, ge=1, le=65535)
-    notification_port: int = Field(8003, ge=1, le=65535)
 
     max_body_bytes: int = Field(
         65_536, ge=1_024, le=16_777_216, validation_alias=AliasChoices("ORDERBUS_MAX_BODY_BYTES")
@@ -73,42 +71,9 @@ class ServiceSettings(BaseSettings):
     than this would be handled again, so keep it past any replay you may do. The default is
     the dead letters' (`BUS_DEAD_LETTER_RETENTION_S`): a replay republishes to the whole
     topic, so every group may see an event again as long as a dead letter can be replayed."""
-    order_decision_timeout_s: float = Field(300.0, ge=1, le=86_400)
-    """An order still pending this long after it was placed is rejected (`timed out`): an
-    answer dead-lettered or lost (redis-pubsub), or a service that never started, must not
-    leave it pending for good. The saga's compensation undoes what a late answer did."""
-    rate_limit_per_minute: int = Field(
-        600, ge=0, le=1_000_000, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_PER_MINUTE")
-    )
-    """Orders one customer may place from one client address per rate-limit window (a minute
-    by default); 0: no limit."""
-    rate_limit_per_client_per_minute: int = Field(
-        6_000,
-        ge=0,
-        le=10_000_000,
-        validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_PER_CLIENT_PER_MINUTE"),
-    )
-    """Orders one client address may place per window, whatever the customers; 0: no limit.
-    Behind a proxy, every client has the proxy's address."""
-    rate_limit_window_s: int = Field(
-        60, ge=1, le=3_600, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_WINDOW_S")
-    )
-    """Length of the fixed window the order rate limit counts in."""
-    rate_limit_redis_url: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("ORDERBUS_RATE_LIMIT_REDIS_URL")
-    )
-    """Where replicas share their counts; the bus's Redis when unset on a Redis backend, else
-    each process counts alone."""
-
     activity: bool = Field(True, validation_alias=AliasChoices("ORDERBUS_ACTIVITY"))
     """Publish `instance_activity` (what this instance handles, a heartbeat) for the live
     dashboard; off, the dashboard shows no lanes for this instance."""
-
-    ws_allowed_origins: str = Field(
-        "", validation_alias=AliasChoices("ORDERBUS_WS_ALLOWED_ORIGINS")
-    )
-    """Comma-separated origins (`https://shop.example`) whose pages may open `/ws`, besides
-    the service's own; a browser from any other origin is refused at the handshake."""
 
     admin_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ORDERBUS_ADMIN_TOKEN")
@@ -137,16 +102,6 @@ class ServiceSettings(BaseSettings):
 
     bus: BusSettings = Field(default_factory=BusSettings)
 
-    @field_validator("rate_limit_redis_url")
-    @classmethod
-    def _check_rate_limit_redis_url(cls, url: SecretStr | None) -> SecretStr | None:
-        # The message names the variable, never the value: it may hold a password.
-        if url is not None and urlsplit(url.get_secret_value()).scheme not in REDIS_SCHEMES:
-            raise ValueError(
-                "ORDERBUS_RATE_LIMIT_REDIS_URL must start redis://, rediss:// or unix://"
-            )
-        return url
-
     @field_validator("admin_token")
     @classmethod
     def _check_admin_token(cls, token: SecretStr | None) -> SecretStr | None:
@@ -160,20 +115,34 @@ class ServiceSettings(BaseSettings):
         at most 10 s, leaving the rest to the background work, the bus and the database."""
         return min(10.0, self.shutdown_timeout_s * 0.4)
 
-    def database_url(self, service: ServiceName) -> str:
-        url: SecretStr | None = getattr(self, f"{service}_database_url")
-        if url is not None:
-            return url.get_secret_value()
-        return f"sqlite:///{self.data_dir.resolve() / f'{service}.db'}"
-
-    def port(self, service: ServiceName) -> int:
-        return int(getattr(self, f"{service}_port"))
-
-    def advertised_url(self, service: ServiceName) -> str:
-        """Where peers reach this instance: its host (the machine's name when it listens on
-        every interface, as in a container) and port."""
-        host = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
-        return f"http://{self.advertised_host or host}:{self.port(service)}"
-
     def instance(self, service: ServiceName) -> str:
         return self.instance_id or f"{service}-{socket.gethostname()[:32]}-{os.getpid()}"
+
+
+class OwnSettings(BaseSettings):
+    """What every service has of its own, the base of its settings model
+    (`services/<name>/settings.py`), which sets its environment prefix (`env_prefix="ORDER_"`:
+    `ORDER_PORT`, `ORDER_DATABASE_URL`), its default port, and what only it reads. Never read
+    itself: without a prefix it would take `PORT` and `DATABASE_URL`."""
+
+    model_config = _CONFIG
+
+    port: Port
+    database_url: SecretStr | None = None
+    """The service's own database; a SQLite file in the data directory when unset."""
+
+
+def database_url(settings: ServiceSettings, own: OwnSettings, service: ServiceName) -> str:
+    """The service's database: its own URL, else `<data_dir>/<service>.db`."""
+    if own.database_url is not None:
+        return own.database_url.get_secret_value()
+    return f"sqlite:///{settings.data_dir.resolve() / f'{service}.db'}"
+
+
+def advertised_url(settings: ServiceSettings, own: OwnSettings) -> str:
+    """Where peers reach this instance: its host (the machine's name when it listens on every
+    interface, as in a container) and its port."""
+    host = settings.host
+    if host in ("0.0.0.0", "::"):  # noqa: S104
+        host = socket.gethostname()
+    return f"http://{settings.advertised_host or host}:{own.port}"

@@ -19,6 +19,7 @@ from contracts.catalogue import CATALOGUE
 from orderbus.specs import create_app
 from services.order import ratelimit
 from services.order.ratelimit import rate_limiter
+from services.order.settings import OrderSettings
 from services.runtime.settings import ServiceName, ServiceSettings
 from tests.integration.conftest import Recorder
 
@@ -53,10 +54,17 @@ async def published(settings: ServiceSettings) -> AsyncIterator[Recorder]:
 
 
 @pytest.fixture
+def order_settings() -> OrderSettings:
+    """The order service's own settings for `order_client`: a test module overrides this
+    fixture to change them (its rate limit)."""
+    return OrderSettings()
+
+
+@pytest.fixture
 async def order_client(
-    settings: ServiceSettings, published: Recorder
+    settings: ServiceSettings, order_settings: OrderSettings, published: Recorder
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app("order", settings)
+    app = create_app("order", settings, own=order_settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:

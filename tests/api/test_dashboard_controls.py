@@ -73,6 +73,15 @@ async def test_dashboard_controls_need_the_token(settings: ServiceSettings, path
         assert (await notification.post(path, json={"count": 1})).status_code == 401
 
 
+async def test_placing_orders_needs_a_live_order_instance(settings: ServiceSettings) -> None:
+    """The order service's port is its own setting, which notification does not read: the
+    console sends orders only to an order instance it has heard from, never to a guess."""
+    async with service("notification", settings) as notification:
+        answer = await notification.post("/dashboard/api/orders", json={"count": 1}, headers=ADMIN)
+        assert answer.status_code == 404
+        assert answer.json() == {"detail": "order: no live instance of order"}
+
+
 async def test_bad_control_input_names_the_field(settings: ServiceSettings) -> None:
     async with service("billing", settings) as billing:
         answer = await billing.post("/admin/fail", json={"count": -1}, headers=ADMIN)

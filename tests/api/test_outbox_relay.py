@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus
 from contracts import CloudEvent
+from services.billing.settings import BillingSettings
+from services.order.settings import OrderSettings
 from services.runtime.database import create_engine
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay, enqueue, outbox_table
 from services.runtime.service import Runtime
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import ServiceSettings, database_url
 from tests.polling import eventually
 
 
@@ -37,7 +39,7 @@ async def test_a_wake_up_and_a_shutdown_at_once_still_stop_the_relay(
     settings: ServiceSettings,
 ) -> None:
     relay = IdleRelay()
-    runtime = Runtime("order", "order-1", settings, Metrics("order", "order-1"))
+    runtime = Runtime("order", "order-1", settings, OrderSettings(), Metrics("order", "order-1"))
     task = asyncio.create_task(relay.run(runtime))
     await relay.looked.wait()  # the relay goes straight on to wait for a wake-up
 
@@ -55,7 +57,8 @@ async def test_replicas_sharing_an_outbox_publish_each_event_once(
     """Two relays on one database (two replicas of a service) race for the same rows: each
     event is claimed, and so published, by one of them."""
     table = outbox_table(MetaData())
-    engine = create_engine(settings.database_url("billing"))
+    billing = BillingSettings()
+    engine = create_engine(database_url(settings, billing, "billing"))
     async with engine.begin() as conn:  # a scratch table, outside any service's schema
         await conn.run_sync(table.metadata.create_all)
     seen: list[str] = []
@@ -68,7 +71,7 @@ async def test_replicas_sharing_an_outbox_publish_each_event_once(
     await probe.start()
     relays: list[tuple[OutboxRelay, Runtime]] = []
     for instance in ("billing-1", "billing-2"):
-        runtime = Runtime("billing", instance, settings, Metrics("billing", instance))
+        runtime = Runtime("billing", instance, settings, billing, Metrics("billing", instance))
         runtime.engine, runtime.bus = engine, create_bus(settings.bus)
         await runtime.bus.start()
         relays.append((OutboxRelay(table), runtime))
@@ -135,7 +138,8 @@ async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
     """The relay marks a batch in one transaction: what the broker accepted before the
     failure is marked published, the rest is published on the next round, none twice."""
     table = outbox_table(MetaData())
-    engine = create_engine(settings.database_url("billing"))
+    billing = BillingSettings()
+    engine = create_engine(database_url(settings, billing, "billing"))
     async with engine.begin() as conn:  # a scratch table, outside any service's schema
         await conn.run_sync(table.metadata.create_all)
     seen: list[str] = []
@@ -146,7 +150,7 @@ async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
     probe = create_bus(settings.bus)
     probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
     await probe.start()
-    runtime = Runtime("billing", "billing-1", settings, Metrics("billing", "billing-1"))
+    runtime = Runtime("billing", "billing-1", settings, billing, Metrics("billing", "billing-1"))
     runtime.engine, real = engine, create_bus(settings.bus)
     await real.start()
     runtime.bus = cast(Bus, FailsOnThird(real))

@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from orderbus.specs import create_app
+from services.order.settings import OrderSettings
 from services.runtime.settings import ServiceSettings
 from tests.api.conftest import pin_rate_limit_clock
 from tests.api.test_order_api import GOOD, place
@@ -35,8 +36,8 @@ def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def settings(settings: ServiceSettings) -> ServiceSettings:
-    return settings.model_copy(update={"rate_limit_per_minute": LIMIT})
+def order_settings() -> OrderSettings:
+    return OrderSettings(rate_limit_per_minute=LIMIT)
 
 
 def order_of(customer: str) -> dict[str, Any]:
@@ -108,17 +109,15 @@ async def test_refused_input_does_not_count(order_client: httpx.AsyncClient) -> 
 
 @pytest.fixture
 async def unreachable_redis_client(
-    settings: ServiceSettings, tmp_path: Path
+    settings: ServiceSettings, order_settings: OrderSettings, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     """An order app whose rate-limit Redis is a closed port; yields it and the password."""
     password = f"pw-{uuid.uuid4().hex}"
     url = f"redis://:{password}@127.0.0.1:{free_port()}/0"
-    app = create_app(
-        "order",
-        settings.model_copy(
-            update={"rate_limit_per_minute": 1, "rate_limit_redis_url": SecretStr(url)}
-        ),
+    own = order_settings.model_copy(
+        update={"rate_limit_per_minute": 1, "rate_limit_redis_url": SecretStr(url)}
     )
+    app = create_app("order", settings, own=own)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:
@@ -142,10 +141,10 @@ async def test_an_unreachable_redis_lets_orders_through_and_warns_once_without_t
 
 @asynccontextmanager
 async def clients(
-    settings: ServiceSettings, *addresses: str
+    settings: ServiceSettings, own: OrderSettings, *addresses: str
 ) -> AsyncIterator[list[httpx.AsyncClient]]:
     """One order app, and a client of it from each address."""
-    app = create_app("order", settings)
+    app = create_app("order", settings, own=own)
     async with app.router.lifespan_context(app), contextlib.AsyncExitStack() as stack:
         made = []
         for address in addresses:
@@ -159,18 +158,19 @@ async def clients(
 
 
 async def test_orders_in_a_victims_name_from_elsewhere_do_not_lock_the_victim_out(
-    settings: ServiceSettings,
+    settings: ServiceSettings, order_settings: OrderSettings
 ) -> None:
-    async with clients(settings, "203.0.113.7", "198.51.100.20") as (mallory, alice):
+    addresses = ("203.0.113.7", "198.51.100.20")
+    async with clients(settings, order_settings, *addresses) as (mallory, alice):
         assert await statuses(mallory, order_of("alice"), LIMIT + 1) == [202] * LIMIT + [429]
         assert await statuses(alice, order_of("alice"), 1) == [202]
 
 
 async def test_rotating_customer_ids_runs_into_the_client_limit(
-    settings: ServiceSettings,
+    settings: ServiceSettings, order_settings: OrderSettings
 ) -> None:
-    per_client = settings.model_copy(update={"rate_limit_per_client_per_minute": 5})
-    async with clients(per_client, "203.0.113.7", "198.51.100.20") as (mallory, other):
+    per_client = order_settings.model_copy(update={"rate_limit_per_client_per_minute": 5})
+    async with clients(settings, per_client, "203.0.113.7", "198.51.100.20") as (mallory, other):
         placed = [
             (await place(mallory, order_of(f"c-{uuid.uuid4().hex[:8]}"))).status_code
             for _ in range(6)

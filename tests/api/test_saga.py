@@ -36,6 +36,7 @@ from contracts import (
 )
 from orderbus.specs import create_app
 from services.order.lifecycle import TIMED_OUT_REASON
+from services.order.settings import OrderSettings
 from services.order.timeouts import TIMEOUT_CAUSE, decide_overdue
 from services.runtime.settings import ServiceSettings
 from tests.api.conftest import Running, order_event
@@ -337,8 +338,7 @@ async def test_an_order_nobody_decides_is_rejected_as_timed_out(
 ) -> None:
     """Billing never answers (dead-lettered, lost, never started): after the timeout the
     order is rejected, announced once, and a late answer changes nothing."""
-    quick = settings.model_copy(update={"order_decision_timeout_s": 1.0})
-    app = create_app("order", quick)
+    app = create_app("order", settings, own=OrderSettings(decision_timeout_s=1.0))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://order") as order:
@@ -374,7 +374,8 @@ async def test_an_order_nobody_decides_is_rejected_as_timed_out(
 async def test_only_orders_pending_past_the_timeout_are_decided(
     settings: ServiceSettings, publisher: Bus
 ) -> None:
-    app = create_app("order", settings)
+    own = OrderSettings()
+    app = create_app("order", settings, own=own)
     body = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -384,10 +385,11 @@ async def test_only_orders_pending_past_the_timeout_are_decided(
             for answer in (reserved(answered), issued(answered)):
                 await deliver(publisher, order, answer)
             runtime = app.state.runtime
-            assert await decide_overdue(runtime) == 0, "none is overdue yet"
-            later = datetime.now(UTC) + timedelta(seconds=settings.order_decision_timeout_s + 1)
-            assert await decide_overdue(runtime, now=later) == 1
-            assert await decide_overdue(runtime, now=later) == 0, "decided once"
+            timeout_s = own.decision_timeout_s
+            assert await decide_overdue(runtime, timeout_s) == 0, "none is overdue yet"
+            later = datetime.now(UTC) + timedelta(seconds=timeout_s + 1)
+            assert await decide_overdue(runtime, timeout_s, now=later) == 1
+            assert await decide_overdue(runtime, timeout_s, now=later) == 0, "decided once"
             statuses = [
                 (await order.get(f"/orders/{i}")).json()["status"] for i in (answered, waiting)
             ]

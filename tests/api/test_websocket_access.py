@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 from orderbus.specs import create_app
 from services.notification import routes as notification_routes
 from services.notification.live import Client
+from services.notification.settings import NotificationSettings
 from services.runtime.http import WS_MAX_BYTES, server_config
 from services.runtime.settings import ServiceSettings
 from tests.brokers import free_port
@@ -28,10 +29,9 @@ TOKEN = "ws-admin-token-0123456789"
 
 @pytest.fixture
 def notification(settings: ServiceSettings) -> Iterator[TestClient]:
-    configured = settings.model_copy(
-        update={"admin_token": SecretStr(TOKEN), "ws_allowed_origins": "https://shop.example"}
-    )
-    with TestClient(create_app("notification", configured)) as client:
+    configured = settings.model_copy(update={"admin_token": SecretStr(TOKEN)})
+    own = NotificationSettings(ws_allowed_origins="https://shop.example")
+    with TestClient(create_app("notification", configured, own=own)) as client:
         yield client
 
 

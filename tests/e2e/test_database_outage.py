@@ -22,6 +22,7 @@ from bus import BusSettings, create_bus
 from bus.backends.memory import bus as memory
 from contracts import ORDER_CREATED
 from orderbus.specs import create_app
+from services.billing.settings import BillingSettings
 from services.runtime.settings import ServiceSettings
 from tests.api.conftest import order_event
 from tests.polling import eventually
@@ -42,12 +43,10 @@ async def test_a_database_restart_sends_nothing_to_the_dead_letters(
     url = await postgres_database("")
     name = url.rsplit("/", 1)[1]
     bus = BusSettings(backend="memory", url=f"memory://{uuid.uuid4().hex[:8]}")
-    settings = ServiceSettings(
-        data_dir=tmp_path, bus=bus, billing_database_url=url, instance_id="billing-1"
-    )
+    settings = ServiceSettings(data_dir=tmp_path, bus=bus, instance_id="billing-1")
     admin = await asyncpg.connect(postgres_admin_url)
     publisher = create_bus(bus)
-    app = create_app("billing", settings)
+    app = create_app("billing", settings, own=BillingSettings(database_url=url))
     caplog.set_level(logging.WARNING, logger="bus")
     try:
         await publisher.start()

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orderbus.specs import create_app, service_spec
+from services.billing.settings import BillingSettings
 from services.runtime import schema
 from services.runtime.database import create_engine
 from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
@@ -208,10 +209,8 @@ async def test_replicas_migrating_at_once_take_turns(database_url: str) -> None:
 async def test_a_service_not_migrating_on_start_refuses_a_database_behind(
     database_url: str, tmp_path: Path
 ) -> None:
-    settings = ServiceSettings(
-        data_dir=tmp_path, migrate_on_start=False, billing_database_url=database_url
-    )
-    app = create_app("billing", settings)
+    settings = ServiceSettings(data_dir=tmp_path, migrate_on_start=False)
+    app = create_app("billing", settings, own=BillingSettings(database_url=database_url))
     with pytest.raises(RuntimeError, match="orderbus migrate billing"):
         async with app.router.lifespan_context(app):
             pass

@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from bus import BusSettings
 from orderbus.specs import create_app
 from services.order.ratelimit import KEY_PREFIX, RedisRateLimiter
+from services.order.settings import OrderSettings
 from services.runtime.settings import ServiceSettings
 from tests.api.conftest import pin_rate_limit_clock
 from tests.brokers import Kind
@@ -99,12 +100,11 @@ async def test_the_order_service_counts_in_redis_and_closes_its_client(
         data_dir=tmp_path,
         instance_id=instance,
         bus=BusSettings(backend="memory", url=f"memory://{uuid.uuid4().hex[:8]}"),
-        rate_limit_per_minute=1,
-        rate_limit_redis_url=redis_url,
     )
+    own = OrderSettings(rate_limit_per_minute=1, rate_limit_redis_url=redis_url)
     key = f"{KEY_PREFIX}127.0.0.1/{customer}:{int(WINDOW_START)}"  # httpx ASGI: 127.0.0.1
     order = {"customer_id": customer, "items": [{"sku": "KB-001", "quantity": 1}]}
-    app = create_app("order", settings)
+    app = create_app("order", settings, own=own)
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -19,6 +19,7 @@ from sqlalchemy import MetaData
 
 from bus import BusSettings
 from contracts import CloudEvent
+from services.billing.settings import BillingSettings
 from services.runtime.app import build_app
 from services.runtime.outbox import enqueue_many, outbox_table
 from services.runtime.service import Runtime, ServiceSpec
@@ -50,7 +51,11 @@ async def test_shutdown_ends_while_the_outbox_relay_is_inside_redis_calls(
             metadata = MetaData()
             outbox = outbox_table(metadata)
             spec = ServiceSpec(
-                name="billing", metadata=metadata, routes=lambda _: APIRouter(), outbox=outbox
+                name="billing",
+                own=BillingSettings(),
+                metadata=metadata,
+                routes=lambda _: APIRouter(),
+                outbox=outbox,
             )
             settings = ServiceSettings(
                 data_dir=tmp_path / f"round-{n}",

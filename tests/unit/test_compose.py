@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings
 
 from bus import BACKENDS, BusSettings
 from orderbus.cli import build_parser
-from orderbus.specs import check_service
+from orderbus.specs import check_service, own_settings_model
 from services.runtime.settings import SERVICES, ServiceSettings
 from tests.brokers import BACKEND_KIND, IMAGES, POSTGRES_IMAGE
 from tests.docker.conftest import DEFAULT_PYTHON_IMAGE
@@ -51,7 +51,11 @@ def env_names(model: type[BaseSettings]) -> set[str]:
     return names
 
 
-SETTINGS_ENV = env_names(BusSettings) | env_names(ServiceSettings)
+SETTINGS_ENV = set().union(
+    env_names(BusSettings),
+    env_names(ServiceSettings),
+    *(env_names(own_settings_model(service)) for service in SERVICES),
+)
 
 
 def env_file(backend: str, service: str = "order") -> dict[str, str]:
@@ -65,6 +69,7 @@ def test_compose_file_is_valid_compose() -> None:
 
 def test_env_names_of_the_settings_models_include_aliases() -> None:
     assert {"BUS_BACKEND", "BUS_URL", "INSTANCE_ID", "BILLING_DATABASE_URL"} <= SETTINGS_ENV
+    assert {"ORDER_PORT", "ORDER_DECISION_TIMEOUT_S", "ORDERBUS_WS_ALLOWED_ORIGINS"} <= SETTINGS_ENV
     assert {"ORDERBUS_HOST", "ORDERBUS_DATA_DIR", "ORDERBUS_OUTBOX_POLL_S"} <= SETTINGS_ENV
     assert "BUS" not in SETTINGS_ENV
     assert "HOST" not in SETTINGS_ENV
@@ -133,7 +138,7 @@ def test_services_wait_for_healthy_dependencies() -> None:
 
 @pytest.mark.parametrize("service", ["inventory", "billing", "notification"])
 def test_scalable_services_take_no_fixed_host_port(service: str) -> None:
-    port = ServiceSettings.model_fields[f"{service}_port"].default
+    port = own_settings_model(check_service(service)).model_fields["port"].default
     # No fixed host port (`--scale` works), and on the host's loopback only.
     assert APP_SERVICES[service]["ports"] == [f"127.0.0.1::{port}"]
 
@@ -167,7 +172,7 @@ def test_each_service_reaches_its_broker_as_its_own_user(backend: str, broker: s
 
 def test_healthchecks_probe_each_services_own_port() -> None:
     for name, spec in APP_SERVICES.items():
-        port = ServiceSettings.model_fields[f"{name}_port"].default
+        port = own_settings_model(check_service(name)).model_fields["port"].default
         assert f"127.0.0.1:{port}/ready" in " ".join(spec["healthcheck"]["test"]), name
 
 

@@ -18,8 +18,8 @@ import yaml
 
 from bus import BusSettings, names
 from orderbus import autoscaling
-from orderbus.specs import service_spec
-from services.runtime.settings import SERVICES, ServiceSettings
+from orderbus.specs import check_service, own_settings_model, service_spec
+from services.runtime.settings import SERVICES
 from tests.brokers import brokers_required
 from tests.unit.test_compose import SETTINGS_ENV
 
@@ -151,7 +151,7 @@ def test_pods_run_the_image_as_non_root_with_probes_and_requests(overlay: str) -
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        port = ServiceSettings.model_fields[f"{name}_port"].default
+        port = own_settings_model(check_service(name)).model_fields["port"].default
         assert container["args"] == ["run", name]
         assert container["ports"][0]["containerPort"] == port
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"

@@ -62,7 +62,7 @@ def test_services_holds_the_chassis_the_console_and_the_services_only() -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_service_has_the_same_files_for_the_same_jobs(service: str) -> None:
     folder = ROOT / "services" / service
-    jobs = {"bootstrap.py", "routes.py", "handlers.py", "store.py", "migrations"}
+    jobs = {"bootstrap.py", "settings.py", "routes.py", "handlers.py", "store.py", "migrations"}
     assert jobs <= {p.name for p in folder.iterdir()}
 
 

@@ -13,6 +13,7 @@ from services.order.ratelimit import (
     rate_limiter,
     window_start,
 )
+from services.order.settings import OrderSettings
 from services.runtime.settings import ServiceSettings
 
 
@@ -116,12 +117,16 @@ def test_windows_are_aligned_to_the_epoch() -> None:
     assert window_start(7.5, 1) == 7
 
 
-def settings(**update: object) -> ServiceSettings:
-    return ServiceSettings(bus=BusSettings(backend="memory")).model_copy(update=update)
+def on_memory() -> ServiceSettings:
+    return ServiceSettings(bus=BusSettings(backend="memory"))
+
+
+def own(**update: object) -> OrderSettings:
+    return OrderSettings().model_copy(update=update)
 
 
 def test_settings_default_to_600_a_minute_in_process() -> None:
-    limiter = rate_limiter(ServiceSettings(bus=BusSettings(backend="memory")))
+    limiter = rate_limiter(on_memory(), OrderSettings())
     assert isinstance(limiter, InProcessRateLimiter)
     assert (limiter.limit, limiter.window_s) == (600, 60)
 
@@ -130,7 +135,7 @@ def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ORDERBUS_RATE_LIMIT_PER_MINUTE", "5")
     monkeypatch.setenv("ORDERBUS_RATE_LIMIT_WINDOW_S", "10")
     monkeypatch.setenv("ORDERBUS_RATE_LIMIT_REDIS_URL", "redis://:pw@cache:6379/2")
-    found = ServiceSettings(bus=BusSettings(backend="memory"))
+    found = OrderSettings()
     assert (found.rate_limit_per_minute, found.rate_limit_window_s) == (5, 10)
     assert found.rate_limit_redis_url is not None
     assert found.rate_limit_redis_url.get_secret_value() == "redis://:pw@cache:6379/2"
@@ -138,28 +143,28 @@ def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_zero_turns_limiting_off() -> None:
-    off = settings(rate_limit_per_minute=0, rate_limit_per_client_per_minute=0)
-    assert rate_limiter(off) is None
-    assert rate_limiter(settings(rate_limit_per_minute=0)) is not None, "the client limit stays"
+    off = own(rate_limit_per_minute=0, rate_limit_per_client_per_minute=0)
+    assert rate_limiter(on_memory(), off) is None
+    client_only = own(rate_limit_per_minute=0)
+    assert rate_limiter(on_memory(), client_only) is not None, "the client limit stays"
 
 
 @pytest.mark.parametrize("backend", ["redis-pubsub", "redis-streams"])
 def test_a_redis_bus_lends_its_redis(backend: str) -> None:
     chosen = ServiceSettings(bus=BusSettings(backend=backend, url="redis://bus:6379/1"))
-    assert isinstance(rate_limiter(chosen), RedisRateLimiter)
+    assert isinstance(rate_limiter(chosen, OrderSettings()), RedisRateLimiter)
 
 
 @pytest.mark.parametrize("backend", ["memory", "rabbitmq", "kafka", "nats"])
 def test_other_buses_count_in_process(backend: str) -> None:
     chosen = ServiceSettings(bus=BusSettings(backend=backend))
-    assert isinstance(rate_limiter(chosen), InProcessRateLimiter)
+    assert isinstance(rate_limiter(chosen, OrderSettings()), InProcessRateLimiter)
 
 
 def test_a_configured_redis_wins_on_any_bus() -> None:
-    chosen = ServiceSettings(
-        bus=BusSettings(backend="kafka"), rate_limit_redis_url="redis://cache:6379/0"
-    )
-    assert isinstance(rate_limiter(chosen), RedisRateLimiter)
+    kafka = ServiceSettings(bus=BusSettings(backend="kafka"))
+    chosen = OrderSettings(rate_limit_redis_url="redis://cache:6379/0")
+    assert isinstance(rate_limiter(kafka, chosen), RedisRateLimiter)
 
 
 @pytest.mark.parametrize(
@@ -173,12 +178,12 @@ def test_a_configured_redis_wins_on_any_bus() -> None:
 )
 def test_out_of_bounds_settings_are_refused(field: str, value: int) -> None:
     with pytest.raises(ValidationError, match=field):
-        ServiceSettings.model_validate({field: value})
+        OrderSettings.model_validate({field: value})
 
 
 def test_a_bad_redis_url_is_refused_without_leaking_it() -> None:
     with pytest.raises(ValidationError) as caught:
-        ServiceSettings(rate_limit_redis_url="http://admin:s3cr3t@cache:6379/0")
+        OrderSettings(rate_limit_redis_url="http://admin:s3cr3t@cache:6379/0")
     message = str(caught.value)
     assert "ORDERBUS_RATE_LIMIT_REDIS_URL must start redis://" in message
     assert "s3cr3t" not in message

@@ -9,7 +9,8 @@ from bus import BACKENDS, BusSettings, backend_class, create_bus
 from bus.backends.kafka import bootstrap_servers
 from bus.backends.memory.bus import MemoryBus
 from bus.urls import redact
-from services.runtime.settings import ServiceSettings
+from services.billing.settings import BillingSettings
+from services.runtime.settings import ServiceSettings, advertised_url
 
 
 def test_default_backend_is_memory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +125,7 @@ def test_bounds_are_enforced() -> None:
 def test_an_instance_advertises_the_host_it_is_told_to(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDERBUS_ADVERTISED_HOST", "10.1.2.3")
     settings = ServiceSettings(host="0.0.0.0")  # noqa: S104 - as in a container
-    assert settings.advertised_url("billing") == "http://10.1.2.3:8002"
+    assert advertised_url(settings, BillingSettings()) == "http://10.1.2.3:8002"
     monkeypatch.setenv("ORDERBUS_ADVERTISED_HOST", "10.1.2.3/evil")
     with pytest.raises(ValidationError, match="ORDERBUS_ADVERTISED_HOST"):
         ServiceSettings()

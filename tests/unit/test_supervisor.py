@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from orderbus.specs import own_settings
 from orderbus.supervisor import (
     dashboard_line,
     parse_replicas,
@@ -15,7 +16,12 @@ from orderbus.supervisor import (
     print_table,
     with_admin_token,
 )
-from services.runtime.settings import ServiceSettings
+from services.runtime.settings import SERVICES, ServiceName, ServiceSettings
+
+
+def ports(**chosen: int) -> dict[ServiceName, int]:
+    """Each service's port from its own settings, but those chosen (`notification=18203`)."""
+    return {service: chosen.get(service, own_settings(service).port) for service in SERVICES}
 
 
 def test_a_listening_port_is_in_use() -> None:
@@ -39,10 +45,8 @@ def test_a_port_with_only_time_wait_connections_is_free() -> None:
 
 
 def test_replicas_take_the_next_free_ports() -> None:
-    settings = ServiceSettings(
-        order_port=18000, inventory_port=18001, billing_port=18002, notification_port=18003
-    )
-    instances = plan(settings, parse_replicas("billing=3"))
+    chosen = ports(order=18000, inventory=18001, billing=18002, notification=18003)
+    instances = plan(ServiceSettings(), chosen, parse_replicas("billing=3"))
     billing = [(i.instance_id, i.port) for i in instances if i.service == "billing"]
     assert billing[0] == ("billing-1", 18002)
     assert [name for name, _ in billing] == ["billing-1", "billing-2", "billing-3"]
@@ -60,16 +64,16 @@ def test_up_makes_a_session_token_and_prints_it_only_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ORDERBUS_ADMIN_TOKEN", raising=False)
-    settings = with_admin_token(ServiceSettings(notification_port=18203))
+    settings = with_admin_token(ServiceSettings())
     assert settings.admin_token is not None
     token = settings.admin_token.get_secret_value()
     assert len(token) >= 16
-    instances = plan(settings, parse_replicas(None))
+    instances = plan(settings, ports(notification=18203), parse_replicas(None))
     line = dashboard_line(settings, instances)
     assert line == f"dashboard: http://127.0.0.1:18203/dashboard#token={token}"
 
     monkeypatch.setenv("ORDERBUS_ADMIN_TOKEN", "the-users-own-token-0123")
-    mine = with_admin_token(ServiceSettings(notification_port=18203))
+    mine = with_admin_token(ServiceSettings())
     assert mine.admin_token is not None
     assert mine.admin_token.get_secret_value() == "the-users-own-token-0123"
     line = dashboard_line(mine, instances)
@@ -81,9 +85,9 @@ def test_up_json_is_one_line_with_every_instance_and_the_same_token_rule(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("ORDERBUS_ADMIN_TOKEN", raising=False)
-    settings = with_admin_token(ServiceSettings(order_port=18200, notification_port=18203))
+    settings = with_admin_token(ServiceSettings())
     assert settings.admin_token is not None
-    instances = plan(settings, parse_replicas("billing=2"))
+    instances = plan(settings, ports(order=18200, notification=18203), parse_replicas("billing=2"))
     print_table(settings, instances, "json")
     (line,) = capsys.readouterr().out.splitlines()
     listing = json.loads(line)
@@ -96,6 +100,6 @@ def test_up_json_is_one_line_with_every_instance_and_the_same_token_rule(
     assert listing["dashboard"] == f"http://127.0.0.1:18203/dashboard#token={token}"
 
     monkeypatch.setenv("ORDERBUS_ADMIN_TOKEN", "the-users-own-token-0123")
-    mine = with_admin_token(ServiceSettings(notification_port=18203))
+    mine = with_admin_token(ServiceSettings())
     print_table(mine, instances, "json")
     assert "the-users-own-token" not in capsys.readouterr().out
