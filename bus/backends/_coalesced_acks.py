@@ -2,9 +2,8 @@
 
 FastStream acknowledges each event as its handler returns and waits for the answer before the
 next: for Kafka (an offset commit) and Redis Streams (an `XACK`) that is a round trip to the
-broker per event, in which the consumer does nothing. Consume, 10,000 events on one machine:
-Kafka 2,000/s with a commit per event, 14,700/s coalesced here (aiokafka's own loop,
-committing per batch: 16,200/s); Redis Streams 3,600/s, then 8,600/s.
+broker per event, in which the consumer does nothing (what that cost, and what coalescing
+saved: docs/performance.md, "What was optimised").
 
 Those two backends acknowledge here instead (`AckPolicy.MANUAL`): an acknowledgement joins a
 batch and the consumer goes on to its next event; one send at a time carries every

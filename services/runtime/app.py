@@ -26,17 +26,25 @@ from contracts import ORDER_CREATED, CloudEvent
 from services import __version__
 from services.runtime import backlog, handling, retention, schema
 from services.runtime.access import RequestMetrics
+from services.runtime.activity import Activity
 from services.runtime.api_docs import serve_api_docs
 from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
+from services.runtime.faults import Faults
 from services.runtime.http import BodyLimit, install_error_handlers
 from services.runtime.inbox import Inbox, processed_events_table
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay
 from services.runtime.outbox_routes import outbox_routes
 from services.runtime.service import Broadcast, Runtime, ServiceSpec
-from services.runtime.settings import ServiceSettings, database_url
+from services.runtime.settings import (
+    OwnSettings,
+    ServiceName,
+    ServiceSettings,
+    advertised_url,
+    database_url,
+)
 from services.runtime.shutdown import settle
 
 log = logging.getLogger("services")
@@ -57,10 +65,9 @@ def build_app(
     make_bus: Callable[[BusSettings], Bus] = create_bus,
 ) -> FastAPI:
     """`make_bus` is the door for a bus of another kind (`orderbus demo` renames its topics)."""
-    instance = settings.instance(spec.name)
     relay = OutboxRelay(spec.outbox) if spec.outbox is not None else None
-    metrics = Metrics(spec.name, instance)
-    runtime = Runtime(spec.name, instance, settings, spec.own, metrics, relay)
+    runtime = new_runtime(spec.name, settings, spec.own, relay)
+    instance = runtime.instance
     background = [*spec.background, *([relay.run] if relay is not None else [])]
     inbox_table = processed_events_table(spec.metadata) if spec.subscriptions else None
     if spec.outbox is not None or inbox_table is not None:
@@ -135,6 +142,27 @@ def build_app(
         app.include_router(outbox_routes(runtime, runtime.relay))
     app.include_router(spec.routes(runtime))
     return app
+
+
+def new_runtime(
+    service: ServiceName,
+    settings: ServiceSettings,
+    own: OwnSettings,
+    relay: OutboxRelay | None = None,
+    instance: str | None = None,
+) -> Runtime:
+    """A service instance's `Runtime`, with its metrics, activity feed and fault switches;
+    connections are made later, when the app starts."""
+    instance = instance or settings.instance(service)
+    activity = Activity(
+        service,
+        instance,
+        advertised_url(settings, own),
+        settings.bus.backend,
+        settings.admin_token,
+    )
+    metrics = Metrics(service, instance)
+    return Runtime(service, instance, settings, own, metrics, activity, Faults(), relay=relay)
 
 
 async def _stop(

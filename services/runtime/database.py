@@ -47,11 +47,11 @@ def create_engine(url: str) -> AsyncEngine:
     # Replicas of a service share its SQLite file: wait for the write lock, don't fail.
     # One connection per process: every transaction here is BEGIN IMMEDIATE (below), so a
     # second connection could only wait for the write lock, in SQLite's busy handler, which
-    # sleeps in steps of up to 100 ms. Measured with `orderbus bench` (POST /orders, 16
-    # connections): p99 1.4 s and 200 orders/s with the default pool of 5 + 10, because
-    # requests slept on each other; one connection makes them queue in the pool instead,
-    # in order, without sleeping. Replicas in other processes hold the lock at times: that
-    # wait is an asyncio sleep, as SQLite runs on the event loop's thread (sqlite_inline).
+    # sleeps in steps of up to 100 ms: with a pool of several, requests slept on each other
+    # (docs/performance.md, "What was optimised"); one connection makes them queue in the
+    # pool instead, in order, without sleeping. Replicas in other processes hold the lock at
+    # times: that wait is an asyncio sleep, as SQLite runs on the event loop's thread
+    # (sqlite_inline).
     # Any SQLite URL (`sqlite://`, or `sqlite+aiosqlite://` as older set-ups name it) runs
     # on the inline driver.
     engine = create_async_engine(
@@ -68,9 +68,9 @@ def create_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
         # NORMAL, not the default FULL: in WAL mode a commit then survives any crash of the
         # process (every test that kills a service relies on that) and only a power loss or
-        # an OS crash may roll back the last transactions. It saves an fsync per commit
-        # (~190 us here, on every order, relay mark and inbox row). PostgreSQL, the
-        # production database, is unaffected.
+        # an OS crash may roll back the last transactions. It saves an fsync per commit (on
+        # every order, relay mark and inbox row). PostgreSQL, the production database, is
+        # unaffected.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=0")  # waited for in sqlite_inline, not here
         cursor.close()

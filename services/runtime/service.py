@@ -1,7 +1,8 @@
 """The chassis's central types: what a service declares (`ServiceSpec`, its `Subscription`s and
-`Broadcast`s) and what a running instance has (`Runtime`). Apart from the app builder
-(`services.runtime.app`), so the modules the builder uses (handling, routes, relay, retention)
-import them without importing the builder: no circle."""
+`Broadcast`s) and what a running instance has (`Runtime`). It imports nothing of the chassis
+at run time (the types it names are imported for the type checker only), so every module of
+the chassis and of the services can import it without a circle; the app builder
+(`services.runtime.app`) makes the objects a `Runtime` holds."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bus.port import Received
 from contracts import EVENTS
 from contracts.base import OrderEventData
-from services.runtime.activity import Activity
-from services.runtime.faults import Faults
-from services.runtime.settings import advertised_url
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -27,6 +25,8 @@ if TYPE_CHECKING:
     from bus import Bus
     from bus.probes import Probe
     from contracts import CloudEvent
+    from services.runtime.activity import Activity
+    from services.runtime.faults import Faults
     from services.runtime.inbox import Inbox
     from services.runtime.metrics import Metrics
     from services.runtime.outbox import OutboxRelay
@@ -90,6 +90,10 @@ class Runtime:
     """The service's own settings (port, database URL); the service's code reads its typed
     model, which its bootstrap hands it, not this."""
     metrics: Metrics
+    activity: Activity
+    """What this instance handled lately, published for the dashboard."""
+    faults: Faults
+    """The operator's injected failures and pauses (the dashboard's controls)."""
     engine: AsyncEngine = field(init=False)
     bus: Bus = field(init=False)
     inbox: Inbox | None = field(init=False, default=None)
@@ -97,20 +101,8 @@ class Runtime:
     """Asks the broker how much waits for this service (scrape-time gauges)."""
     relay: OutboxRelay | None = None
     """Publishes the service's outbox; `relay.wake.set()` after a commit that enqueued."""
-    faults: Faults = field(default_factory=Faults)
-    activity: Activity = field(init=False)
-    """What this instance handled lately, published for the dashboard."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: background loops end their round and return."""
-
-    def __post_init__(self) -> None:
-        self.activity = Activity(
-            self.service,
-            self.instance,
-            advertised_url(self.settings, self.own),
-            self.settings.bus.backend,
-            self.settings.admin_token,
-        )
 
 
 @dataclass(frozen=True)

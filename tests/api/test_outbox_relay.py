@@ -15,8 +15,8 @@ from bus import Bus, Delivery, create_bus
 from contracts import CloudEvent
 from services.billing.settings import BillingSettings
 from services.order.settings import OrderSettings
+from services.runtime.app import new_runtime
 from services.runtime.database import create_engine
-from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay, enqueue, outbox_table
 from services.runtime.service import Runtime
 from services.runtime.settings import ServiceSettings, database_url
@@ -39,7 +39,7 @@ async def test_a_wake_up_and_a_shutdown_at_once_still_stop_the_relay(
     settings: ServiceSettings,
 ) -> None:
     relay = IdleRelay()
-    runtime = Runtime("order", "order-1", settings, OrderSettings(), Metrics("order", "order-1"))
+    runtime = new_runtime("order", settings, OrderSettings(), instance="order-1")
     task = asyncio.create_task(relay.run(runtime))
     await relay.looked.wait()  # the relay goes straight on to wait for a wake-up
 
@@ -71,7 +71,7 @@ async def test_replicas_sharing_an_outbox_publish_each_event_once(
     await probe.start()
     relays: list[tuple[OutboxRelay, Runtime]] = []
     for instance in ("billing-1", "billing-2"):
-        runtime = Runtime("billing", instance, settings, billing, Metrics("billing", instance))
+        runtime = new_runtime("billing", settings, billing, instance=instance)
         runtime.engine, runtime.bus = engine, create_bus(settings.bus)
         await runtime.bus.start()
         relays.append((OutboxRelay(table), runtime))
@@ -150,7 +150,7 @@ async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
     probe = create_bus(settings.bus)
     probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
     await probe.start()
-    runtime = Runtime("billing", "billing-1", settings, billing, Metrics("billing", "billing-1"))
+    runtime = new_runtime("billing", settings, billing, instance="billing-1")
     runtime.engine, real = engine, create_bus(settings.bus)
     await real.start()
     runtime.bus = cast(Bus, FailsOnThird(real))

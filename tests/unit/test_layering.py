@@ -191,3 +191,16 @@ def test_the_app_builder_is_in_no_circle_even_for_the_type_checker() -> None:
     assert chassis_circles(typing_too=True) == [
         ["services.runtime.outbox", "services.runtime.service"]
     ]
+
+
+def test_the_chassis_central_types_import_nothing_of_the_chassis_at_run_time() -> None:
+    """`services/runtime/service.py` (Runtime, ServiceSpec, Subscription) is imported by every
+    module of the chassis and by every service: importing any of them back would be a circle."""
+    tree = ast.parse((ROOT / "services" / "runtime" / "service.py").read_text())
+    at_run_time: set[str] = set()
+    for node in tree.body:  # module level; `if TYPE_CHECKING:` blocks are for mypy only
+        if isinstance(node, ast.Import):
+            at_run_time.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            at_run_time.add(node.module)
+    assert {name for name in at_run_time if name.startswith("services")} == set()

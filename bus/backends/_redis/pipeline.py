@@ -9,10 +9,9 @@ while one is in flight queue up and go out together, in arrival order, as one pi
 through FastStream's `publish` (its middlewares, Prometheus included, see every one), which
 accepts a pipeline for exactly this; each caller returns once Redis answered its command.
 
-`orderbus bench`, 64 publishes in flight, bus time per message over redis-py's pipelined
-XADD / PUBLISH: redis-streams 7.7x -> 2.3x, redis-pubsub 8.6x -> 3.4x. What remains is
-FastStream's own work per publish (its command objects and middlewares), kept on purpose so
-that its Prometheus middleware still counts every publish.
+What it saved, and what remains (FastStream's own work per publish, its command objects and
+middlewares, kept on purpose so that its Prometheus middleware still counts every publish):
+docs/performance.md, "What was optimised".
 """
 
 from __future__ import annotations
