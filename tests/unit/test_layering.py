@@ -144,10 +144,13 @@ def _imports_of(path: Path, *, typing_too: bool) -> set[str]:
     return names
 
 
-def chassis_circles(*, typing_too: bool) -> list[list[str]]:
-    """The groups of chassis modules that import each other in a circle (strongly connected
-    components of more than one module), each sorted."""
-    modules = {f"services.runtime.{p.stem}": p for p in (ROOT / "services/runtime").glob("*.py")}
+def chassis_circles(*, typing_too: bool, folder: str = "services/runtime") -> list[list[str]]:
+    """The groups of modules under `folder` (the chassis by default) that import each other in
+    a circle (strongly connected components of more than one module), each sorted."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / folder).rglob("*.py")
+    }
     graph = {
         name: {m for m in _imports_of(path, typing_too=typing_too) if m in modules and m != name}
         for name, path in modules.items()
@@ -184,6 +187,11 @@ def chassis_circles(*, typing_too: bool) -> list[list[str]]:
 
 def test_the_chassis_has_no_import_circle_when_it_runs() -> None:
     assert chassis_circles(typing_too=False) == []
+
+
+def test_no_module_of_the_services_imports_itself_back_when_it_runs() -> None:
+    """Across the chassis, the console and the services, through any chain."""
+    assert chassis_circles(typing_too=False, folder="services") == []
 
 
 def test_the_app_builder_is_in_no_circle_even_for_the_type_checker() -> None:
