@@ -165,18 +165,28 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
             return await super().publish_many(events)
         confirmations: list[Awaitable[object]] = []
         refused: list[BaseException | None] = []
-        for topic, event in events:
-            try:
-                with tracing.publishing(topic, event, self.name) as stamped:
-                    body = encode(stamped, self._settings.max_event_bytes)
-                    key = stamped.subject or str(stamped.id)
-                    confirmations.append(
-                        await self._start_publish(names.check_topic(topic), body, key)
-                    )
-            except Exception as exc:  # noqa: BLE001 - the caller's, per event
-                # Nothing after it is handed over: in order, nothing may overtake what failed.
-                refused = [exc] * (len(events) - len(confirmations))
-                break
+        try:
+            for topic, event in events:
+                try:
+                    with tracing.publishing(topic, event, self.name) as stamped:
+                        body = encode(stamped, self._settings.max_event_bytes)
+                        key = stamped.subject or str(stamped.id)
+                        confirmations.append(
+                            await self._start_publish(names.check_topic(topic), body, key)
+                        )
+                except Exception as exc:  # noqa: BLE001 - the caller's, per event
+                    # Nothing after it is handed over: in order, nothing may overtake it.
+                    refused = [exc] * (len(events) - len(confirmations))
+                    break
+        except BaseException:
+            # Cancelled while handing over: what was handed over is awaited by nobody now
+            # (the caller publishes the batch again), so it is not left running unseen.
+            for waiting in confirmations:
+                if isinstance(waiting, asyncio.Future):
+                    waiting.cancel()
+                elif asyncio.iscoroutine(waiting):
+                    waiting.close()
+            raise
         answers = await asyncio.gather(*confirmations, return_exceptions=True)
         outcomes: list[BaseException | None] = [
             answer if isinstance(answer, BaseException) else None for answer in answers

@@ -49,7 +49,12 @@ def inbox_handler(runtime: Runtime, subscription: Subscription[D]) -> BatchHandl
         data = {id(received): admitted(subscription, received.event) for received in batch}
 
         async def effect(conn: AsyncConnection, received: Received) -> None:
-            await subscription.handler(conn, data[id(received)], received)
+            try:
+                await subscription.handler(conn, data[id(received)], received)
+            except ValidationError as invalid:
+                # What the handler built from this event does not fit its own model (an
+                # event it announces): the same every time, so no retry can mend it.
+                raise PoisonMessage(f"handling: {_first_error(invalid)}") from None
 
         metrics = runtime.metrics
         started = time.perf_counter()
@@ -97,9 +102,13 @@ def admitted(subscription: Subscription[D], event: CloudEvent) -> D:
     try:
         return subscription.model.model_validate(event.data)
     except ValidationError as invalid:
-        first = invalid.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "-"
-        raise PoisonMessage(f"data: {where}: {first['msg']}") from None
+        raise PoisonMessage(f"data: {_first_error(invalid)}") from None
+
+
+def _first_error(invalid: ValidationError) -> str:
+    """The first error's field and reason: `items.0.quantity: Input should be ...`."""
+    first = invalid.errors()[0]
+    return f"{'.'.join(map(str, first['loc'])) or '-'}: {first['msg']}"
 
 
 def _log_one(

@@ -36,8 +36,8 @@ from services.runtime.database import UtcDateTime
 log = logging.getLogger(__name__)
 
 Effect = Callable[[AsyncConnection, Received], Awaitable[None]]
-"""What a service does for an event, inside the inbox's transaction (`delivery.consumer` is
-the instance doing it)."""
+"""What a service does for an event, inside the inbox's transaction (`received.delivery.consumer`
+is the instance doing it)."""
 
 
 def processed_events_table(metadata: MetaData) -> Table:

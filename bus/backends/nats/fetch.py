@@ -5,13 +5,16 @@ batch is full or its timeout has passed. Below a full batch per window every bat
 the window: at 1,000 events/s a batch of 16 waited about 16 ms, and its messages' ack wait ran
 the whole time. Here a pull waits only for a first message (a lingering request for one),
 then asks for what else is there without waiting (`no_wait`, which JetStream answers at once
-with the messages it has and a `404 No Messages`), and hands the two over together.
+with the messages it has and a status, `404 No Messages` or `408`), and hands the two over
+together. The second pull waits no longer than the first may (`wait_s`, a fraction of the ack
+wait): the first message, held meanwhile, is in no pipeline yet that would keep it alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from faststream.nats.subscriber.usecases import BatchPullStreamSubscriber
@@ -23,10 +26,7 @@ from nats.js.errors import ServiceUnavailableError
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-ANSWER_TIMEOUT_S = 1.0
-"""The most a `no_wait` pull waits for JetStream's answer (normally one round trip)."""
-
-_END_OF_PULL = (api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT)
+log = logging.getLogger("bus")
 
 
 async def fetch_ready(
@@ -40,10 +40,12 @@ async def fetch_ready(
         return []
     if most <= 1:
         return first
-    return first + await _fetch_available(subscription, most - 1)
+    return first + await _fetch_available(subscription, most - 1, wait_s)
 
 
-async def _fetch_available(subscription: JetStreamContext.PullSubscription, most: int) -> list[Msg]:
+async def _fetch_available(
+    subscription: JetStreamContext.PullSubscription, most: int, wait_s: float
+) -> list[Msg]:
     """What the consumer has for us now, up to `most`. nats-py has no such call (its `fetch`
     falls back to a lingering pull when nothing waits), so this sends the pull request itself,
     through the subscription's own inbox, as nats-py's `fetch` does (nats-py is pinned by
@@ -54,28 +56,30 @@ async def _fetch_available(subscription: JetStreamContext.PullSubscription, most
     messages: list[Msg] = []
     while len(messages) < most:
         try:
-            message = await _next(inbox)
+            message = await _next(inbox, wait_s)
         except NatsTimeoutError:
             break  # no answer: what came is handed over, the rest waits for the next pull
         status = JetStreamContext.is_status_msg(message)
         if not status:
             messages.append(message)
-        elif status in _END_OF_PULL:
-            # This pull's end, or an earlier lingering pull's expiry: either way no more now.
+        elif status != api.StatusCode.CONTROL_MESSAGE:
+            # This pull's end (404, 408), an earlier lingering pull's expiry, or JetStream
+            # refusing it (409: too many waiting pulls, a leader change): no more now.
             break
-        # else: a heartbeat or another pull's status, not an answer to this one
+        # else: a heartbeat, not an answer
     return messages
 
 
-async def _next(inbox: Any) -> Msg:
+async def _next(inbox: Any, wait_s: float) -> Msg:
     """The inbox's next message: taken from its queue when there (nats-py's `next_msg` starts
-    a task and a timer for every message), else awaited for `ANSWER_TIMEOUT_S`."""
+    a task and a timer for every message), else awaited for `wait_s` at most."""
     queue = inbox._pending_queue
     if queue.empty():
-        message: Msg = await inbox.next_msg(timeout=ANSWER_TIMEOUT_S)
+        message: Msg = await inbox.next_msg(timeout=wait_s)
         return message
     message = queue.get_nowait()
-    inbox._pending_size -= len(message.data)  # the accounting next_msg would have done
+    inbox._pending_size -= len(message.data)  # the accounting next_msg does
+    queue.task_done()
     return message
 
 
@@ -96,6 +100,10 @@ class ReadyBatchPullSubscriber(BatchPullStreamSubscriber):
             except (ConnectionClosedError, ServiceUnavailableError):
                 # What was fetched stays unacknowledged: JetStream redelivers it. Wait a
                 # window before trying again instead of spinning on a closed connection.
+                await asyncio.sleep(self.pull_sub.timeout or 0.1)
+                continue
+            except Exception:  # the consumer's loop must go on: log, wait a window, again
+                log.warning("NATS pull failed; pulling again", exc_info=True)
                 await asyncio.sleep(self.pull_sub.timeout or 0.1)
                 continue
             if messages and self.running:
