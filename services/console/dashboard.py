@@ -74,6 +74,8 @@ class Dashboard:
                     activity.instance,
                 )
             return
+        if activity.service == "notification":
+            self.clients.peer_reported(activity.instance, activity.clients)
         self._forget_old()
         if activity.instance in self.latest or len(self.latest) < MAX_INSTANCES:
             self.latest[activity.instance] = activity.model_copy(update={"events": []})

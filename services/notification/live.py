@@ -4,6 +4,12 @@ Each notification instance holds only its own connections. A push is published o
 broker (`notification_pushed`) by the instance that handled the order, and every instance
 receives it under a group of its own and forwards it to its local clients that listen to that
 order or customer: the notes' recipe for scaling WebSocket servers behind a load balancer.
+
+A push is published only while some browser is connected to some instance (`listened_to`):
+this one's own clients, or a peer's, as the peers' activity reports tell
+(`peer_reported`). Nobody connected anywhere, nobody would receive it: two publishes and two
+deliveries per order saved. A browser that connected to a peer in the last moment (before the
+peer's next report, about a quarter of a second) may miss a push; `GET /notifications` has it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ EVERYTHING = "*"
 MAX_KEYS = 100
 """Orders and customers one client may listen to at once."""
 FEEDS = frozenset({"notifications", "activity"})
+PEER_TTL_S = 6.0
+"""How long a peer's report that it has clients is believed: three of its idle heartbeats
+(`services.runtime.activity.HEARTBEAT_S`); a peer that stops reporting stops counting."""
+MAX_PEERS = 256
 
 
 @dataclass(eq=False)
@@ -64,6 +74,8 @@ class LiveClients:
         self, limit: int = 1_000, send_timeout_s: float = 2.0, presence_ttl_s: float = 30.0
     ) -> None:
         self._clients: set[Client] = set()
+        self._peers: dict[str, float] = {}
+        """Peers that reported clients of their own, and when (monotonic)."""
         self._limit = limit
         self._send_timeout_s = send_timeout_s
         self.presence_ttl_s = presence_ttl_s
@@ -80,6 +92,20 @@ class LiveClients:
 
     def leave(self, client: Client) -> None:
         self._clients.discard(client)
+
+    def peer_reported(self, instance: str, clients: int) -> None:
+        """A notification instance said how many clients it has (its activity report)."""
+        if clients <= 0:
+            self._peers.pop(instance, None)
+        elif instance in self._peers or len(self._peers) < MAX_PEERS:
+            self._peers[instance] = time.monotonic()
+
+    def listened_to(self) -> bool:
+        """Whether a browser is connected here, or to a peer that said so lately."""
+        if self._clients:
+            return True
+        horizon = time.monotonic() - PEER_TTL_S
+        return any(at > horizon for at in self._peers.values())
 
     def watching(self, feed: str) -> bool:
         """Whether any client here listens to `feed`."""

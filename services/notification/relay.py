@@ -6,6 +6,9 @@ the broker; every instance receives it (a group per instance) and `forward`s it 
 clients that listen to that order or customer. A push is a live view, best effort: the
 notification itself is already in the database (and in `GET /notifications`), so a push the
 broker refuses is logged, not retried, and past `QUEUED_MAX` waiting the oldest are dropped.
+While no browser is connected to any instance (`LiveClients.listened_to`), nothing is
+published: there is no one to push to. Without activity reports (`ORDERBUS_ACTIVITY=false`)
+the peers' browsers are unknown, so every push is published.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class LiveRelay:
         self._wake = asyncio.Event()
         self.dropped = 0
         """Pushes dropped unpublished: the queue was full, or the broker refused them."""
+        self.unheard = 0
+        """Pushes not published because no browser was connected to any instance."""
 
     def bind(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -47,6 +52,9 @@ class LiveRelay:
     def push(self, message: dict[str, Any]) -> None:
         """Have every instance send `message` to its clients listening to its order/customer
         (queued: `run` publishes it)."""
+        if self.runtime.settings.activity and not self.clients.listened_to():
+            self.unheard += 1
+            return
         push = NotificationPushed(
             order_id=message.get("order_id"),
             customer_id=message.get("customer_id"),

@@ -63,6 +63,8 @@ def routes(
             "clients": len(live),
             "online": live.online(),
             "pushes_dropped": relay.dropped,
+            "pushes_unheard": relay.unheard,
+            "listened_to": live.listened_to(),
         }
 
     allowed_origins = {o.strip().rstrip("/") for o in own.ws_allowed_origins.split(",")}
@@ -83,6 +85,7 @@ def routes(
         if client is None:
             await socket.close(code=1013, reason="too many clients")
             return
+        runtime.activity.wake()  # the peers publish pushes only while someone listens
         try:
             await socket.send_json({"type": "hello", "instance": runtime.instance})
             while True:

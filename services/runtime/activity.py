@@ -132,6 +132,11 @@ class Activity:
             if self._pending:  # more than one batch was waiting
                 self._wake.set()
 
+    def wake(self) -> None:
+        """Report soon (within `BATCH_S`), not at the next heartbeat: something others act on
+        changed here (a browser connected to this notification instance)."""
+        self._wake.set()
+
     def stop(self) -> None:
         """Have `run` return at its next pause (after the batch it is publishing, if any)."""
         self._stopping.set()

@@ -7,7 +7,8 @@ from typing import Any, cast
 import pytest
 from fastapi import WebSocket
 
-from services.notification.live import MAX_KEYS, Client
+from services.notification import live
+from services.notification.live import MAX_KEYS, PEER_TTL_S, Client, LiveClients
 from services.notification.protocol import Incoming
 from services.runtime.faults import Faults, InjectedFailure
 
@@ -66,6 +67,36 @@ def test_subscriptions_are_bounded() -> None:
         c.subscribe("order", str(n))
     with pytest.raises(ValueError, match="at most"):
         c.subscribe("order", "one-more")
+
+
+def test_pushes_are_wanted_while_a_browser_is_here_or_at_a_peer_lately(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = 1_000.0
+    monkeypatch.setattr("services.notification.live.time.monotonic", lambda: now)
+    clients = LiveClients()
+    assert not clients.listened_to(), "nobody connected anywhere"
+    here = clients.admit(cast(WebSocket, object()))
+    assert here is not None
+    assert clients.listened_to()
+    clients.leave(here)
+    assert not clients.listened_to()
+
+    clients.peer_reported("notification-2", 3)
+    assert clients.listened_to(), "a peer holds browsers"
+    now += PEER_TTL_S + 1
+    assert not clients.listened_to(), "a peer unheard past the TTL no longer counts"
+    clients.peer_reported("notification-2", 1)
+    assert clients.listened_to()
+    clients.peer_reported("notification-2", 0)
+    assert not clients.listened_to(), "its browsers left"
+
+
+def test_peers_remembered_are_bounded() -> None:
+    clients = LiveClients()
+    for n in range(live.MAX_PEERS + 10):
+        clients.peer_reported(f"forged-{n}", 1)
+    assert len(clients._peers) == live.MAX_PEERS
 
 
 @pytest.mark.parametrize(
