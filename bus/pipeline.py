@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -141,13 +141,17 @@ class Pipeline(Generic[M]):
         settings: BusSettings,
         capabilities: Capabilities,
         system: str,
+        decoder: Callable[[M, bytes], CloudEvent] | None = None,
     ) -> None:
+        """`decoder`: the event of a message, given its body (default: `bus.codec.decode`
+        within `BUS_MAX_EVENT_BYTES`); raises `PoisonMessage` as `decode` does."""
         self.route = route
         self._transport = transport
         self._settings = settings
         self._retry = settings.retry
         self._capabilities = capabilities
         self._system = system
+        self._decoder = decoder
         self._call = _chain(route, system)
         self._queue: deque[_Taken[M]] = deque()
         self._waiting: dict[int, M] = {}
@@ -320,7 +324,10 @@ class Pipeline(Generic[M]):
         body = b""
         try:
             body = self._transport.body(message)
-            event = decode(body, self._settings.max_event_bytes)
+            if self._decoder is None:
+                event = decode(body, self._settings.max_event_bytes)
+            else:
+                event = self._decoder(message, body)
         except PoisonMessage as poison:
             return _Rejected(taken, body or poison.raw, delivery, attempt or 1, poison, None)
         if attempt is not None and attempt > self._retry.attempts:

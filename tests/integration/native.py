@@ -24,7 +24,7 @@ async def inject_raw(backend: str, url: str, topic: str, body: bytes) -> None:
     """Put bytes on `topic` with the broker's own client, bypassing every check of the bus."""
     if backend == "memory":
         for group in memory._hub(url).topics.get(topic, {}).values():
-            await group.queue.put(memory._Queued(body, 1))
+            await group.queue.put(memory._Queued(memory._Published(body), 1))
     elif backend == "redis-pubsub":
         import redis.asyncio as redis
 

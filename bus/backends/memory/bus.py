@@ -15,6 +15,11 @@ share topics, so replicas started in one process compete and services fan out.
 Each group queue is bounded (`BUS_MEMORY_QUEUE_SIZE`): a publisher waits when it is full. A
 consumer takes up to `BUS_PREFETCH` queued events at a time and hands them to the delivery
 pipeline (`bus.pipeline`), as a broker's consumer hands over what it fetched.
+
+An event is encoded once when published, as for a broker (the size bound, and the bytes a
+dead letter keeps), and decoded once, by the first group that takes it: the groups share the
+decoded `CloudEvent`, which is frozen. Handlers treat an event as a value and never change
+its `data` in place (the services validate it into models of their own).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from urllib.parse import urlsplit
 
 from bus import names, tracing
 from bus.backends.memory import BACKEND
-from bus.codec import encode
+from bus.codec import decode, encode
 from bus.dead_letters import DeadLetter
 from bus.pipeline import Pipeline, Route, Routing
 from bus.port import Capabilities
@@ -41,8 +46,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class _Queued:
+class _Published:
+    """One published event, shared by every group's queue."""
+
     body: bytes
+    event: CloudEvent | None = None
+    """Decoded by the first group that took it, for the others."""
+
+
+@dataclass(eq=False)
+class _Queued:
+    published: _Published
     attempt: int
 
 
@@ -100,7 +114,13 @@ class _Transport:
         self.group: _Group | None = None
 
     def body(self, message: _Queued) -> bytes:
-        return message.body
+        return message.published.body
+
+    def decoded(self, message: _Queued, body: bytes) -> CloudEvent:
+        published = message.published
+        if published.event is None:
+            published.event = decode(body, self._bus._settings.max_event_bytes)
+        return published.event
 
     async def attempt(self, message: _Queued) -> int:
         return message.attempt
@@ -117,7 +137,7 @@ class _Transport:
 
         async def requeue() -> None:
             await asyncio.sleep(delay_s)  # a timer: the consumer handles other events meanwhile
-            await group.queue.put(_Queued(message.body, message.attempt + 1))
+            await group.queue.put(_Queued(message.published, message.attempt + 1))
 
         task = asyncio.create_task(requeue())
         self._bus._retries.add(task)
@@ -156,16 +176,18 @@ class MemoryBus(Routing):
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
         with tracing.publishing(topic, event, self.name) as stamped:
-            body = encode(stamped, self._settings.max_event_bytes)
+            published = _Published(encode(stamped, self._settings.max_event_bytes))
             for group in list(self._hub.topics.get(names.check_topic(topic), {}).values()):
-                await group.queue.put(_Queued(body, 1))
+                await group.queue.put(_Queued(published, 1))
         log.debug("published %s %s to %s", event.type, event.id, topic)
 
     def _routed(self, route: Route) -> None:
         # Every group here lives only while a consumer runs: `ephemeral` changes only what
         # happens to an event past its attempts (dropped, not dead-lettered).
         transport = _Transport(self, route)
-        pipeline = Pipeline(route, transport, self._settings, self.capabilities, self.name)
+        pipeline = Pipeline(
+            route, transport, self._settings, self.capabilities, self.name, transport.decoded
+        )
         self._routes.append((route, transport, pipeline))
 
     async def start(self) -> None:
