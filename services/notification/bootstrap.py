@@ -18,7 +18,7 @@ from contracts import (
     OrderRejected,
 )
 from services.console.dashboard import Dashboard
-from services.notification.handlers import record_notification, send_and_push
+from services.notification.handlers import record_notifications, send_and_push
 from services.notification.live import LiveClients
 from services.notification.mail import Mailer
 from services.notification.relay import LiveRelay
@@ -42,9 +42,15 @@ def spec(own: NotificationSettings | None = None) -> ServiceSpec:
         metadata=metadata,
         routes=lambda runtime: routes(runtime, own, relay, dashboard, mailer),
         subscriptions=[
-            Subscription(ORDER_CREATED, OrderCreated, record_notification, after_commit=sent),
-            Subscription(ORDER_CONFIRMED, OrderConfirmed, record_notification, after_commit=sent),
-            Subscription(ORDER_REJECTED, OrderRejected, record_notification, after_commit=sent),
+            Subscription(
+                ORDER_CREATED, OrderCreated, batched=record_notifications, after_commit=sent
+            ),
+            Subscription(
+                ORDER_CONFIRMED, OrderConfirmed, batched=record_notifications, after_commit=sent
+            ),
+            Subscription(
+                ORDER_REJECTED, OrderRejected, batched=record_notifications, after_commit=sent
+            ),
         ],
         background=[dashboard.watch_backlog, relay.run, mailer.run],
         broadcasts=[

@@ -1,5 +1,6 @@
 """Record each notification of an order (it was received; then its outcome) with its email to
-send; after commit, send it (`services.notification.mail`) and push it live."""
+send, a batch at a time; after commit, send them (`services.notification.mail`) and push them
+live."""
 
 from __future__ import annotations
 
@@ -52,22 +53,30 @@ def notice_of(news: News) -> Notice:
     return Notice(str(news.order_id), news.customer_id, "rejected", text)
 
 
-async def record_notification(conn: AsyncConnection, news: News, received: Received) -> None:
-    notice = notice_of(news)
-    consumer = received.delivery.consumer
+async def record_notifications(
+    conn: AsyncConnection, batch: Sequence[tuple[News, Received]]
+) -> None:
+    """A batch's notifications and their emails, two statements for the whole batch (a
+    subscription's consumer handles it: one instance for all of them)."""
+    notices = [notice_of(news) for news, _ in batch]
+    consumer = batch[0][1].delivery.consumer
+    now = datetime.now(UTC)
     await conn.execute(
         _ADD_NOTIFICATION,
-        {
-            "order_id": notice.order_id,
-            "kind": notice.kind,
-            "customer_id": notice.customer_id,
-            "channel": "email",
-            "message": notice.message,
-            "instance_id": consumer,
-            "created_at": datetime.now(UTC),
-        },
+        [
+            {
+                "order_id": notice.order_id,
+                "kind": notice.kind,
+                "customer_id": notice.customer_id,
+                "channel": "email",
+                "message": notice.message,
+                "instance_id": consumer,
+                "created_at": now,
+            }
+            for notice in notices
+        ],
     )
-    await mail.queue(conn, notice, consumer)
+    await mail.queue(conn, notices, consumer)
 
 
 def send_and_push(

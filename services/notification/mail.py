@@ -72,18 +72,23 @@ async def send_email(customer_id: str, message: str) -> None:
     email.info("to customer %s: %s", customer_id, message)
 
 
-async def queue(conn: AsyncConnection, notice: Notice, instance: str) -> None:
-    """Record `notice`'s email, claimed by `instance`, in the caller's transaction."""
+async def queue(conn: AsyncConnection, notices: Sequence[Notice], instance: str) -> None:
+    """Record the emails of `notices`, claimed by `instance`, in the caller's transaction (one
+    statement for all of them)."""
+    claimed_until = datetime.now(UTC) + timedelta(seconds=CLAIM_S)
     await conn.execute(
         _QUEUE,
-        {
-            "order_id": notice.order_id,
-            "kind": notice.kind,
-            "customer_id": notice.customer_id,
-            "message": notice.message,
-            "claimed_by": instance,
-            "claimed_until": datetime.now(UTC) + timedelta(seconds=CLAIM_S),
-        },
+        [
+            {
+                "order_id": notice.order_id,
+                "kind": notice.kind,
+                "customer_id": notice.customer_id,
+                "message": notice.message,
+                "claimed_by": instance,
+                "claimed_until": claimed_until,
+            }
+            for notice in notices
+        ],
     )
 
 

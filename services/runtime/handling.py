@@ -49,6 +49,7 @@ def inbox_handler(runtime: Runtime, subscription: Subscription[D]) -> BatchHandl
         data = {id(received): admitted(subscription, received.event) for received in batch}
 
         async def effect(conn: AsyncConnection, received: Received) -> None:
+            assert subscription.handler is not None
             try:
                 await subscription.handler(conn, data[id(received)], received)
             except ValidationError as invalid:
@@ -56,9 +57,19 @@ def inbox_handler(runtime: Runtime, subscription: Subscription[D]) -> BatchHandl
                 # event it announces): the same every time, so no retry can mend it.
                 raise PoisonMessage(f"handling: {_first_error(invalid)}") from None
 
+        async def effect_at_once(conn: AsyncConnection, news: Sequence[Received]) -> None:
+            assert subscription.batched is not None
+            try:
+                await subscription.batched(conn, [(data[id(r)], r) for r in news])
+            except ValidationError as invalid:
+                raise PoisonMessage(f"handling: {_first_error(invalid)}") from None
+
         metrics = runtime.metrics
         started = time.perf_counter()
-        firsts = await runtime.inbox.handle_batch(batch, effect)
+        if subscription.batched is not None:
+            firsts = await runtime.inbox.handle_batch_at_once(batch, effect_at_once)
+        else:
+            firsts = await runtime.inbox.handle_batch(batch, effect)
         each_s = (time.perf_counter() - started) / len(batch)
         new: list[D] = []
         for received, first in zip(batch, firsts, strict=True):

@@ -6,6 +6,7 @@ counts one more delivery. That count is what `GET /processed` shows as `deliveri
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 Effect = Callable[[AsyncConnection, Received], Awaitable[None]]
 """What a service does for an event, inside the inbox's transaction (`received.delivery.consumer`
 is the instance doing it)."""
+BatchEffect = Callable[[AsyncConnection, Sequence[Received]], Awaitable[None]]
+"""What a service does for the new events of a batch at once, in delivery order, inside the
+inbox's transaction: statements of many rows instead of one statement per event."""
 
 
 def processed_events_table(metadata: MetaData) -> Table:
@@ -91,8 +95,42 @@ class Inbox:
         in order; return, per event, whether it was new (False: a duplicate, only counted).
         One failing effect rolls the whole batch back and raises: the bus then handles the
         events one at a time (`Bus.subscribe_batch`), each through `handle`."""
+        return await self._handle(batch, self._each(effect))
+
+    async def handle_batch_at_once(
+        self, batch: Sequence[Received], effect: BatchEffect
+    ) -> list[bool]:
+        """`handle_batch` with one call of `effect` for all the new events of `batch`."""
+        return await self._handle(batch, self._together(effect))
+
+    def _each(self, effect: Effect) -> BatchEffect:
+        async def apply(conn: AsyncConnection, news: Sequence[Received]) -> None:
+            for received in news:
+                with self._span(received):
+                    await effect(conn, received)
+
+        return apply
+
+    def _together(self, effect: BatchEffect) -> BatchEffect:
+        async def apply(conn: AsyncConnection, news: Sequence[Received]) -> None:
+            # Each event's span covers the one call (each is parented by its own event).
+            with contextlib.ExitStack() as spans:
+                for received in news:
+                    spans.enter_context(self._span(received))
+                await effect(conn, news)
+
+        return apply
+
+    def _span(self, received: Received) -> contextlib.AbstractContextManager[None]:
+        event, delivery = received.event, received.delivery
+        return tracing.handling(
+            delivery.topic, delivery.group, delivery.consumer, event, delivery.attempt,
+            self.system,
+        )  # fmt: skip
+
+    async def _handle(self, batch: Sequence[Received], apply: BatchEffect) -> list[bool]:
         if len(batch) == 1:
-            return [await self.handle(batch[0], effect)]
+            return [await self._handle_one(batch[0], apply)]
         now = datetime.now(UTC)
         rows = [self._row(r.event, now) for r in batch]
         async with self.engine.begin() as conn:
@@ -105,24 +143,19 @@ class Inbox:
             new = set(inserted.scalars())
             firsts: list[bool] = []
             seen: set[str] = set()
+            news: list[Received] = []
             for received in batch:
                 event_id = str(received.event.id)
                 first = event_id in new and event_id not in seen  # twice in one batch: once
                 seen.add(event_id)
                 firsts.append(first)
-                if not first:
+                if first:
+                    news.append(received)
+                else:
                     await self._count_delivery(conn, event_id)
-                    continue
-                await self._apply(conn, received, effect)
+            if news:
+                await apply(conn, news)
         return firsts
-
-    async def _apply(self, conn: AsyncConnection, received: Received, effect: Effect) -> None:
-        event, delivery = received.event, received.delivery
-        with tracing.handling(
-            delivery.topic, delivery.group, delivery.consumer, event, delivery.attempt,
-            self.system,
-        ):  # fmt: skip
-            await effect(conn, received)
 
     def _row(self, event: CloudEvent, now: datetime) -> dict[str, Any]:
         return {
@@ -136,6 +169,9 @@ class Inbox:
 
     async def handle(self, received: Received, effect: Effect) -> bool:
         """Apply `effect` once per event id; return False for a duplicate (only counted)."""
+        return await self._handle_one(received, self._each(effect))
+
+    async def _handle_one(self, received: Received, apply: BatchEffect) -> bool:
         event = received.event
         event_id = str(event.id)
         try:
@@ -153,7 +189,7 @@ class Inbox:
                 if recorded.rowcount == 0:
                     await self._count_delivery(conn, event_id)
                     return False
-                await self._apply(conn, received, effect)
+                await apply(conn, [received])
                 return True
         except IntegrityError:
             # A replica handled the same event concurrently and committed first (Redis

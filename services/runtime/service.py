@@ -38,6 +38,11 @@ D = TypeVar("D", bound=OrderEventData)
 Handler = Callable[[AsyncConnection, D, Received], Awaitable[None]]
 """What a service does with an event's data, inside its inbox's transaction; `Received` says
 which event it was (its id, its correlation id) and who handles it (`delivery.consumer`)."""
+BatchedHandler = Callable[[AsyncConnection, Sequence[tuple[D, Received]]], Awaitable[None]]
+"""What a service does with the new events of a batch at once (each event's data, and which
+event it was), in delivery order, inside its inbox's transaction: one statement of many rows
+instead of a statement per event. If it raises, the events are handled again one at a time
+(each in a batch of one), so only the event that fails is retried or dead-lettered."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,17 @@ class Subscription(Generic[D]):
 
     topic: str
     model: type[D]
-    handler: Handler[D]
+    handler: Handler[D] | None = None
     after_commit: Callable[[Sequence[D]], Awaitable[None]] | None = None
     """Runs once a batch's effects are committed, with the data of its new events in delivery
     order (never a duplicate): side effects outside the database, such as sending an email or
     pushing to WebSocket clients. One call per batch, so such work can be batched too."""
+    batched: BatchedHandler[D] | None = None
+    """Instead of `handler`: the new events of each batch in one call."""
 
     def __post_init__(self) -> None:
+        if (self.handler is None) == (self.batched is None):
+            raise TypeError(f"{self.topic}: give a handler or a batched handler, one of the two")
         declared = EVENTS[self.topic].model
         if self.model is not declared:
             raise TypeError(

@@ -115,11 +115,11 @@ def test_the_check_sees_the_console_reach_past_the_gateway(tmp_path: Path) -> No
     probe = tmp_path / "services" / "console" / "probe.py"
     probe.write_text(
         "from services.notification.live import LiveClients\n"
-        "from services.notification.handlers import record_notification\n"
+        "from services.notification.handlers import record_notifications\n"
     )
     assert offending("services/console", CONSOLE_IMPORTS, ("services",), tmp_path) == [
         "services/console/probe.py imports services.notification.handlers",
-        "services/console/probe.py imports services.notification.handlers.record_notification",
+        "services/console/probe.py imports services.notification.handlers.record_notifications",
     ]
 
 

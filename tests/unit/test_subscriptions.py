@@ -47,6 +47,18 @@ def test_a_subscription_must_name_the_model_its_topic_carries() -> None:
         Subscription(ORDER_REJECTED, OrderCreated, _ignore)
 
 
+async def _ignore_batch(conn: Any, batch: Any) -> None:
+    return None
+
+
+def test_a_subscription_has_one_handler_per_event_or_per_batch() -> None:
+    with pytest.raises(TypeError, match="one of the two"):
+        Subscription(ORDER_CREATED, OrderCreated)
+    with pytest.raises(TypeError, match="one of the two"):
+        Subscription(ORDER_CREATED, OrderCreated, _ignore, batched=_ignore_batch)
+    assert Subscription(ORDER_CREATED, OrderCreated, batched=_ignore_batch).handler is None
+
+
 def test_the_handler_gets_the_data_as_its_model() -> None:
     order = _created()
     event = wrap(ORDER_CREATED, order, correlationid=None)
