@@ -71,10 +71,11 @@ def publishing(topic: str, event: CloudEvent, system: str) -> Iterator[CloudEven
 @contextlib.contextmanager
 def handling(
     topic: str, group: str, consumer: str, event: CloudEvent, attempt: int | None, system: str
-) -> Iterator[None]:
-    """A CONSUMER span around one delivery's handling; an exception marks it failed."""
+) -> Iterator[str | None]:
+    """A CONSUMER span around one delivery's handling; an exception marks it failed. Yields
+    the span's `traceparent` (None when nothing is traced)."""
     if event.traceparent is None and _nothing_to_trace():
-        yield
+        yield None
         return
     attributes: dict[str, str | int] = {
         "messaging.system": system,
@@ -95,4 +96,4 @@ def handling(
         kind=SpanKind.CONSUMER,
         attributes=attributes,
     ):
-        yield
+        yield traceparent()

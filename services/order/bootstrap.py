@@ -19,7 +19,7 @@ from contracts import (
     published_by,
 )
 from services.order import timeouts
-from services.order.handlers import record_answer
+from services.order.handlers import record_answers
 from services.order.ratelimit import OrderRateLimit
 from services.order.routes import routes
 from services.order.settings import OrderSettings
@@ -40,9 +40,9 @@ def spec(own: OrderSettings | None = None) -> ServiceSpec:
         metadata=metadata,
         routes=lambda runtime: routes(runtime, own, rate_limit.build(runtime.settings), writer),
         subscriptions=[  # the answers it awaits
-            Subscription(INVENTORY_RESERVED, InventoryReserved, record_answer),
-            Subscription(INVENTORY_REJECTED, InventoryRejected, record_answer),
-            Subscription(INVOICE_ISSUED, InvoiceIssued, record_answer),
+            Subscription(INVENTORY_RESERVED, InventoryReserved, batched=record_answers),
+            Subscription(INVENTORY_REJECTED, InventoryRejected, batched=record_answers),
+            Subscription(INVOICE_ISSUED, InvoiceIssued, batched=record_answers),
         ],
         seed=seed_catalogue,
         outbox=outbox,

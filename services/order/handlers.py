@@ -10,7 +10,8 @@ inbox's transaction.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,13 +24,15 @@ from bus.port import Received
 from contracts import (
     ORDER_CONFIRMED,
     ORDER_REJECTED,
+    CloudEvent,
     OrderConfirmed,
     OrderRejected,
     wrap,
 )
 from services.order.lifecycle import Answer, Fact, fact_of, next_status, rejection_reason
 from services.order.store import order_facts, order_history, orders, outbox
-from services.runtime.outbox import enqueue
+from services.runtime.inbox import traceparent_of
+from services.runtime.outbox import enqueue_many
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,17 @@ _ORDER_FOR_UPDATE = (
 )
 _FACTS = select(order_facts.c.fact, order_facts.c.detail).where(
     order_facts.c.order_id == bindparam("b_order")
+)
+# A batch's orders, locked in the order of their ids: two replicas locking overlapping
+# batches take the rows in the same order, so neither waits on the other in a cycle.
+_ORDERS_FOR_UPDATE = (
+    select(orders)
+    .where(orders.c.order_id.in_(bindparam("b_orders", expanding=True)))
+    .order_by(orders.c.order_id)
+    .with_for_update()
+)
+_FACTS_OF = select(order_facts.c.order_id, order_facts.c.fact, order_facts.c.detail).where(
+    order_facts.c.order_id.in_(bindparam("b_orders", expanding=True))
 )
 _ADD_FACT = insert(order_facts)
 _SET_STATUS = (
@@ -66,17 +80,36 @@ class Cause:
     event_id: str
     event_type: str
     correlationid: str | None
+    traceparent: str | None = None
+    """Its handling's trace, for the decision it brings (None: the span in progress's)."""
 
 
-async def record_answer(conn: AsyncConnection, answer: Answer, received: Received) -> None:
-    fact, detail = fact_of(answer)
-    order_id = str(answer.order_id)
-    event = received.event
-    order = await lock_order(conn, order_id)
-    if order is None:
-        raise UnknownOrder(f"{event.type} {event.id} is about order {order_id}, unknown here")
-    cause = Cause(str(event.id), event.type, event.correlationid)
-    await establish(conn, order, fact, detail, cause)
+async def record_answers(conn: AsyncConnection, batch: Sequence[tuple[Answer, Received]]) -> None:
+    """A batch of answers (of one topic) in a statement per kind of row: the orders locked and
+    their facts read at once, then the new facts, statuses, history and announcements each
+    written in one statement. An answer about an unknown order fails the batch before
+    anything is written; handled again one at a time, only it goes to the dead letters."""
+    order_ids = sorted({str(answer.order_id) for answer, _ in batch})
+    found = await conn.execute(_ORDERS_FOR_UPDATE, {"b_orders": order_ids})
+    known = {row["order_id"]: dict(row) for row in found.mappings()}
+    for answer, received in batch:
+        if str(answer.order_id) not in known:
+            event = received.event
+            raise UnknownOrder(
+                f"{event.type} {event.id} is about order {answer.order_id}, unknown here"
+            )
+    facts: dict[str, dict[Fact, str | None]] = {order_id: {} for order_id in order_ids}
+    for order_id, fact, detail in await conn.execute(_FACTS_OF, {"b_orders": order_ids}):
+        facts[order_id][Fact(fact)] = detail
+    writes = _Writes()
+    now = datetime.now(UTC)
+    for answer, received in batch:
+        order_id = str(answer.order_id)
+        fact, detail = fact_of(answer)
+        event = received.event
+        cause = Cause(str(event.id), event.type, event.correlationid, traceparent_of(received))
+        _step(known[order_id], facts[order_id], fact, detail, cause, now, writes)
+    await writes.apply(conn)
 
 
 async def lock_order(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
@@ -91,29 +124,65 @@ async def establish(
     """Record `fact` about `order` (its row locked by the caller, in this transaction) once,
     then move the order to the status its facts now give, with history and announcement.
     Returns the new status, or None if it stays."""
+    writes = _Writes()
+    facts = await _facts(conn, order["order_id"])
+    status = _step(order, facts, fact, detail, cause, datetime.now(UTC), writes)
+    await writes.apply(conn)
+    return status
+
+
+@dataclass
+class _Writes:
+    """The rows a batch of answers adds and changes, written a statement per kind."""
+
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    announcements: list[tuple[str, CloudEvent]] = field(default_factory=list)
+
+    async def apply(self, conn: AsyncConnection) -> None:
+        if self.facts:
+            await conn.execute(_ADD_FACT, self.facts)
+        if self.statuses:
+            await conn.execute(_SET_STATUS, self.statuses)
+        if self.steps:
+            await conn.execute(_ADD_STEP, self.steps)
+        if self.announcements:
+            await enqueue_many(conn, outbox, self.announcements)
+
+
+def _step(
+    order: dict[str, Any],
+    facts: dict[Fact, str | None],
+    fact: Fact,
+    detail: str | None,
+    cause: Cause,
+    now: datetime,
+    writes: _Writes,
+) -> str | None:
+    """Add `fact` to `order`'s `facts` once, and the status they now give; both `order` and
+    `facts` are updated in place, so a later answer of the same batch about the same order
+    sees them. Returns the new status, or None if it stays."""
     order_id = order["order_id"]
-    facts = await _facts(conn, order_id)
     if fact not in facts:
-        await conn.execute(
-            _ADD_FACT,
+        writes.facts.append(
             {
                 "order_id": order_id,
                 "fact": fact,
                 "event_id": cause.event_id,
                 "event_type": cause.event_type,
                 "detail": detail,
-                "recorded_at": datetime.now(UTC),
-            },
+                "recorded_at": now,
+            }
         )
         facts[fact] = detail
     status = next_status(order["status"], facts.keys())
     if status is None:
         return None
+    order["status"] = status
     reason = rejection_reason(facts) if status == "rejected" else None
-    now = datetime.now(UTC)
-    await conn.execute(_SET_STATUS, {"b_order": order_id, "b_status": status})
-    await conn.execute(
-        _ADD_STEP,
+    writes.statuses.append({"b_order": order_id, "b_status": status})
+    writes.steps.append(
         {
             "order_id": order_id,
             "status": status,
@@ -121,9 +190,9 @@ async def establish(
             "event_type": cause.event_type,
             "reason": reason,
             "at": now,
-        },
+        }
     )
-    await _announce(conn, order, status, reason, now, cause.correlationid)
+    writes.announcements.append(_announcement(order, status, reason, now, cause))
     log.info("order %s %s by %s %s", order_id, status, cause.event_type, cause.event_id)
     return status
 
@@ -133,14 +202,9 @@ async def _facts(conn: AsyncConnection, order_id: str) -> dict[Fact, str | None]
     return {Fact(fact): detail for fact, detail in rows}
 
 
-async def _announce(
-    conn: AsyncConnection,
-    order: dict[str, Any],
-    status: str,
-    reason: str | None,
-    at: datetime,
-    correlationid: str | None,
-) -> None:
+def _announcement(
+    order: dict[str, Any], status: str, reason: str | None, at: datetime, cause: Cause
+) -> tuple[str, CloudEvent]:
     common: dict[str, Any] = {
         "order_id": order["order_id"],
         "customer_id": order["customer_id"],
@@ -153,5 +217,7 @@ async def _announce(
     else:
         topic = ORDER_REJECTED
         payload = OrderRejected(**common, reason=reason or "rejected", rejected_at=at)
-    event = wrap(topic, payload, correlationid=correlationid)
-    await enqueue(conn, outbox, topic, event)
+    event = wrap(topic, payload, correlationid=cause.correlationid)
+    if cause.traceparent is not None:
+        event = event.model_copy(update={"traceparent": cause.traceparent})
+    return topic, event

@@ -10,10 +10,12 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import context as otel_context
 from sqlalchemy import (
     Column,
     Integer,
@@ -57,6 +59,16 @@ def processed_events_table(metadata: MetaData) -> Table:
         Column("deliveries", Integer, nullable=False),
         Column("processed_at", UtcDateTime, nullable=False, index=True),  # for retention
     )
+
+
+_TRACES: ContextVar[dict[int, str] | None] = ContextVar("orderbus_batch_traces", default=None)
+
+
+def traceparent_of(received: Received) -> str | None:
+    """Inside a batched handler (`Inbox.handle_batch_at_once`): the `traceparent` of
+    `received`'s handling span, to stamp what it announces (`services.runtime.outbox
+    .with_trace` leaves a stamped event as it is). None when nothing is traced."""
+    return (_TRACES.get() or {}).get(id(received))
 
 
 @functools.cache
@@ -113,15 +125,27 @@ class Inbox:
 
     def _together(self, effect: BatchEffect) -> BatchEffect:
         async def apply(conn: AsyncConnection, news: Sequence[Received]) -> None:
-            # Each event's span covers the one call (each is parented by its own event).
+            # Each event's span covers the one call (each is parented by its own event). The
+            # call runs in the context from before them: with every span open, "the span in
+            # progress" would be the last event's, and an event announced for another would
+            # join the wrong trace. The handler stamps each with `traceparent_of` its cause.
+            outside = otel_context.get_current()
+            traces: dict[int, str] = {}
             with contextlib.ExitStack() as spans:
                 for received in news:
-                    spans.enter_context(self._span(received))
-                await effect(conn, news)
+                    if (parent := spans.enter_context(self._span(received))) is not None:
+                        traces[id(received)] = parent
+                restore = otel_context.attach(outside)
+                known = _TRACES.set(traces)
+                try:
+                    await effect(conn, news)
+                finally:
+                    _TRACES.reset(known)
+                    otel_context.detach(restore)
 
         return apply
 
-    def _span(self, received: Received) -> contextlib.AbstractContextManager[None]:
+    def _span(self, received: Received) -> contextlib.AbstractContextManager[str | None]:
         event, delivery = received.event, received.delivery
         return tracing.handling(
             delivery.topic, delivery.group, delivery.consumer, event, delivery.attempt,

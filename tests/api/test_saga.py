@@ -207,6 +207,40 @@ async def test_an_answer_about_an_unknown_order_is_dead_lettered(
         assert "unknown here" in letters[0].error
 
 
+async def test_answers_of_one_batch_are_recorded_together_but_an_unknown_order_alone_fails(
+    running: Running, publisher: Bus, settings: ServiceSettings, outcomes: Recorder
+) -> None:
+    """The order service takes a batch of answers in one call (`record_answers`): one answer
+    about an unknown order fails that call; handled one at a time, only it is dead-lettered.
+    The same fact twice in the batch confirms its order once."""
+    from bus.backends.memory.bus import dead_letters
+
+    body = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
+    async with running("order") as order:
+        first, second = [
+            (await order.post("/orders", json=body)).json()["order_id"] for _ in range(2)
+        ]
+        stray = issued(str(uuid.uuid4()))
+        again = issued(first)  # the same fact from another event: recorded once
+        batch = [issued(first), stray, issued(second), again]
+        await publisher.publish_many([(INVOICE_ISSUED, e) for e in batch])
+
+        async def dead() -> list[Any] | None:
+            return dead_letters(settings.bus.resolved_url, "order") or None
+
+        letters = await eventually(dead, within_s=30)
+        assert [letter.event_id for letter in letters] == [str(stray.id)]
+        assert "unknown here" in letters[0].error
+        await publisher.publish_many([(INVENTORY_RESERVED, reserved(o)) for o in (first, second)])
+        await outcomes.wait_until(
+            lambda: all(published(outcomes, ORDER_CONFIRMED, o) for o in (first, second))
+        )
+        for order_id in (first, second):
+            history = (await order.get(f"/orders/{order_id}")).json()
+            assert history["status"] == "confirmed"
+            assert len(published(outcomes, ORDER_CONFIRMED, order_id)) == 1
+
+
 # -- billing: the invoice of a rejected order is voided, whatever came first ---------------
 
 

@@ -20,13 +20,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from bus import BusSettings
-from contracts import ORDER_CREATED
+from contracts import ORDER_CONFIRMED, ORDER_CREATED, ORDER_REJECTED
 from orderbus.specs import create_app
 from services.runtime.settings import SERVICES, SUBSCRIBERS, ServiceName, ServiceSettings
 from tests.brokers import own_tansu_if_shared
 from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(120)
+DECISIONS = (ORDER_CONFIRMED, ORDER_REJECTED)
 
 
 @pytest.fixture
@@ -90,6 +91,14 @@ async def test_one_trace_links_the_request_to_every_handler(
             await eventually(functools.partial(handled_by, service), within_s=60)
             for service in SUBSCRIBERS
         }
+
+        async def decision_handled() -> str | None:
+            rows = await clients["notification"].get("/processed", params={"order_id": order_id})
+            return next(
+                (r["event_id"] for r in rows.json()["processed"] if r["type"] in DECISIONS), None
+            )
+
+        decision_id = await eventually(decision_handled, within_s=60)
     [event_id] = event_ids
     finished = spans.get_finished_spans()
     [request] = [s for s in finished if s.kind == SpanKind.SERVER and s.name == "POST /orders"]
@@ -113,3 +122,15 @@ async def test_one_trace_links_the_request_to_every_handler(
         assert handler.parent is not None
         assert handler.parent.span_id == publish.context.span_id
         assert attribute(handler, "messaging.system") == backend
+
+    # The decision, written by the order service's batched handler of an answer, is published
+    # in the same trace, under the handling of the answer that decided it.
+    [decided] = [
+        s
+        for s in finished
+        if s.kind == SpanKind.PRODUCER and attribute(s, "messaging.message.id") == decision_id
+    ]
+    assert decided.context.trace_id == request.context.trace_id
+    lineage = ancestors(decided, finished)
+    assert lineage[0] in {"process inventory_reserved", "process invoice_issued"}, lineage
+    assert lineage[-1] == "POST /orders"
