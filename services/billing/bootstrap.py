@@ -7,7 +7,7 @@ subscriptions, background work and hooks, and the objects they share."""
 from __future__ import annotations
 
 from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
-from services.billing.handlers import issue_invoice, void_invoice
+from services.billing.handlers import issue_invoices, void_invoice
 from services.billing.routes import routes
 from services.billing.settings import BillingSettings
 from services.billing.store import metadata, outbox
@@ -22,7 +22,7 @@ def spec(own: BillingSettings | None = None) -> ServiceSpec:
         metadata=metadata,
         routes=routes,
         subscriptions=[
-            Subscription(ORDER_CREATED, OrderCreated, issue_invoice),
+            Subscription(ORDER_CREATED, OrderCreated, batched=issue_invoices),
             Subscription(ORDER_REJECTED, OrderRejected, void_invoice),
         ],
         outbox=outbox,

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,32 +32,54 @@ from contracts import (
     wrap,
 )
 from services.billing.store import invoices, outbox, voids
-from services.runtime.outbox import enqueue
+from services.runtime.inbox import traceparent_of
+from services.runtime.outbox import enqueue, enqueue_many
 
 log = logging.getLogger(__name__)
 
 
 # Built once, with bound parameters (see services/inventory/handlers.py).
 _INVOICE_ID = select(invoices.c.invoice_id).where(invoices.c.order_id == bindparam("b_order"))
+_INVOICED = select(invoices.c.order_id).where(
+    invoices.c.order_id.in_(bindparam("b_orders", expanding=True))
+)
 _ADD_INVOICE = insert(invoices)
 _VOIDED = select(voids.c.order_id).where(voids.c.order_id == bindparam("b_order"))
 _ADD_VOID = insert(voids)
 
 
-async def issue_invoice(conn: AsyncConnection, order: OrderCreated, cause: Received) -> None:
-    if await _invoice_id(conn, str(order.order_id)) is not None:
-        log.info("order %s: invoiced already (its rejection came first)", order.order_id)
-        return
-    await _issue(conn, order.order_id, order.customer_id, order.total, order.currency, cause)
+async def issue_invoices(
+    conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Received]]
+) -> None:
+    """A batch's invoices: which orders have one already read in one statement, the new
+    invoices and their announcements written in one statement each."""
+    order_ids = sorted({str(order.order_id) for order, _ in batch})
+    invoiced = set((await conn.execute(_INVOICED, {"b_orders": order_ids})).scalars())
+    writes = _Writes()
+    for order, cause in batch:
+        order_id = str(order.order_id)
+        if order_id in invoiced:
+            log.info("order %s: invoiced already (its rejection came first)", order_id)
+            continue
+        invoiced.add(order_id)
+        _issue(writes, order.order_id, order.customer_id, order.total, order.currency, cause)
+    await writes.apply(conn)
 
 
 async def void_invoice(conn: AsyncConnection, rejected: OrderRejected, cause: Received) -> None:
     order_id = str(rejected.order_id)
     invoice_id = await _invoice_id(conn, order_id)
     if invoice_id is None:
-        invoice_id = await _issue(
-            conn, rejected.order_id, rejected.customer_id, rejected.total, rejected.currency, cause
+        writes = _Writes()
+        invoice_id = _issue(
+            writes,
+            rejected.order_id,
+            rejected.customer_id,
+            rejected.total,
+            rejected.currency,
+            cause,
         )
+        await writes.apply(conn)
     already = await conn.execute(_VOIDED, {"b_order": order_id})
     if already.first() is not None:
         return
@@ -78,8 +103,22 @@ async def void_invoice(conn: AsyncConnection, rejected: OrderRejected, cause: Re
     log.info("order %s: invoice %s voided", order_id, invoice_id)
 
 
-async def _issue(
-    conn: AsyncConnection,
+@dataclass
+class _Writes:
+    """Invoices to add and their announcements, written a statement each."""
+
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    announcements: list[tuple[str, CloudEvent]] = field(default_factory=list)
+
+    async def apply(self, conn: AsyncConnection) -> None:
+        if self.invoices:
+            await conn.execute(_ADD_INVOICE, self.invoices)
+        if self.announcements:
+            await enqueue_many(conn, outbox, self.announcements)
+
+
+def _issue(
+    writes: _Writes,
     order_id: uuid.UUID,
     customer_id: str,
     total: Decimal,
@@ -94,8 +133,7 @@ async def _issue(
         currency=currency,
         issued_at=datetime.now(UTC),
     )
-    await conn.execute(
-        _ADD_INVOICE,
+    writes.invoices.append(
         {
             "order_id": str(order_id),
             "invoice_id": str(issued.invoice_id),
@@ -104,9 +142,12 @@ async def _issue(
             "currency": currency,
             "instance_id": cause.delivery.consumer,
             "issued_at": issued.issued_at,
-        },
+        }
     )
-    await _announce(conn, INVOICE_ISSUED, issued, cause.event)
+    event = wrap(INVOICE_ISSUED, issued, correlationid=cause.event.correlationid)
+    if (trace := traceparent_of(cause)) is not None:  # a batch's: its own cause's trace
+        event = event.model_copy(update={"traceparent": trace})
+    writes.announcements.append((INVOICE_ISSUED, event))
     return issued.invoice_id
 
 

@@ -22,7 +22,7 @@ def spec(own: InventorySettings | None = None) -> ServiceSpec:
         metadata=metadata,
         routes=routes,
         subscriptions=[
-            Subscription(ORDER_CREATED, OrderCreated, reserve),
+            Subscription(ORDER_CREATED, OrderCreated, batched=reserve),
             Subscription(ORDER_REJECTED, OrderRejected, release),
         ],
         seed=seed_stock,

@@ -1,5 +1,5 @@
-"""Reserve stock for an order, every line or none, and say which; give it back if the order
-is rejected (the saga's compensation).
+"""Reserve stock for an order, every line or none, and say which, a batch of orders at a time;
+give it back if the order is rejected (the saga's compensation).
 
 Both handlers first look for the order's reservation row, and both may create it: on
 PostgreSQL two replicas handling `order_created` and `order_rejected` of one order at once
@@ -9,6 +9,7 @@ collide on its primary key, and the loser's event is retried and finds the winne
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,15 +20,18 @@ from bus.port import Received
 from contracts import (
     INVENTORY_REJECTED,
     INVENTORY_RESERVED,
+    CloudEvent,
     InventoryRejected,
     InventoryReserved,
     OrderCreated,
+    OrderItem,
     OrderRejected,
     ReservedLine,
     wrap,
 )
 from services.inventory.store import outbox, reservation_lines, reservations, stock
-from services.runtime.outbox import enqueue
+from services.runtime.inbox import traceparent_of
+from services.runtime.outbox import enqueue_many
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +49,23 @@ _RELEASE = (
     .where(reservations.c.order_id == bindparam("b_order"), reservations.c.status == "reserved")
     .values(status="released", reason=bindparam("b_reason"))
 )
-# One conditional UPDATE: atomic against concurrent replicas on any database.
-_TAKE = (
+_STATUSES = select(reservations.c.order_id, reservations.c.status).where(
+    reservations.c.order_id.in_(bindparam("b_orders", expanding=True))
+)
+# The batch's stock rows, locked until the transaction ends (PostgreSQL; SQLite's writers
+# are serialised by BEGIN IMMEDIATE), in the order of their SKUs: two replicas locking
+# overlapping sets take them in the same order. Locked, the levels can be read, changed in
+# memory and written back as they are.
+_LEVELS_FOR_UPDATE = (
+    select(stock.c.sku, stock.c.available, stock.c.reserved)
+    .where(stock.c.sku.in_(bindparam("b_skus", expanding=True)))
+    .order_by(stock.c.sku)
+    .with_for_update()
+)
+_SET_LEVEL = (
     update(stock)
-    .where(stock.c.sku == bindparam("b_sku"), stock.c.available >= bindparam("b_quantity"))
-    .values(
-        available=stock.c.available - bindparam("b_quantity"),
-        reserved=stock.c.reserved + bindparam("b_quantity"),
-    )
+    .where(stock.c.sku == bindparam("b_sku"))
+    .values(available=bindparam("b_available"), reserved=bindparam("b_reserved"))
 )
 _GIVE_BACK = (
     update(stock)
@@ -62,53 +75,91 @@ _GIVE_BACK = (
         reserved=stock.c.reserved - bindparam("b_quantity"),
     )
 )
-_AVAILABLE = select(stock.c.available).where(stock.c.sku == bindparam("b_sku"))
 
 
-class OutOfStock(Exception):
-    pass
-
-
-async def reserve(conn: AsyncConnection, order: OrderCreated, cause: Received) -> None:
-    order_id = str(order.order_id)
-    earlier = await _reservation(conn, order_id)
-    if earlier is not None:
-        log.info("order %s: not reserving, it is %s already", order_id, earlier["status"])
-        return
+async def reserve(conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Received]]) -> None:
+    """A batch of orders, each reserved every line or none, in delivery order: the batch's
+    reservations and stock levels read in one statement each (the stock rows locked), the
+    lines taken in memory, then the new levels, lines, reservations and answers written in
+    one statement each."""
+    order_ids = sorted({str(order.order_id) for order, _ in batch})
+    earlier: dict[str, str] = dict((await conn.execute(_STATUSES, {"b_orders": order_ids})).all())
+    skus = sorted({item.sku for order, _ in batch for item in order.items})
+    levels = {
+        sku: [available, reserved]
+        for sku, available, reserved in await conn.execute(_LEVELS_FOR_UPDATE, {"b_skus": skus})
+    }
+    changed: set[str] = set()
+    lines: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    replies: list[tuple[str, CloudEvent]] = []
     now = datetime.now(UTC)
-    outcome: InventoryReserved | InventoryRejected
-    try:
-        # A savepoint: a short line undoes the lines already taken, not the inbox row.
-        async with conn.begin_nested():
-            for item in order.items:
-                await _take(conn, item.sku, item.quantity)
-    except OutOfStock as short:
-        outcome = InventoryRejected(order_id=order.order_id, reason=str(short), rejected_at=now)
-        log.info("order %s rejected: %s", order_id, outcome.reason)
-    else:
-        lines = [ReservedLine(sku=i.sku, quantity=i.quantity) for i in order.items]
-        outcome = InventoryReserved(order_id=order.order_id, items=lines, reserved_at=now)
-        await conn.execute(
-            _ADD_LINES,
-            [
+    for order, cause in batch:
+        order_id = str(order.order_id)
+        if order_id in earlier:
+            log.info("order %s: not reserving, it is %s already", order_id, earlier[order_id])
+            continue
+        outcome: InventoryReserved | InventoryRejected
+        shortage = _take(levels, order.items)
+        if shortage is not None:
+            outcome = InventoryRejected(order_id=order.order_id, reason=shortage, rejected_at=now)
+            log.info("order %s rejected: %s", order_id, outcome.reason)
+        else:
+            changed.update(item.sku for item in order.items)
+            taken = [ReservedLine(sku=i.sku, quantity=i.quantity) for i in order.items]
+            outcome = InventoryReserved(order_id=order.order_id, items=taken, reserved_at=now)
+            lines.extend(
                 {"order_id": order_id, "line": n, "sku": line.sku, "quantity": line.quantity}
-                for n, line in enumerate(lines)
+                for n, line in enumerate(taken)
+            )
+        status = "reserved" if shortage is None else "rejected"
+        earlier[order_id] = status
+        rows.append(
+            {
+                "order_id": order_id,
+                "status": status,
+                "reason": shortage,
+                "instance_id": cause.delivery.consumer,
+                "created_at": now,
+            }
+        )
+        topic = INVENTORY_RESERVED if shortage is None else INVENTORY_REJECTED
+        reply = wrap(topic, outcome, correlationid=cause.event.correlationid)
+        if (trace := traceparent_of(cause)) is not None:
+            reply = reply.model_copy(update={"traceparent": trace})
+        replies.append((topic, reply))
+    if changed:
+        await conn.execute(
+            _SET_LEVEL,
+            [
+                {"b_sku": sku, "b_available": levels[sku][0], "b_reserved": levels[sku][1]}
+                for sku in sorted(changed)
             ],
         )
-    rejected = isinstance(outcome, InventoryRejected)
-    await conn.execute(
-        _ADD_RESERVATION,
-        {
-            "order_id": order_id,
-            "status": "rejected" if rejected else "reserved",
-            "reason": outcome.reason if isinstance(outcome, InventoryRejected) else None,
-            "instance_id": cause.delivery.consumer,
-            "created_at": now,
-        },
-    )
-    topic = INVENTORY_REJECTED if rejected else INVENTORY_RESERVED
-    reply = wrap(topic, outcome, correlationid=cause.event.correlationid)
-    await enqueue(conn, outbox, topic, reply)
+    if lines:
+        await conn.execute(_ADD_LINES, lines)
+    if rows:
+        await conn.execute(_ADD_RESERVATION, rows)
+    if replies:
+        await enqueue_many(conn, outbox, replies)
+
+
+def _take(levels: dict[str, list[int]], items: Sequence[OrderItem]) -> str | None:
+    """Take every line of an order from `levels` (sku: [available, reserved]), or none of
+    them: None if taken, else why not."""
+    wanted: dict[str, int] = {}
+    for item in items:
+        level = levels.get(item.sku)
+        available = None if level is None else level[0] - wanted.get(item.sku, 0)
+        if available is None or available < item.quantity:
+            return (
+                f"insufficient stock for {item.sku}: wanted {item.quantity}, available {available}"
+            )
+        wanted[item.sku] = wanted.get(item.sku, 0) + item.quantity
+    for sku, quantity in wanted.items():
+        levels[sku][0] -= quantity
+        levels[sku][1] += quantity
+    return None
 
 
 async def release(conn: AsyncConnection, rejected: OrderRejected, cause: Received) -> None:
@@ -133,7 +184,7 @@ async def release(conn: AsyncConnection, rejected: OrderRejected, cause: Receive
     if released.rowcount != 1:
         return  # rejected by us (nothing held), or released already
     lines = (await conn.execute(_LINES, {"b_order": order_id})).all()
-    for sku, quantity in lines:
+    for sku, quantity in sorted(lines):  # the SKUs' order, as `reserve` locks them
         await conn.execute(_GIVE_BACK, {"b_sku": sku, "b_quantity": quantity})
     log.info("order %s: reservation released (%s)", order_id, rejected.reason)
 
@@ -141,10 +192,3 @@ async def release(conn: AsyncConnection, rejected: OrderRejected, cause: Receive
 async def _reservation(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(_RESERVATION, {"b_order": order_id})).mappings().first()
     return dict(row) if row is not None else None
-
-
-async def _take(conn: AsyncConnection, sku: str, quantity: int) -> None:
-    taken = await conn.execute(_TAKE, {"b_sku": sku, "b_quantity": quantity})
-    if taken.rowcount != 1:
-        available = (await conn.execute(_AVAILABLE, {"b_sku": sku})).scalar()
-        raise OutOfStock(f"insufficient stock for {sku}: wanted {quantity}, available {available}")

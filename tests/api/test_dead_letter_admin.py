@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -87,14 +87,14 @@ async def test_replaying_the_same_dead_letter_twice_bills_once(
     """Billing's database is 'down': the event is delivered twice and dead-lettered twice.
     Once it is back, replaying both copies issues one invoice and counts two deliveries."""
     down = True
-    from services.billing.handlers import issue_invoice as real
+    from services.billing.handlers import issue_invoices as real
 
-    async def flaky(conn: AsyncConnection, order: OrderCreated, received: Received) -> None:
+    async def flaky(conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Received]]) -> None:
         if down:
             raise ConnectionError("billing database unreachable")
-        await real(conn, order, received)
+        await real(conn, batch)
 
-    monkeypatch.setattr(billing_bootstrap, "issue_invoice", flaky)
+    monkeypatch.setattr(billing_bootstrap, "issue_invoices", flaky)
     async with billing(settings) as client:
         event = order_event(("MN-003", 1))
         await publisher.publish(ORDER_CREATED, event)

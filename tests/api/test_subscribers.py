@@ -58,6 +58,37 @@ async def test_inventory_reserves_every_line_or_none(publisher: Bus, running: Ru
         assert (await inventory.get("/stock/NO-SUCH")).status_code == 404
 
 
+async def test_a_batch_of_orders_takes_stock_in_delivery_order(
+    publisher: Bus, running: Running
+) -> None:
+    """Inventory takes a batch at once (`reserve`): each order every line or none, the stock
+    each one leaves is what the next one sees."""
+    async with running("inventory") as inventory:
+        first = order_event(("LIMITED-EDITION", 3))  # 5 in stock: 2 left
+        second = order_event(("LIMITED-EDITION", 3))  # more than is left: rejected
+        third = order_event(("KB-001", 1), ("LIMITED-EDITION", 2))  # the last two
+        fourth = order_event(("KB-001", 1), ("LIMITED-EDITION", 1))  # none left
+        batch = [first, second, third, fourth]
+        await publisher.publish_many([(ORDER_CREATED, e) for e in batch])
+        for event in batch:
+            await processed_once(inventory, event)
+
+        async def status(event: CloudEvent) -> tuple[str, str | None]:
+            found = (await inventory.get(f"/reservations/{event.subject}")).json()
+            return found["status"], found["reason"]
+
+        assert [await status(e) for e in batch] == [
+            ("reserved", None),
+            ("rejected", "insufficient stock for LIMITED-EDITION: wanted 3, available 2"),
+            ("reserved", None),
+            ("rejected", "insufficient stock for LIMITED-EDITION: wanted 1, available 0"),
+        ]
+        stock = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (stock["available"], stock["reserved"]) == (0, 5)
+        keyboard = (await inventory.get("/stock/KB-001")).json()
+        assert keyboard["reserved"] == 1, "the fourth order's keyboard line was not taken"
+
+
 async def test_a_duplicated_event_is_counted_but_billed_once(
     publisher: Bus, running: Running
 ) -> None:
