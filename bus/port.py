@@ -43,7 +43,9 @@ class Delivery:
 Handler = Callable[[CloudEvent, Delivery], Awaitable[None]]
 """Handles one event. Returning acknowledges it; raising asks for redelivery where the backend
 has it (see `Capabilities.redelivery`); raising `bus.codec.PoisonMessage` (an event that can
-never be handled, the reason its message) sends it to the dead letters at once."""
+never be handled, the reason its message) sends it to the dead letters at once. The event is
+a value: never change it, nor its `data`, in place (on the memory bus every group that gets
+it shares the one decoded object)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,8 @@ class Received:
 BatchHandler = Callable[[Sequence[Received]], Awaitable[None]]
 """Handles a batch of events, in delivery order. Returning acknowledges them all; raising has
 the batch handled again one event at a time (each a batch of one), so that only the events
-that fail are retried or dead-lettered and the others are acknowledged once."""
+that fail are retried or dead-lettered and the others are acknowledged once. As for
+`Handler`, the events are values, never changed in place."""
 
 Middleware = Callable[[Sequence[Received], BatchHandler], Awaitable[None]]
 """Wraps every handler call of a bus: `await middleware(batch, call_next)`. A per-event

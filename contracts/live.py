@@ -90,5 +90,6 @@ class InstanceActivity(BaseModel):
     dropped: int = 0
     reported_at: AwareDatetime | None = None
     signature: Annotated[str, StringConstraints(max_length=64)] | None = None
-    """HMAC-SHA256 under the admin token of `service`, `instance`, `url` and `reported_at`:
-    a dashboard calls `url` with the token only if it verifies (and is recent)."""
+    """HMAC-SHA256 under the admin token of `reported_at`, `service`, `instance`, `url` and
+    `clients`: a dashboard calls `url` with the token only if it verifies (and is recent), and
+    the peers of a notification instance believe its `clients` only then."""

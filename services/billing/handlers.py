@@ -59,7 +59,8 @@ async def issue_invoices(
     for order, cause in batch:
         order_id = str(order.order_id)
         if order_id in invoiced:
-            log.info("order %s: invoiced already (its rejection came first)", order_id)
+            # Its rejection came first (and issued it), or the order came twice in this batch.
+            log.info("order %s: invoiced already", order_id)
             continue
         invoiced.add(order_id)
         _issue(writes, order.order_id, order.customer_id, order.total, order.currency, cause)

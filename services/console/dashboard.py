@@ -74,6 +74,9 @@ class Dashboard:
                     activity.instance,
                 )
             return
+        previous = self.latest.get(activity.instance)
+        if previous is not None and _not_newer(activity, previous):
+            return  # a copy sent again, or late: the instance has said something since
         if activity.service == "notification":
             self.clients.peer_reported(activity.instance, activity.clients)
         self._forget_old()
@@ -88,7 +91,13 @@ class Dashboard:
         if at is None or abs((datetime.now(UTC) - at).total_seconds()) > SIGNED_FOR_S:
             return False
         return report_signed(
-            token, activity.signature, at, activity.service, activity.instance, activity.url
+            token,
+            activity.signature,
+            at,
+            activity.service,
+            activity.instance,
+            activity.url,
+            str(activity.clients),  # peers act on it: they push only while someone listens
         )
 
     def _forget_old(self) -> None:
@@ -191,3 +200,11 @@ def dashboard_routes(runtime: Runtime, dashboard: Dashboard) -> APIRouter:
     controls.install(admin)
     router.include_router(admin)
     return router
+
+
+def _not_newer(activity: InstanceActivity, previous: InstanceActivity) -> bool:
+    return (
+        activity.reported_at is not None
+        and previous.reported_at is not None
+        and activity.reported_at <= previous.reported_at
+    )

@@ -184,7 +184,10 @@ async def release(conn: AsyncConnection, rejected: OrderRejected, cause: Receive
     if released.rowcount != 1:
         return  # rejected by us (nothing held), or released already
     lines = (await conn.execute(_LINES, {"b_order": order_id})).all()
-    for sku, quantity in sorted(lines):  # the SKUs' order, as `reserve` locks them
+    # Its stock rows locked first, in the order `reserve` locks them (the database's order of
+    # SKUs), so that the two never wait on each other in a cycle.
+    await conn.execute(_LEVELS_FOR_UPDATE, {"b_skus": sorted({sku for sku, _ in lines})})
+    for sku, quantity in lines:
         await conn.execute(_GIVE_BACK, {"b_sku": sku, "b_quantity": quantity})
     log.info("order %s: reservation released (%s)", order_id, rejected.reason)
 

@@ -6,8 +6,9 @@ receives it under a group of its own and forwards it to its local clients that l
 order or customer: the notes' recipe for scaling WebSocket servers behind a load balancer.
 
 A push is published only while some browser is connected to some instance (`listened_to`):
-this one's own clients, or a peer's, as the peers' activity reports tell
-(`peer_reported`). Nobody connected anywhere, nobody would receive it: two publishes and two
+one of this instance's that follows notifications, or a peer's, as the peers' activity
+reports tell (`peer_reported`), and during an instance's first seconds, before it has heard
+every peer. Nobody connected anywhere, nobody would receive it: two publishes and two
 deliveries per order saved. A browser that connected to a peer in the last moment (before the
 peer's next report, about a quarter of a second) may miss a push; `GET /notifications` has it.
 """
@@ -33,6 +34,9 @@ FEEDS = frozenset({"notifications", "activity"})
 PEER_TTL_S = 6.0
 """How long a peer's report that it has clients is believed: three of its idle heartbeats
 (`services.runtime.activity.HEARTBEAT_S`); a peer that stops reporting stops counting."""
+WARM_UP_S = PEER_TTL_S
+"""After it starts, an instance has not heard every peer yet: it pushes as if someone
+listened until each has had time to report."""
 MAX_PEERS = 256
 
 
@@ -76,6 +80,7 @@ class LiveClients:
         self._clients: set[Client] = set()
         self._peers: dict[str, float] = {}
         """Peers that reported clients of their own, and when (monotonic)."""
+        self._warm_until = time.monotonic() + WARM_UP_S
         self._limit = limit
         self._send_timeout_s = send_timeout_s
         self.presence_ttl_s = presence_ttl_s
@@ -97,14 +102,24 @@ class LiveClients:
         """A notification instance said how many clients it has (its activity report)."""
         if clients <= 0:
             self._peers.pop(instance, None)
-        elif instance in self._peers or len(self._peers) < MAX_PEERS:
-            self._peers[instance] = time.monotonic()
+            return
+        now = time.monotonic()
+        if instance not in self._peers and len(self._peers) >= MAX_PEERS:
+            # Instances come and go (a new id per process): the silent ones make room.
+            horizon = now - PEER_TTL_S
+            self._peers = {peer: at for peer, at in self._peers.items() if at > horizon}
+        if instance in self._peers or len(self._peers) < MAX_PEERS:
+            self._peers[instance] = now
 
     def listened_to(self) -> bool:
-        """Whether a browser is connected here, or to a peer that said so lately."""
-        if self._clients:
+        """Whether a browser here follows notifications, or a peer said lately that it holds
+        browsers (or this instance started too recently to have heard every peer)."""
+        if self.watching("notifications"):
             return True
-        horizon = time.monotonic() - PEER_TTL_S
+        now = time.monotonic()
+        if now < self._warm_until:
+            return True
+        horizon = now - PEER_TTL_S
         return any(at > horizon for at in self._peers.values())
 
     def watching(self, feed: str) -> bool:

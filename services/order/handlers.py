@@ -133,7 +133,8 @@ async def establish(
 
 @dataclass
 class _Writes:
-    """The rows a batch of answers adds and changes, written a statement per kind."""
+    """The rows that facts add and change (a batch of answers', or the timeout sweep's one),
+    written a statement per kind."""
 
     facts: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 BATCH_S = 0.25
 HEARTBEAT_S = 2.0
 TOTALS_EVERY_S = 1.0
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 30.0
 KEPT = 1_000
 """Records waiting for the next batch; past that the oldest are dropped (and counted)."""
 
@@ -103,15 +105,27 @@ class Activity:
         service's consumers never share a client with this chatter. On Kafka they did, and
         a consumer closing while its process published heartbeats could not leave its group
         (a broker that never expires sessions, such as Tansu, then held the group)."""
-        bus = create_bus(settings)
-        try:
-            await bus.start()
-            await self._report(bus)
-        except Exception:  # noqa: BLE001 - a view: without a broker there is nothing to show
-            log.warning("activity of %s not published: no broker connection", self.instance)
-        finally:
-            with contextlib.suppress(Exception):
-                await bus.close()
+        pause_s = RECONNECT_MIN_S
+        while not self._stopping.is_set():
+            bus = create_bus(settings)
+            try:
+                await bus.start()
+                await self._report(bus)
+                return
+            except Exception:  # noqa: BLE001 - a view: without a broker there is nothing to show
+                level = logging.WARNING if pause_s == RECONNECT_MIN_S else logging.DEBUG
+                log.log(
+                    level,
+                    "activity of %s not published: no broker connection (trying again)",
+                    self.instance,
+                )
+            finally:
+                with contextlib.suppress(Exception):
+                    await bus.close()
+            # Tried again, not given up: the peers of a notification instance publish their
+            # live pushes for its browsers only once its reports say it holds some.
+            await self._pause(pause_s, self._stopping)
+            pause_s = min(pause_s * 2, RECONNECT_MAX_S)
 
     async def _report(self, bus: Bus) -> None:
         totals: dict[str, int] = {}
@@ -155,10 +169,9 @@ class Activity:
         ]
         dropped, self._dropped = self._dropped, 0
         now = datetime.now(UTC)
+        extra = {name: read() for name, read in self.extra.items()}
         signature = (
-            report_signature(self.token, now, self.service, self.instance, self.url)
-            if self.token is not None
-            else None
+            report_signature(*self._signed_fields(now, extra)) if self.token is not None else None
         )
         return InstanceActivity.model_validate(
             {
@@ -173,9 +186,16 @@ class Activity:
                 "dropped": dropped,
                 "reported_at": now,
                 "signature": signature,
-                **{name: read() for name, read in self.extra.items()},
+                **extra,
             }
         )
+
+    def _signed_fields(
+        self, now: datetime, extra: dict[str, int | bool]
+    ) -> tuple[SecretStr, datetime, str, str, str, str]:
+        assert self.token is not None
+        clients = str(extra.get("clients", 0))
+        return self.token, now, self.service, self.instance, self.url, clients
 
     async def _publish(self, bus: Bus, totals: dict[str, int]) -> None:
         report = self.report(totals)

@@ -18,6 +18,7 @@ from contracts import (
     CloudEvent,
     InstanceActivity,
 )
+from services.notification import live
 from services.runtime.settings import ServiceSettings
 from tests.api.conftest import Running, order_event
 from tests.integration.conftest import Recorder
@@ -69,8 +70,10 @@ async def presence_when(
 
 
 async def test_a_push_is_published_only_while_a_browser_listens_somewhere(
-    publisher: Bus, running: Running, pushes: Recorder
+    publisher: Bus, running: Running, pushes: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No peer here but the test's: nothing to wait for before believing nobody listens.
+    monkeypatch.setattr(live, "WARM_UP_S", 0.0)
     async with running("notification") as notification:
         nobody = order_event(("KB-001", 1))
         await publisher.publish(ORDER_CREATED, nobody)

@@ -22,6 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.system import System, orderbus_up, remove_system_topology
+from tests.polling import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -107,3 +108,59 @@ async def test_every_browser_gets_its_pushes_whichever_instance_it_is_on(system:
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await socket.recv()
+
+
+@pytest.fixture
+async def reporting_system(backend: str, backend_url: str, tmp_path: Path) -> AsyncIterator[System]:
+    """Two notification instances with the activity on, as in production: each pushes only
+    while a browser listens to it or to a peer whose signed report says so."""
+    await remove_system_topology(backend, backend_url, GROUPS)
+    with orderbus_up(
+        backend,
+        backend_url,
+        tmp_path,
+        "--replicas",
+        "notification=2",
+        env={"ORDERBUS_ACTIVITY": "true"},
+    ) as running:
+        yield running
+    assert running.process.returncode == 0, running.log.read_text()[-4000:]
+    await remove_system_topology(backend, backend_url, GROUPS)
+
+
+@pytest.mark.parametrize("backend", ["redis-streams", "nats"], indirect=True)
+async def test_an_instance_pushes_for_a_browser_it_knows_of_only_from_a_peer(
+    reporting_system: System,
+) -> None:
+    system = reporting_system
+    lonely = system.url("notification-1")
+    customer = f"carol-{uuid.uuid4().hex[:6]}"
+    async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=30) as http:
+
+        async def presence(listened_to: bool) -> dict[str, Any] | None:
+            found: dict[str, Any] = (await http.get(f"{lonely}/presence")).json()
+            return found if found["listened_to"] is listened_to else None
+
+        # Past its first seconds, with no browser anywhere, notification-1 pushes nothing.
+        await eventually(lambda: presence(False), within_s=60)
+        # A browser on notification-2 only: notification-1 learns of it from the peer's
+        # signed activity report, through the broker.
+        socket = await browser(stack, system, "notification-2", customer)
+        learned = await eventually(lambda: presence(True), within_s=30)
+        assert learned["clients"] == 0, "no browser of its own"
+
+        placed: set[str] = set()
+        for _ in range(ORDERS_EACH * 2):
+            response = await http.post(
+                f"{system.url('order-1')}/orders",
+                json={"customer_id": customer, "items": [{"sku": "KB-001", "quantity": 1}]},
+            )
+            assert response.status_code == 202, response.text
+            placed.add(response.json()["order_id"])
+        got = await pushes(socket, 2 * len(placed))
+        for kind in KINDS:
+            assert {m["order_id"] for m in got if m["kind"] == kind} == placed
+        assert {m["delivered_by"] for m in got} == {"notification-2"}
+
+        await socket.close()
+        await eventually(lambda: presence(False), within_s=30)

@@ -8,7 +8,7 @@ import pytest
 from fastapi import WebSocket
 
 from services.notification import live
-from services.notification.live import MAX_KEYS, PEER_TTL_S, Client, LiveClients
+from services.notification.live import MAX_KEYS, PEER_TTL_S, WARM_UP_S, Client, LiveClients
 from services.notification.protocol import Incoming
 from services.runtime.faults import Faults, InjectedFailure
 
@@ -69,22 +69,38 @@ def test_subscriptions_are_bounded() -> None:
         c.subscribe("order", "one-more")
 
 
-def test_pushes_are_wanted_while_a_browser_is_here_or_at_a_peer_lately(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = 1_000.0
-    monkeypatch.setattr("services.notification.live.time.monotonic", lambda: now)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The live module's monotonic clock, moved by hand."""
+    clock = Clock()
+    monkeypatch.setattr("services.notification.live.time.monotonic", clock)
+    return clock
+
+
+def test_pushes_are_wanted_while_a_browser_is_here_or_at_a_peer_lately(clock: Clock) -> None:
     clients = LiveClients()
+    assert clients.listened_to(), "just started: the peers have not all reported yet"
+    clock.now += WARM_UP_S
     assert not clients.listened_to(), "nobody connected anywhere"
     here = clients.admit(cast(WebSocket, object()))
     assert here is not None
     assert clients.listened_to()
+    here.feeds = {"activity"}
+    assert not clients.listened_to(), "a dashboard watching only the activity wants no push"
     clients.leave(here)
     assert not clients.listened_to()
 
     clients.peer_reported("notification-2", 3)
     assert clients.listened_to(), "a peer holds browsers"
-    now += PEER_TTL_S + 1
+    clock.now += PEER_TTL_S + 1
     assert not clients.listened_to(), "a peer unheard past the TTL no longer counts"
     clients.peer_reported("notification-2", 1)
     assert clients.listened_to()
@@ -92,11 +108,18 @@ def test_pushes_are_wanted_while_a_browser_is_here_or_at_a_peer_lately(
     assert not clients.listened_to(), "its browsers left"
 
 
-def test_peers_remembered_are_bounded() -> None:
+def test_peers_remembered_are_bounded_and_the_silent_make_room(clock: Clock) -> None:
     clients = LiveClients()
+    clock.now += WARM_UP_S
     for n in range(live.MAX_PEERS + 10):
         clients.peer_reported(f"forged-{n}", 1)
     assert len(clients._peers) == live.MAX_PEERS
+    assert "forged-300" not in clients._peers
+
+    clock.now += PEER_TTL_S + 1  # all of them gone quiet (stopped, or never were)
+    clients.peer_reported("notification-new", 1)
+    assert set(clients._peers) == {"notification-new"}
+    assert clients.listened_to()
 
 
 @pytest.mark.parametrize(
