@@ -33,6 +33,7 @@ from bus.probes import Probe, open_probe
 from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.console.controls import ControlsClient
 from services.notification.live import LiveClients
+from services.runtime.activity import signed_fields
 from services.runtime.admin import admin_guard, report_signed
 from services.runtime.service import Runtime
 from services.runtime.settings import SUBSCRIBERS
@@ -90,15 +91,7 @@ class Dashboard:
         at = activity.reported_at
         if at is None or abs((datetime.now(UTC) - at).total_seconds()) > SIGNED_FOR_S:
             return False
-        return report_signed(
-            token,
-            activity.signature,
-            at,
-            activity.service,
-            activity.instance,
-            activity.url,
-            str(activity.clients),  # peers act on it: they push only while someone listens
-        )
+        return report_signed(token, activity.signature, at, *signed_fields(activity))
 
     def _forget_old(self) -> None:
         horizon = time.monotonic() - FORGET_S

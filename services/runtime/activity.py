@@ -54,6 +54,13 @@ def _handled(
     )
 
 
+def signed_fields(report: InstanceActivity) -> tuple[str, ...]:
+    """What a report's signature covers besides its time: what a dashboard acts on (it calls
+    `url` with the token) and what the peers of a notification instance act on (`clients`:
+    they push only while someone listens)."""
+    return report.service, report.instance, report.url, str(report.clients)
+
+
 class Activity:
     def __init__(
         self, service: str, instance: str, url: str, backend: str, token: SecretStr | None = None
@@ -169,11 +176,7 @@ class Activity:
         ]
         dropped, self._dropped = self._dropped, 0
         now = datetime.now(UTC)
-        extra = {name: read() for name, read in self.extra.items()}
-        signature = (
-            report_signature(*self._signed_fields(now, extra)) if self.token is not None else None
-        )
-        return InstanceActivity.model_validate(
+        report = InstanceActivity.model_validate(
             {
                 "service": self.service,
                 "instance": self.instance,
@@ -185,17 +188,13 @@ class Activity:
                 "events": events,
                 "dropped": dropped,
                 "reported_at": now,
-                "signature": signature,
-                **extra,
+                **{name: read() for name, read in self.extra.items()},
             }
         )
-
-    def _signed_fields(
-        self, now: datetime, extra: dict[str, int | bool]
-    ) -> tuple[SecretStr, datetime, str, str, str, str]:
-        assert self.token is not None
-        clients = str(extra.get("clients", 0))
-        return self.token, now, self.service, self.instance, self.url, clients
+        if self.token is None:
+            return report
+        signature = report_signature(self.token, now, *signed_fields(report))
+        return report.model_copy(update={"signature": signature})
 
     async def _publish(self, bus: Bus, totals: dict[str, int]) -> None:
         report = self.report(totals)

@@ -106,7 +106,7 @@ class Inbox:
         """Apply `effect` once per event id, every new event of `batch` in one transaction,
         in order; return, per event, whether it was new (False: a duplicate, only counted).
         One failing effect rolls the whole batch back and raises: the bus then handles the
-        events one at a time (`Bus.subscribe_batch`), each through `handle`."""
+        events one at a time (`Bus.subscribe_batch`), each a batch of one."""
         return await self._handle(batch, self._each(effect))
 
     async def handle_batch_at_once(
@@ -191,11 +191,9 @@ class Inbox:
             "processed_at": now,
         }
 
-    async def handle(self, received: Received, effect: Effect) -> bool:
-        """Apply `effect` once per event id; return False for a duplicate (only counted)."""
-        return await self._handle_one(received, self._each(effect))
-
     async def _handle_one(self, received: Received, apply: BatchEffect) -> bool:
+        """`apply` once per event id, for a batch of one; False for a duplicate (only
+        counted)."""
         event = received.event
         event_id = str(event.id)
         try:

@@ -42,15 +42,25 @@ async def publisher(settings: ServiceSettings) -> AsyncIterator[Bus]:
     await bus.close()
 
 
+@asynccontextmanager
+async def recording(settings: ServiceSettings, *topics: str) -> AsyncIterator[Recorder]:
+    """What is published on `topics`, as a downstream service (group `probe`) would see it."""
+    probe = create_bus(settings.bus)
+    recorder = Recorder()
+    for topic in topics:
+        probe.subscribe(topic, recorder, group="probe", consumer="probe-1")
+    await probe.start()
+    try:
+        yield recorder
+    finally:
+        await probe.close()
+
+
 @pytest.fixture
 async def published(settings: ServiceSettings) -> AsyncIterator[Recorder]:
     """Everything the order service publishes, as a downstream service would see it."""
-    probe = create_bus(settings.bus)
-    recorder = Recorder()
-    probe.subscribe(ORDER_CREATED, recorder, group="probe", consumer="probe-1")
-    await probe.start()
-    yield recorder
-    await probe.close()
+    async with recording(settings, ORDER_CREATED) as recorder:
+        yield recorder
 
 
 @pytest.fixture

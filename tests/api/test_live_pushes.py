@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bus import Bus, create_bus
+from bus import Bus
 from contracts import (
     INSTANCE_ACTIVITY,
     NOTIFICATION_PUSHED,
@@ -20,7 +20,7 @@ from contracts import (
 )
 from services.notification import live
 from services.runtime.settings import ServiceSettings
-from tests.api.conftest import Running, order_event
+from tests.api.conftest import Running, order_event, recording
 from tests.integration.conftest import Recorder
 from tests.polling import eventually
 
@@ -28,12 +28,8 @@ from tests.polling import eventually
 @pytest.fixture
 async def pushes(settings: ServiceSettings) -> AsyncIterator[Recorder]:
     """Every push published, as any notification instance would receive it."""
-    probe = create_bus(settings.bus)
-    recorder = Recorder()
-    probe.subscribe(NOTIFICATION_PUSHED, recorder, group="probe", consumer="probe-1")
-    await probe.start()
-    yield recorder
-    await probe.close()
+    async with recording(settings, NOTIFICATION_PUSHED) as recorder:
+        yield recorder
 
 
 def peer_report(clients: int) -> CloudEvent:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bus import Bus, create_bus
+from bus import Bus
 from contracts import (
     INVENTORY_REJECTED,
     INVENTORY_RESERVED,
@@ -39,7 +39,7 @@ from services.order.lifecycle import TIMED_OUT_REASON
 from services.order.settings import OrderSettings
 from services.order.timeouts import TIMEOUT_CAUSE, decide_overdue
 from services.runtime.settings import ServiceSettings
-from tests.api.conftest import Running, order_event
+from tests.api.conftest import Running, order_event, recording
 from tests.integration.conftest import Recorder
 from tests.polling import eventually
 
@@ -49,20 +49,16 @@ SHORT = "insufficient stock for LIMITED-EDITION: wanted 6, available 5"
 @pytest.fixture
 async def outcomes(settings: ServiceSettings) -> AsyncIterator[Recorder]:
     """Every event the services under test publish, as a downstream service would see it."""
-    probe = create_bus(settings.bus)
-    recorder = Recorder()
-    for topic in (
+    topics = (
         ORDER_CONFIRMED,
         ORDER_REJECTED,
         INVOICE_ISSUED,
         INVOICE_VOIDED,
         INVENTORY_RESERVED,
         INVENTORY_REJECTED,
-    ):
-        probe.subscribe(topic, recorder, group="probe", consumer="probe-1")
-    await probe.start()
-    yield recorder
-    await probe.close()
+    )
+    async with recording(settings, *topics) as recorder:
+        yield recorder
 
 
 def published(outcomes: Recorder, event_type: str, order_id: str) -> list[CloudEvent]:
@@ -207,7 +203,7 @@ async def test_an_answer_about_an_unknown_order_is_dead_lettered(
         assert "unknown here" in letters[0].error
 
 
-async def test_answers_of_one_batch_are_recorded_together_but_an_unknown_order_alone_fails(
+async def test_an_unknown_order_in_a_batch_of_answers_is_dead_lettered_alone(
     running: Running, publisher: Bus, settings: ServiceSettings, outcomes: Recorder
 ) -> None:
     """The order service takes a batch of answers in one call (`record_answers`): one answer
