@@ -1,8 +1,9 @@
 """The fields every per-event log line carries, so a JSON log can be searched by them.
 
-One line per publish, handle, duplicate, retry, dead letter and drop (an ephemeral
-subscription's event past its attempts), each with these fields as the
-record's `extra`; `services.runtime.logs` writes them out (as JSON keys, or after the text).
+A line per publish, handle, duplicate, retry, dead letter and drop (an ephemeral
+subscription's event past its attempts), each with these fields as the record's `extra`;
+`services.runtime.logs` writes them out (as JSON keys, or after the text). Publishes, handles
+and duplicates of a batch are DEBUG, with one INFO line for the batch.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     own = own_settings(service)
     if args.port:  # the port it really listens on, which the instance advertises
         own = own.model_copy(update={"port": args.port})
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     bind_instance(service, settings.instance(service))
     die_with_parent()
     configure_tracing(service, settings.instance(service))
@@ -49,7 +49,7 @@ def _up(args: argparse.Namespace) -> int:
     from orderbus.supervisor import parse_replicas, up
 
     settings = _settings(args.backend)
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     configure_tracing("orderbus", "up")  # spans of the services `up` runs in this process
     up(settings, parse_replicas(args.replicas), "json" if args.json else "table")
     return 0
@@ -85,7 +85,7 @@ def _migrate(args: argparse.Namespace) -> int:
         print(schema.new_revision(names[0], metadata, args.new))
         return 0
     settings = ServiceSettings()
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
 
     async def migrate_all() -> None:
         for name in names:

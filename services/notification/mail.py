@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 email = logging.getLogger("notification.email")
-"""The "email" sink: a log line per message, where a real system would call its mail API."""
+"""The "email" sink: a DEBUG line per message, where a real system would call its mail API;
+`Mailer` writes one INFO line per batch sent."""
 
 BATCH = 100
 CLAIM_S = 30.0
@@ -69,7 +70,7 @@ _CLAIM = (
 
 async def send_email(customer_id: str, message: str) -> None:
     """Where a real system calls its mail API (with the order id and kind as idempotency key)."""
-    email.info("to customer %s: %s", customer_id, message)
+    email.debug("to customer %s: %s", customer_id, message)
 
 
 async def queue(conn: AsyncConnection, notices: Sequence[Notice], instance: str) -> None:
@@ -133,6 +134,8 @@ class Mailer:
                 await conn.execute(_SENT, {"keys": sent})
         except Exception as exc:  # noqa: BLE001 - sent; `run` may send them again (at least once)
             log.warning("%d emails sent, not marked (%s)", len(sent), type(exc).__name__)
+            return
+        log.info("sent %d emails", len(sent))
 
     async def run(self, runtime: Runtime) -> None:
         """A background task: every `SWEEP_S`, send the emails nobody is sending."""

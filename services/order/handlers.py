@@ -10,6 +10,7 @@ inbox's transaction.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,6 +111,8 @@ async def record_answers(conn: AsyncConnection, batch: Sequence[tuple[Answer, Re
         cause = Cause(str(event.id), event.type, event.correlationid, traceparent_of(received))
         _step(known[order_id], facts[order_id], fact, detail, cause, now, writes)
     await writes.apply(conn)
+    if writes.statuses:
+        _log_decided(writes, batch[0][1].event.type, len(batch))
 
 
 async def lock_order(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
@@ -129,6 +132,19 @@ async def establish(
     status = _step(order, facts, fact, detail, cause, datetime.now(UTC), writes)
     await writes.apply(conn)
     return status
+
+
+def _log_decided(writes: _Writes, answer_type: str, answers: int) -> None:
+    """One line for the orders a batch decided (each order's own line is DEBUG)."""
+    by_status = Counter(s["b_status"] for s in writes.statuses)
+    log.info(
+        "%d orders decided (%s) by %d %s events",
+        len(writes.statuses),
+        ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())),
+        answers,
+        answer_type,
+        extra={"event_type": answer_type},
+    )
 
 
 @dataclass
@@ -194,7 +210,7 @@ def _step(
         }
     )
     writes.announcements.append(_announcement(order, status, reason, now, cause))
-    log.info("order %s %s by %s %s", order_id, status, cause.event_type, cause.event_id)
+    log.debug("order %s %s by %s %s", order_id, status, cause.event_type, cause.event_id)
     return status
 
 

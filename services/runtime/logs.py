@@ -115,7 +115,10 @@ def formatter(log_format: LogFormat, stream: Any = None) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
-def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO) -> None:
+def configure_logging(log_format: LogFormat = "auto", level: int | str = logging.INFO) -> None:
+    """One handler on the root logger, at `level` (a number, or a name such as "debug")."""
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format, sys.stderr))
     handler.addFilter(InstanceFilter())

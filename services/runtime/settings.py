@@ -99,6 +99,11 @@ class ServiceSettings(BaseSettings):
         "auto", validation_alias=AliasChoices("ORDERBUS_LOG_FORMAT")
     )
     """`auto`: readable text in a terminal, one JSON object per line otherwise."""
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=AliasChoices("ORDERBUS_LOG_LEVEL")
+    )
+    """`info`: a line per batch of events (and per HTTP request); `debug` adds a line per
+    event, per order decided and per email."""
 
     bus: BusSettings = Field(default_factory=BusSettings)
 

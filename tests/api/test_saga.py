@@ -8,6 +8,7 @@ brokers is `tests/e2e/test_saga.py`.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -235,6 +236,25 @@ async def test_an_unknown_order_in_a_batch_of_answers_is_dead_lettered_alone(
             history = (await order.get(f"/orders/{order_id}")).json()
             assert history["status"] == "confirmed"
             assert len(published(outcomes, ORDER_CONFIRMED, order_id)) == 1
+
+
+async def test_a_batch_of_answers_logs_its_decisions_in_one_info_line(
+    running: Running, publisher: Bus, outcomes: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Per-order decision lines are DEBUG; the batch that decided them writes one INFO line."""
+    caplog.set_level(logging.DEBUG, logger="services.order.handlers")
+    body = {"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
+    async with running("order") as order:
+        ids = [(await order.post("/orders", json=body)).json()["order_id"] for _ in range(3)]
+        await publisher.publish_many([(INVENTORY_RESERVED, reserved(o)) for o in ids])
+        await publisher.publish_many([(INVOICE_ISSUED, issued(o)) for o in ids])
+        await outcomes.wait_until(lambda: all(published(outcomes, ORDER_CONFIRMED, o) for o in ids))
+    lines = [r for r in caplog.records if r.name == "services.order.handlers"]
+    infos = [r.getMessage() for r in lines if r.levelno == logging.INFO]
+    debugs = [r.getMessage() for r in lines if r.levelno == logging.DEBUG]
+    assert infos == ["3 orders decided (3 confirmed) by 3 invoice_issued events"]
+    assert sorted(m.split()[1] for m in debugs) == sorted(ids)
+    assert all(" confirmed by invoice_issued " in m for m in debugs)
 
 
 # -- billing: the invoice of a rejected order is voided, whatever came first ---------------

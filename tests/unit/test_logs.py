@@ -18,6 +18,7 @@ from services.runtime.logs import (
     InstanceFilter,
     JsonFormatter,
     TextFormatter,
+    configure_logging,
     formatter,
     instance_context,
 )
@@ -135,6 +136,26 @@ def test_log_format_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ServiceSettings().log_format == "json"
     monkeypatch.setenv("ORDERBUS_LOG_FORMAT", "yaml")
     with pytest.raises(ValidationError, match="ORDERBUS_LOG_FORMAT"):
+        ServiceSettings()
+
+
+def test_log_level_is_a_setting_and_sets_the_root_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings().log_level == "info"
+    monkeypatch.setenv("ORDERBUS_LOG_LEVEL", "debug")
+    level = ServiceSettings().log_level
+    assert level == "debug"
+    root = logging.getLogger()
+    handlers, before = root.handlers[:], root.level
+    try:
+        configure_logging("json", level)
+        assert root.level == logging.DEBUG
+        configure_logging("json", "warning")
+        assert root.level == logging.WARNING
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(before)
+    monkeypatch.setenv("ORDERBUS_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError, match="ORDERBUS_LOG_LEVEL"):
         ServiceSettings()
 
 
