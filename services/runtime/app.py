@@ -128,19 +128,24 @@ def build_app(
         lifespan=lifespan,
         docs_url=None,  # served from the installed files instead of a CDN (api_docs)
         redoc_url=None,
+        # Spans only (services.runtime.tracing); metrics are Prometheus's. Otherwise FastAPI
+        # asks OpenTelemetry for a meter and a logger provider on every request.
+        telemetry={"metrics": False, "logs": False},
     )
-    serve_api_docs(app)
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=runtime.metrics)  # outermost: 413s counted too
     install_error_handlers(app)
+    # The service's own routes first, the API's pages last: a request is matched against the
+    # routes in order, and the service's (`POST /orders`) are the ones asked all the time.
+    app.include_router(spec.routes(runtime))
     app.include_router(_basics(runtime, [sub.topic for sub in spec.subscriptions]))
     if spec.subscriptions:
         app.include_router(dead_letter_routes(runtime, {sub.topic for sub in spec.subscriptions}))
         app.include_router(control_routes(runtime))
     if runtime.relay is not None:
         app.include_router(outbox_routes(runtime, runtime.relay))
-    app.include_router(spec.routes(runtime))
+    serve_api_docs(app)
     return app
 
 
