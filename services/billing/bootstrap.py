@@ -7,7 +7,7 @@ subscriptions, background work and hooks, and the objects they share."""
 from __future__ import annotations
 
 from contracts import ORDER_CREATED, ORDER_REJECTED, OrderCreated, OrderRejected, published_by
-from services.billing.handlers import issue_invoices, void_invoice
+from services.billing.handlers import issue_invoices, void_invoices
 from services.billing.routes import routes
 from services.billing.settings import BillingSettings
 from services.billing.store import metadata, outbox
@@ -23,7 +23,7 @@ def spec(own: BillingSettings | None = None) -> ServiceSpec:
         routes=routes,
         subscriptions=[
             Subscription(ORDER_CREATED, OrderCreated, batched=issue_invoices),
-            Subscription(ORDER_REJECTED, OrderRejected, void_invoice),
+            Subscription(ORDER_REJECTED, OrderRejected, batched=void_invoices),
         ],
         outbox=outbox,
         publishes=published_by("billing"),

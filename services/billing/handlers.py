@@ -33,18 +33,22 @@ from contracts import (
 )
 from services.billing.store import invoices, outbox, voids
 from services.runtime.inbox import traceparent_of
-from services.runtime.outbox import enqueue, enqueue_many
+from services.runtime.outbox import enqueue_many
 
 log = logging.getLogger(__name__)
 
 
 # Built once, with bound parameters (see services/inventory/handlers.py).
-_INVOICE_ID = select(invoices.c.invoice_id).where(invoices.c.order_id == bindparam("b_order"))
+_INVOICE_IDS = select(invoices.c.order_id, invoices.c.invoice_id).where(
+    invoices.c.order_id.in_(bindparam("b_orders", expanding=True))
+)
 _INVOICED = select(invoices.c.order_id).where(
     invoices.c.order_id.in_(bindparam("b_orders", expanding=True))
 )
 _ADD_INVOICE = insert(invoices)
-_VOIDED = select(voids.c.order_id).where(voids.c.order_id == bindparam("b_order"))
+_VOIDED = select(voids.c.order_id).where(
+    voids.c.order_id.in_(bindparam("b_orders", expanding=True))
+)
 _ADD_VOID = insert(voids)
 
 
@@ -60,60 +64,61 @@ async def issue_invoices(
         order_id = str(order.order_id)
         if order_id in invoiced:
             # Its rejection came first (and issued it), or the order came twice in this batch.
-            log.info("order %s: invoiced already", order_id)
+            log.debug("order %s: invoiced already", order_id)
             continue
         invoiced.add(order_id)
         _issue(writes, order.order_id, order.customer_id, order.total, order.currency, cause)
     await writes.apply(conn)
 
 
-async def void_invoice(conn: AsyncConnection, rejected: OrderRejected, cause: Received) -> None:
-    order_id = str(rejected.order_id)
-    invoice_id = await _invoice_id(conn, order_id)
-    if invoice_id is None:
-        writes = _Writes()
-        invoice_id = _issue(
-            writes,
-            rejected.order_id,
-            rejected.customer_id,
-            rejected.total,
-            rejected.currency,
-            cause,
-        )
-        await writes.apply(conn)
-    already = await conn.execute(_VOIDED, {"b_order": order_id})
-    if already.first() is not None:
-        return
-    voided = InvoiceVoided(
-        order_id=rejected.order_id,
-        invoice_id=invoice_id,
-        reason=f"order rejected: {rejected.reason}"[:200],
-        voided_at=datetime.now(UTC),
-    )
-    await conn.execute(
-        _ADD_VOID,
-        {
-            "order_id": order_id,
-            "invoice_id": str(invoice_id),
-            "reason": voided.reason,
-            "instance_id": cause.delivery.consumer,
-            "voided_at": voided.voided_at,
-        },
-    )
-    await _announce(conn, INVOICE_VOIDED, voided, cause.event)
-    log.info("order %s: invoice %s voided", order_id, invoice_id)
+async def void_invoices(
+    conn: AsyncConnection, batch: Sequence[tuple[OrderRejected, Received]]
+) -> None:
+    """A batch of rejections, each order's invoice voided once: which orders have an invoice
+    and which a void read in one statement each, then the invoices issued from a rejection
+    that overtook its `order_created`, the voids and the announcements written in one
+    statement each."""
+    order_ids = sorted({str(rejected.order_id) for rejected, _ in batch})
+    invoice_ids = {
+        order_id: uuid.UUID(invoice_id)
+        for order_id, invoice_id in await conn.execute(_INVOICE_IDS, {"b_orders": order_ids})
+    }
+    voided = set((await conn.execute(_VOIDED, {"b_orders": order_ids})).scalars())
+    writes = _Writes()
+    for rejected, cause in batch:
+        order_id = str(rejected.order_id)
+        if order_id in voided:
+            continue  # voided already, or the rejection came twice in this batch
+        invoice_id = invoice_ids.get(order_id)
+        if invoice_id is None:
+            invoice_id = _issue(
+                writes,
+                rejected.order_id,
+                rejected.customer_id,
+                rejected.total,
+                rejected.currency,
+                cause,
+            )
+        voided.add(order_id)
+        _void(writes, rejected, invoice_id, cause)
+    await writes.apply(conn)
+    if writes.voids:
+        log.info("%d invoices voided", len(writes.voids))
 
 
 @dataclass
 class _Writes:
-    """Invoices to add and their announcements, written a statement each."""
+    """Invoices and voids to add and their announcements, written a statement each."""
 
     invoices: list[dict[str, Any]] = field(default_factory=list)
+    voids: list[dict[str, Any]] = field(default_factory=list)
     announcements: list[tuple[str, CloudEvent]] = field(default_factory=list)
 
     async def apply(self, conn: AsyncConnection) -> None:
         if self.invoices:
             await conn.execute(_ADD_INVOICE, self.invoices)
+        if self.voids:
+            await conn.execute(_ADD_VOID, self.voids)
         if self.announcements:
             await enqueue_many(conn, outbox, self.announcements)
 
@@ -145,20 +150,36 @@ def _issue(
             "issued_at": issued.issued_at,
         }
     )
-    event = wrap(INVOICE_ISSUED, issued, correlationid=cause.event.correlationid)
-    if (trace := traceparent_of(cause)) is not None:  # a batch's: its own cause's trace
-        event = event.model_copy(update={"traceparent": trace})
-    writes.announcements.append((INVOICE_ISSUED, event))
+    writes.announcements.append((INVOICE_ISSUED, _announcement(INVOICE_ISSUED, issued, cause)))
     return issued.invoice_id
 
 
-async def _announce(
-    conn: AsyncConnection, topic: str, payload: InvoiceIssued | InvoiceVoided, cause: CloudEvent
-) -> None:
-    event = wrap(topic, payload, correlationid=cause.correlationid)
-    await enqueue(conn, outbox, topic, event)
+def _void(writes: _Writes, rejected: OrderRejected, invoice_id: uuid.UUID, cause: Received) -> None:
+    voided = InvoiceVoided(
+        order_id=rejected.order_id,
+        invoice_id=invoice_id,
+        reason=f"order rejected: {rejected.reason}"[:200],
+        voided_at=datetime.now(UTC),
+    )
+    writes.voids.append(
+        {
+            "order_id": str(rejected.order_id),
+            "invoice_id": str(invoice_id),
+            "reason": voided.reason,
+            "instance_id": cause.delivery.consumer,
+            "voided_at": voided.voided_at,
+        }
+    )
+    writes.announcements.append((INVOICE_VOIDED, _announcement(INVOICE_VOIDED, voided, cause)))
+    log.debug("order %s: invoice %s voided", rejected.order_id, invoice_id)
 
 
-async def _invoice_id(conn: AsyncConnection, order_id: str) -> uuid.UUID | None:
-    found = (await conn.execute(_INVOICE_ID, {"b_order": order_id})).scalar()
-    return uuid.UUID(found) if found is not None else None
+def _announcement(
+    topic: str, payload: InvoiceIssued | InvoiceVoided, cause: Received
+) -> CloudEvent:
+    """`payload` as an event of `topic`, in its cause's correlation and trace (a batch is
+    handled in one call, outside each event's span: `traceparent_of`)."""
+    event = wrap(topic, payload, correlationid=cause.event.correlationid)
+    if (trace := traceparent_of(cause)) is not None:
+        event = event.model_copy(update={"traceparent": trace})
+    return event

@@ -23,7 +23,7 @@ def spec(own: InventorySettings | None = None) -> ServiceSpec:
         routes=routes,
         subscriptions=[
             Subscription(ORDER_CREATED, OrderCreated, batched=reserve),
-            Subscription(ORDER_REJECTED, OrderRejected, release),
+            Subscription(ORDER_REJECTED, OrderRejected, batched=release),
         ],
         seed=seed_stock,
         outbox=outbox,

@@ -1,5 +1,5 @@
-"""Reserve stock for an order, every line or none, and say which, a batch of orders at a time;
-give it back if the order is rejected (the saga's compensation).
+"""Reserve stock for an order, every line or none, and say which; give it back if the order is
+rejected (the saga's compensation). Both a batch of events at a time.
 
 Both handlers first look for the order's reservation row, and both may create it: on
 PostgreSQL two replicas handling `order_created` and `order_rejected` of one order at once
@@ -38,12 +38,11 @@ log = logging.getLogger(__name__)
 
 # Built once, with bound parameters: built per event, a statement cost SQLAlchemy about twice
 # what executing it did (docs/performance.md).
-_RESERVATION = select(reservations).where(reservations.c.order_id == bindparam("b_order"))
 _ADD_RESERVATION = insert(reservations)
 _ADD_LINES = insert(reservation_lines)
-_LINES = select(reservation_lines.c.sku, reservation_lines.c.quantity).where(
-    reservation_lines.c.order_id == bindparam("b_order")
-)
+_LINES_OF = select(
+    reservation_lines.c.order_id, reservation_lines.c.sku, reservation_lines.c.quantity
+).where(reservation_lines.c.order_id.in_(bindparam("b_orders", expanding=True)))
 _RELEASE = (
     update(reservations)
     .where(reservations.c.order_id == bindparam("b_order"), reservations.c.status == "reserved")
@@ -52,6 +51,9 @@ _RELEASE = (
 _STATUSES = select(reservations.c.order_id, reservations.c.status).where(
     reservations.c.order_id.in_(bindparam("b_orders", expanding=True))
 )
+# Locked (PostgreSQL), in the order of their ids: two replicas' batches never wait on each
+# other in a cycle, and a release's status cannot change before it is written.
+_RESERVATIONS_FOR_UPDATE = _STATUSES.order_by(reservations.c.order_id).with_for_update()
 # The batch's stock rows, locked until the transaction ends (PostgreSQL; SQLite's writers
 # are serialised by BEGIN IMMEDIATE), in the order of their SKUs: two replicas locking
 # overlapping sets take them in the same order. Locked, the levels can be read, changed in
@@ -66,14 +68,6 @@ _SET_LEVEL = (
     update(stock)
     .where(stock.c.sku == bindparam("b_sku"))
     .values(available=bindparam("b_available"), reserved=bindparam("b_reserved"))
-)
-_GIVE_BACK = (
-    update(stock)
-    .where(stock.c.sku == bindparam("b_sku"))
-    .values(
-        available=stock.c.available + bindparam("b_quantity"),
-        reserved=stock.c.reserved - bindparam("b_quantity"),
-    )
 )
 
 
@@ -97,13 +91,13 @@ async def reserve(conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Rec
     for order, cause in batch:
         order_id = str(order.order_id)
         if order_id in earlier:
-            log.info("order %s: not reserving, it is %s already", order_id, earlier[order_id])
+            log.debug("order %s: not reserving, it is %s already", order_id, earlier[order_id])
             continue
         outcome: InventoryReserved | InventoryRejected
         shortage = _take(levels, order.items)
         if shortage is not None:
             outcome = InventoryRejected(order_id=order.order_id, reason=shortage, rejected_at=now)
-            log.info("order %s rejected: %s", order_id, outcome.reason)
+            log.debug("order %s rejected: %s", order_id, outcome.reason)
         else:
             changed.update(item.sku for item in order.items)
             taken = [ReservedLine(sku=i.sku, quantity=i.quantity) for i in order.items]
@@ -128,6 +122,8 @@ async def reserve(conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Rec
         if (trace := traceparent_of(cause)) is not None:
             reply = reply.model_copy(update={"traceparent": trace})
         replies.append((topic, reply))
+    if short := sum(topic == INVENTORY_REJECTED for topic, _ in replies):
+        log.info("%d of %d orders rejected for want of stock", short, len(replies))
     if changed:
         await conn.execute(
             _SET_LEVEL,
@@ -162,36 +158,62 @@ def _take(levels: dict[str, list[int]], items: Sequence[OrderItem]) -> str | Non
     return None
 
 
-async def release(conn: AsyncConnection, rejected: OrderRejected, cause: Received) -> None:
-    """`order_rejected`: nothing may stay reserved for the order, now or later."""
-    order_id = str(rejected.order_id)
-    earlier = await _reservation(conn, order_id)
-    if earlier is None:
-        # The rejection overtook `order_created`: record it, so that nothing is reserved then.
+async def release(conn: AsyncConnection, batch: Sequence[tuple[OrderRejected, Received]]) -> None:
+    """A batch of `order_rejected`: nothing may stay reserved for their orders, now or later.
+
+    The batch's reservations are locked and read, then the stock rows of those to give back
+    (in SKU order, as `reserve` takes them); the levels, the released reservations, and the
+    rejections that overtook `order_created` (recorded as cancelled, so that nothing is
+    reserved then) are written in one statement each, the cancelled ones last: inserted once
+    every lock is held, they never keep a replica's `reserve` of the same order waiting on a
+    lock this transaction still needs."""
+    order_ids = sorted({str(rejected.order_id) for rejected, _ in batch})
+    statuses: dict[str, str] = dict(
+        (await conn.execute(_RESERVATIONS_FOR_UPDATE, {"b_orders": order_ids})).all()
+    )
+    releasing: dict[str, str] = {}
+    cancelled: list[dict[str, Any]] = []
+    now = datetime.now(UTC)
+    for rejected, cause in batch:
+        order_id = str(rejected.order_id)
+        status = statuses.get(order_id)
+        if status is None:
+            cancelled.append(
+                {
+                    "order_id": order_id,
+                    "status": "cancelled",
+                    "reason": rejected.reason,
+                    "instance_id": cause.delivery.consumer,
+                    "created_at": now,
+                }
+            )
+            statuses[order_id] = "cancelled"
+        elif status == "reserved":
+            releasing[order_id] = rejected.reason  # once, if it comes twice in the batch
+        # else: rejected by us (nothing held), cancelled or released already
+    if releasing:
+        lines = (await conn.execute(_LINES_OF, {"b_orders": sorted(releasing)})).all()
+        skus = sorted({sku for _, sku, _ in lines})
+        levels = {
+            sku: [available, reserved]
+            for sku, available, reserved in await conn.execute(_LEVELS_FOR_UPDATE, {"b_skus": skus})
+        }
+        for _, sku, quantity in lines:
+            levels[sku][0] += quantity
+            levels[sku][1] -= quantity
         await conn.execute(
-            _ADD_RESERVATION,
-            {
-                "order_id": order_id,
-                "status": "cancelled",
-                "reason": rejected.reason,
-                "instance_id": cause.delivery.consumer,
-                "created_at": datetime.now(UTC),
-            },
+            _SET_LEVEL,
+            [
+                {"b_sku": sku, "b_available": levels[sku][0], "b_reserved": levels[sku][1]}
+                for sku in skus
+            ],
         )
-        return
-    # Conditional, so a reservation is given back once whatever else runs concurrently.
-    released = await conn.execute(_RELEASE, {"b_order": order_id, "b_reason": rejected.reason})
-    if released.rowcount != 1:
-        return  # rejected by us (nothing held), or released already
-    lines = (await conn.execute(_LINES, {"b_order": order_id})).all()
-    # Its stock rows locked first, in the order `reserve` locks them (the database's order of
-    # SKUs), so that the two never wait on each other in a cycle.
-    await conn.execute(_LEVELS_FOR_UPDATE, {"b_skus": sorted({sku for sku, _ in lines})})
-    for sku, quantity in lines:
-        await conn.execute(_GIVE_BACK, {"b_sku": sku, "b_quantity": quantity})
-    log.info("order %s: reservation released (%s)", order_id, rejected.reason)
-
-
-async def _reservation(conn: AsyncConnection, order_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(_RESERVATION, {"b_order": order_id})).mappings().first()
-    return dict(row) if row is not None else None
+        await conn.execute(
+            _RELEASE,
+            [{"b_order": order_id, "b_reason": reason} for order_id, reason in releasing.items()],
+        )
+        for order_id, reason in releasing.items():
+            log.debug("order %s: reservation released (%s)", order_id, reason)
+        log.info("%d reservations released", len(releasing))
+    if cancelled:
+        await conn.execute(_ADD_RESERVATION, sorted(cancelled, key=lambda row: row["order_id"]))

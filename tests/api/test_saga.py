@@ -306,6 +306,30 @@ async def test_a_rejected_orders_invoice_is_voided_once_whatever_came_first(
         assert issued_events[0].data["invoice_id"] == invoice["invoice_id"]
 
 
+async def test_a_batch_of_rejections_voids_each_invoice_once(
+    running: Running, publisher: Bus, outcomes: Recorder
+) -> None:
+    """One call for the batch (`void_invoices`): a rejection twice in it voids once, and one
+    that overtook its `order_created` issues the invoice and voids it, which the late
+    `order_created` then finds."""
+    invoiced, overtaken = order_event(("KB-001", 1)), order_event(("LIMITED-EDITION", 6))
+    ids = [str(invoiced.subject), str(overtaken.subject)]
+    async with running("billing") as billing:
+        await deliver(publisher, billing, invoiced)
+        rejections = [rejection_of(invoiced), rejection_of(overtaken)]
+        await publisher.publish_many([(ORDER_REJECTED, e) for e in rejections * 2])
+        await outcomes.wait_until(lambda: all(published(outcomes, INVOICE_VOIDED, o) for o in ids))
+        await deliver(publisher, billing, overtaken)  # late: finds its invoice
+
+        for order_id in ids:
+            invoice = (await billing.get(f"/invoices/{order_id}")).json()
+            assert invoice["status"] == "voided"
+            [issued_event] = published(outcomes, INVOICE_ISSUED, order_id)
+            [voided_event] = published(outcomes, INVOICE_VOIDED, order_id)
+            assert issued_event.data["invoice_id"] == invoice["invoice_id"]
+            assert voided_event.data["invoice_id"] == invoice["invoice_id"]
+
+
 async def test_a_confirmed_orders_invoice_stands(
     running: Running, publisher: Bus, outcomes: Recorder
 ) -> None:
@@ -364,6 +388,49 @@ async def test_a_rejection_that_comes_first_leaves_nothing_to_reserve(
         limited = (await inventory.get("/stock/LIMITED-EDITION")).json()
         assert (limited["available"], limited["reserved"]) == (5, 0)
         assert published(outcomes, INVENTORY_RESERVED, order_id) == []
+
+
+async def test_a_batch_of_rejections_gives_back_each_reservation_once(
+    running: Running, publisher: Bus, outcomes: Recorder
+) -> None:
+    """One call for the batch (`release`): two reservations given back, each once though one
+    rejection comes twice; an order inventory rejected itself holds nothing to give back; a
+    rejection that overtook its `order_created` leaves nothing to reserve."""
+    first = order_event(("KB-001", 3), ("LIMITED-EDITION", 2))
+    second = order_event(("LIMITED-EDITION", 1))
+    short_one = order_event(("LIMITED-EDITION", 6))
+    overtaken = order_event(("LIMITED-EDITION", 1))
+    async with running("inventory") as inventory:
+        for created in (first, second, short_one):
+            await deliver(publisher, inventory, created)
+        limited = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (limited["available"], limited["reserved"]) == (2, 3)
+
+        rejected = [first, second, first, short_one, overtaken]
+        await publisher.publish_many([(ORDER_REJECTED, rejection_of(c)) for c in rejected])
+        expected = {
+            str(first.subject): "released",
+            str(second.subject): "released",
+            str(short_one.subject): "rejected",
+            str(overtaken.subject): "cancelled",
+        }
+
+        async def statuses() -> dict[str, str] | None:
+            found = {
+                order_id: (await inventory.get(f"/reservations/{order_id}")).json().get("status")
+                for order_id in expected
+            }
+            return found if found == expected else None
+
+        await eventually(statuses, within_s=10)
+        await deliver(publisher, inventory, overtaken)
+
+        limited = (await inventory.get("/stock/LIMITED-EDITION")).json()
+        assert (limited["available"], limited["reserved"]) == (5, 0)
+        keyboards = (await inventory.get("/stock/KB-001")).json()
+        assert (keyboards["available"], keyboards["reserved"]) == (100_000, 0)
+        assert (await statuses()) == expected
+        assert published(outcomes, INVENTORY_RESERVED, str(overtaken.subject)) == []
 
 
 async def test_a_short_order_is_answered_with_the_reason(
