@@ -96,6 +96,8 @@ class ControlsClient:
 
         try:
             async with httpx.AsyncClient(timeout=10) as client:
+                # Placed to be watched: every instance records their events from the first.
+                await self.dashboard.ask_to_record(client, self.dashboard.alive())
                 results = await asyncio.gather(*(one(client) for _ in range(body.count)))
         except httpx.HTTPError as exc:
             raise _refuse(

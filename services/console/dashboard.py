@@ -8,7 +8,9 @@ instances (alive if heard from within `ALIVE_S`), published/processed per servic
 outbox and inbox, and what waits in the broker (`bus.probes`: queued, unacknowledged, dead
 letters).
 The controls are admin endpoints (`Authorization: Bearer <ORDERBUS_ADMIN_TOKEN>`); they reach
-the instances at the URL each one advertises in its activity. Anything that can publish on the
+the instances at the URL each one advertises in its activity. So does the request to record:
+the instances record their events only while a dashboard with a browser asks them to
+(`keep_recording`). Anything that can publish on the
 broker can send an activity report, so where a token is set only reports signed with it (and
 recent) are believed: no event chooses where the token is sent.
 """
@@ -19,11 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import FileResponse
 from pydantic import SecretStr
@@ -33,6 +37,7 @@ from bus.probes import Probe, open_probe
 from contracts import ORDER_CREATED, CloudEvent, InstanceActivity
 from services.console.controls import ControlsClient
 from services.notification.live import LiveClients
+from services.runtime import activity as recording
 from services.runtime.activity import signed_fields
 from services.runtime.admin import admin_guard, report_signed
 from services.runtime.service import Runtime
@@ -47,6 +52,9 @@ ALIVE_S = 6.0
 FORGET_S = 300.0
 MAX_INSTANCES = 256
 BACKLOG_EVERY_S = 2.0
+WATCHING_EVERY_S = 0.5
+"""How often `keep_recording` looks for a browser on the activity feed."""
+ASK_TIMEOUT_S = 2.0
 SIGNED_FOR_S = 30.0
 """A signed report older (or further ahead, clocks differ) is not believed: a copy replayed
 later could name an address that is no longer the instance's."""
@@ -63,6 +71,8 @@ class Dashboard:
         """The controls' admin token: set, reports must be signed with it."""
         self.refused = 0
         """Reports not believed: unsigned, signed with another token, or stale."""
+        self._asked_at: dict[str, float] = {}
+        """When each instance was last asked to record its events (`ask_to_record`)."""
 
     async def on_activity(self, event: CloudEvent) -> None:
         """A broadcast handler: remember the instance's latest report, forward the event."""
@@ -139,6 +149,57 @@ class Dashboard:
             if probe is not None:
                 with contextlib.suppress(Exception):
                     await probe.close()
+
+    async def keep_recording(self, runtime: Runtime) -> None:
+        """A background task: while a browser follows the activity feed here, ask every
+        instance heard of to record its events (`ask_to_record`), again every third of
+        `WATCH_S`, and at once an instance not asked yet. Nobody watching, nobody is asked,
+        and each instance stops recording when its last request runs out: a record costs
+        each delivery some work that nobody would see."""
+        async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
+            while not runtime.stopping.is_set():
+                if self.clients.watching("activity"):
+                    renew_s = recording.WATCH_S / 3
+                    now = time.monotonic()
+                    due = [
+                        a
+                        for a in self.alive()
+                        if now - self._asked_at.get(a.instance, -renew_s) >= renew_s
+                    ]
+                    await self.ask_to_record(client, due)
+                else:
+                    self._asked_at.clear()
+                await asyncio.sleep(WATCHING_EVERY_S)
+
+    async def ask_to_record(
+        self, client: httpx.AsyncClient, instances: Sequence[InstanceActivity]
+    ) -> None:
+        """Ask `instances` to record their events for the next `WATCH_S` (`POST
+        /admin/watch`, with the admin token). Without a token there is no asking, and the
+        instances record everything; one that does not answer is asked again later."""
+        if self.token is None or not instances:
+            return
+        headers = {"Authorization": f"Bearer {self.token.get_secret_value()}"}
+        now = time.monotonic()
+        for instance in instances:
+            self._asked_at[instance.instance] = now
+        await asyncio.gather(*(self._ask_one(client, a, headers) for a in instances))
+
+    @staticmethod
+    async def _ask_one(
+        client: httpx.AsyncClient, instance: InstanceActivity, headers: dict[str, str]
+    ) -> None:
+        try:
+            answer = await client.post(
+                f"{instance.url}/admin/watch",
+                json={"seconds": recording.WATCH_S},
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            log.debug("%s not asked to record: %s", instance.instance, type(exc).__name__)
+            return
+        if answer.status_code != 200:
+            log.debug("%s not asked to record: %d", instance.instance, answer.status_code)
 
     async def _ask(self, probe: Probe, timeout_s: float) -> None:
         for service in SUBSCRIBERS:

@@ -52,7 +52,7 @@ def spec(own: NotificationSettings | None = None) -> ServiceSpec:
                 ORDER_REJECTED, OrderRejected, batched=record_notifications, after_commit=sent
             ),
         ],
-        background=[dashboard.watch_backlog, relay.run, mailer.run],
+        background=[dashboard.watch_backlog, dashboard.keep_recording, relay.run, mailer.run],
         broadcasts=[
             Broadcast(NOTIFICATION_PUSHED, relay.forward),
             Broadcast(INSTANCE_ACTIVITY, dashboard.on_activity, max_age_s=10),

@@ -1,11 +1,18 @@
 """What this instance handled lately, published for the live dashboard (`instance_activity`).
 
-Every instance records each delivery (handled, duplicate, failed, dead-lettered; the order
-service its publishes) and publishes them in batches: within `BATCH_S` of the first record
-when busy, and a heartbeat every `HEARTBEAT_S` when idle, so the dashboard knows who is alive
+Every instance counts each delivery (handled, duplicate, failed, dead-lettered; the order
+service its publishes) and publishes a report: within `BATCH_S` of the first record when
+busy, and a heartbeat every `HEARTBEAT_S` when idle, so the dashboard knows who is alive
 (presence with a TTL). Batching keeps the cost to a few small events a second per instance,
 whatever the load. It is a view, best effort: the records are bounded, and a batch the broker
 refuses is dropped, never retried.
+
+The events themselves are recorded only while a dashboard watches: a dashboard with a browser
+on its activity feed asks every instance it hears of (`POST /admin/watch`, behind the admin
+token) to record for `WATCH_S`, again and again while the browser stays. Nobody watching, a
+delivery costs a counter, not a record. An instance records from its start for `WATCH_S`
+too (a dashboard already open sees its first events), and always where no admin token is set
+(no dashboard could ask).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -33,6 +41,10 @@ RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
 KEPT = 1_000
 """Records waiting for the next batch; past that the oldest are dropped (and counted)."""
+WATCH_S = 10.0
+"""How long an instance records its events when a dashboard asks (`watch`); a dashboard
+asks again every third of it while a browser follows its activity feed."""
+WATCH_MAX_S = 60.0
 
 Totals = Callable[[], Awaitable[dict[str, int]]]
 _Record = tuple[CloudEvent, Outcome, int | None, str | None, datetime]
@@ -82,9 +94,25 @@ class Activity:
         self._dropped = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._watched_until = time.monotonic() + WATCH_S
         self.totals: Totals | None = None
         self.extra: dict[str, Callable[[], int | bool]] = {}
         """Fields read for each report: `paused`, `fail_next`, `clients`."""
+
+    @property
+    def watched(self) -> bool:
+        """Whether events are recorded: a dashboard asked lately, or none can ask (no token)."""
+        return self.token is None or time.monotonic() < self._watched_until
+
+    @property
+    def watched_until(self) -> float:
+        """Until when (`time.monotonic()`) events are recorded, unless there is no token."""
+        return self._watched_until
+
+    def watch(self, seconds: float) -> None:
+        """Record events for the next `seconds` (at most `WATCH_MAX_S`): a dashboard watches."""
+        until = time.monotonic() + min(seconds, WATCH_MAX_S)
+        self._watched_until = max(self._watched_until, until)
 
     def record(
         self,
@@ -94,6 +122,8 @@ class Activity:
         error: BaseException | None = None,
     ) -> None:
         self.counters[outcome] += 1
+        if not self.watched:
+            return  # nobody would see it; the counters go out with every heartbeat
         if len(self._pending) == self._pending.maxlen:
             self._dropped += 1
         self._pending.append(

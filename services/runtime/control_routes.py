@@ -1,4 +1,5 @@
-"""Admin endpoints on every subscriber instance: inject faults, pause and resume handling.
+"""Admin endpoints on every subscriber instance: inject faults, pause and resume handling,
+record events for a dashboard.
 
 What the dashboard's controls call (through the notification service); behind the admin token,
 since they change what the system does.
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.runtime.activity import WATCH_MAX_S, WATCH_S
 from services.runtime.admin import admin_guard
 from services.runtime.faults import MAX_FAIL_NEXT, MAX_PAUSE_S
 
@@ -27,6 +29,11 @@ class FailNext(BaseModel):
 class Pause(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seconds: Annotated[float, Field(gt=0, le=MAX_PAUSE_S)] = 60.0
+
+
+class Watch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: Annotated[float, Field(gt=0, le=WATCH_MAX_S)] = WATCH_S
 
 
 def control_routes(runtime: Runtime) -> APIRouter:
@@ -60,5 +67,11 @@ def control_routes(runtime: Runtime) -> APIRouter:
     async def resume() -> dict[str, Any]:
         runtime.faults.resume()
         return state()
+
+    @router.post("/watch")
+    async def watch(body: Watch) -> dict[str, Any]:
+        """A dashboard watches: record this instance's events for its activity feed."""
+        runtime.activity.watch(body.seconds)
+        return state() | {"watched": runtime.activity.watched}
 
     return router

@@ -53,6 +53,7 @@ async def service(name: ServiceName, settings: ServiceSettings) -> AsyncIterator
         ("POST", "/admin/fail", {"count": 1}),
         ("POST", "/admin/pause", {"seconds": 5}),
         ("POST", "/admin/resume", None),
+        ("POST", "/admin/watch", {"seconds": 5}),
     ],
 )
 async def test_instance_controls_need_the_token(
