@@ -103,7 +103,7 @@ async def void_invoices(
         _void(writes, rejected, invoice_id, cause)
     await writes.apply(conn)
     if writes.voids:
-        log.info("%d invoices voided", len(writes.voids))
+        log.info("invoices voided: %d", len(writes.voids))
 
 
 @dataclass

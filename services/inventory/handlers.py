@@ -123,7 +123,7 @@ async def reserve(conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Rec
             reply = reply.model_copy(update={"traceparent": trace})
         replies.append((topic, reply))
     if short := sum(topic == INVENTORY_REJECTED for topic, _ in replies):
-        log.info("%d of %d orders rejected for want of stock", short, len(replies))
+        log.info("orders rejected for want of stock: %d of %d", short, len(replies))
     if changed:
         await conn.execute(
             _SET_LEVEL,
@@ -214,6 +214,6 @@ async def release(conn: AsyncConnection, batch: Sequence[tuple[OrderRejected, Re
         )
         for order_id, reason in releasing.items():
             log.debug("order %s: reservation released (%s)", order_id, reason)
-        log.info("%d reservations released", len(releasing))
+        log.info("reservations released: %d", len(releasing))
     if cancelled:
         await conn.execute(_ADD_RESERVATION, sorted(cancelled, key=lambda row: row["order_id"]))

@@ -135,7 +135,7 @@ class Mailer:
         except Exception as exc:  # noqa: BLE001 - sent; `run` may send them again (at least once)
             log.warning("%d emails sent, not marked (%s)", len(sent), type(exc).__name__)
             return
-        log.info("sent %d emails", len(sent))
+        log.info("emails sent: %d", len(sent))
 
     async def run(self, runtime: Runtime) -> None:
         """A background task: every `SWEEP_S`, send the emails nobody is sending."""

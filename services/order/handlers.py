@@ -138,7 +138,7 @@ def _log_decided(writes: _Writes, answer_type: str, answers: int) -> None:
     """One line for the orders a batch decided (each order's own line is DEBUG)."""
     by_status = Counter(s["b_status"] for s in writes.statuses)
     log.info(
-        "%d orders decided (%s) by %d %s events",
+        "orders decided: %d (%s); answers: %d %s",
         len(writes.statuses),
         ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())),
         answers,

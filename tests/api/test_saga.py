@@ -252,7 +252,7 @@ async def test_a_batch_of_answers_logs_its_decisions_in_one_info_line(
     lines = [r for r in caplog.records if r.name == "services.order.handlers"]
     infos = [r.getMessage() for r in lines if r.levelno == logging.INFO]
     debugs = [r.getMessage() for r in lines if r.levelno == logging.DEBUG]
-    assert infos == ["3 orders decided (3 confirmed) by 3 invoice_issued events"]
+    assert infos == ["orders decided: 3 (3 confirmed); answers: 3 invoice_issued"]
     assert sorted(m.split()[1] for m in debugs) == sorted(ids)
     assert all(" confirmed by invoice_issued " in m for m in debugs)
 
