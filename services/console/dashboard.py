@@ -161,9 +161,12 @@ class Dashboard:
                 if self.clients.watching("activity"):
                     renew_s = recording.WATCH_S / 3
                     now = time.monotonic()
+                    alive = self.alive()
+                    known = {a.instance for a in alive}
+                    self._asked_at = {i: t for i, t in self._asked_at.items() if i in known}
                     due = [
                         a
-                        for a in self.alive()
+                        for a in alive
                         if now - self._asked_at.get(a.instance, -renew_s) >= renew_s
                     ]
                     await self.ask_to_record(client, due)
@@ -194,8 +197,9 @@ class Dashboard:
                 f"{instance.url}/admin/watch",
                 json={"seconds": recording.WATCH_S},
                 headers=headers,
+                timeout=ASK_TIMEOUT_S,
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # noqa: BLE001 - a view: asked again at the next round
             log.debug("%s not asked to record: %s", instance.instance, type(exc).__name__)
             return
         if answer.status_code != 200:

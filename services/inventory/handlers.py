@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -135,7 +136,9 @@ async def reserve(conn: AsyncConnection, batch: Sequence[tuple[OrderCreated, Rec
     if lines:
         await conn.execute(_ADD_LINES, lines)
     if rows:
-        await conn.execute(_ADD_RESERVATION, rows)
+        # In the order of their ids, as `release` inserts its cancelled ones: two
+        # transactions inserting the same new keys never take them in opposite orders.
+        await conn.execute(_ADD_RESERVATION, sorted(rows, key=itemgetter("order_id")))
     if replies:
         await enqueue_many(conn, outbox, replies)
 
@@ -164,9 +167,10 @@ async def release(conn: AsyncConnection, batch: Sequence[tuple[OrderRejected, Re
     The batch's reservations are locked and read, then the stock rows of those to give back
     (in SKU order, as `reserve` takes them); the levels, the released reservations, and the
     rejections that overtook `order_created` (recorded as cancelled, so that nothing is
-    reserved then) are written in one statement each, the cancelled ones last: inserted once
-    every lock is held, they never keep a replica's `reserve` of the same order waiting on a
-    lock this transaction still needs."""
+    reserved then) are written in one statement each. The cancelled ones go last, once every
+    stock row is held, and in the order of their ids, as `reserve` inserts its rows: a
+    replica's `reserve` of the same orders may wait for this transaction, never the two for
+    each other."""
     order_ids = sorted({str(rejected.order_id) for rejected, _ in batch})
     statuses: dict[str, str] = dict(
         (await conn.execute(_RESERVATIONS_FOR_UPDATE, {"b_orders": order_ids})).all()
@@ -216,4 +220,4 @@ async def release(conn: AsyncConnection, batch: Sequence[tuple[OrderRejected, Re
             log.debug("order %s: reservation released (%s)", order_id, reason)
         log.info("reservations released: %d", len(releasing))
     if cancelled:
-        await conn.execute(_ADD_RESERVATION, sorted(cancelled, key=lambda row: row["order_id"]))
+        await conn.execute(_ADD_RESERVATION, sorted(cancelled, key=itemgetter("order_id")))
