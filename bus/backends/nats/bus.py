@@ -50,7 +50,9 @@ FETCH_WINDOW_S = 0.1
 """Longest an idle pull waits for a first message before asking again (see `_register`)."""
 
 PUBLISH_TIMEOUT_S = 5.0
-"""The most a batched publish waits for JetStream's PubAck (nats-py's own request timeout)."""
+"""The most a publish waits for JetStream's PubAck (nats-py's own request timeout). Not
+FastStream's default for an awaited publish, 0.5 s: a broker under load answers later than
+that, and the publish would fail although JetStream stored the event."""
 
 STREAM_NAME_IN_USE = 10058
 """JetStream's error code: a stream of that name exists with another configuration."""
@@ -243,7 +245,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
         # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
-        await self._broker.publish(body, subject=topic, stream=topic)
+        await self._broker.publish(body, subject=topic, stream=topic, timeout=PUBLISH_TIMEOUT_S)
 
     confirms_apart: ClassVar[bool] = True
 
@@ -259,7 +261,7 @@ class NatsBus(FastStreamBus[NatsBroker]):
         subject = names.dead_letters(group)
         stream = dead_letter_stream(group)
         await self._ensure_stream(stream, subject, self._settings.dead_letter_retention_s, own=True)
-        await self._broker.publish(body, subject=subject, stream=stream)
+        await self._broker.publish(body, subject=subject, stream=stream, timeout=PUBLISH_TIMEOUT_S)
 
     async def _ensure_stream(self, stream: str, subject: str, max_age_s: int, *, own: bool) -> None:
         """Create `stream` if missing. One that exists under another configuration (an
