@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 _INVOICE_IDS = select(invoices.c.order_id, invoices.c.invoice_id).where(
     invoices.c.order_id.in_(bindparam("b_orders", expanding=True))
 )
-_INVOICED = select(invoices.c.order_id).where(
-    invoices.c.order_id.in_(bindparam("b_orders", expanding=True))
-)
 _ADD_INVOICE = insert(invoices)
 _VOIDED = select(voids.c.order_id).where(
     voids.c.order_id.in_(bindparam("b_orders", expanding=True))
@@ -59,7 +56,7 @@ async def issue_invoices(
     """A batch's invoices: which orders have one already read in one statement, the new
     invoices and their announcements written in one statement each."""
     order_ids = sorted({str(order.order_id) for order, _ in batch})
-    invoiced = set((await conn.execute(_INVOICED, {"b_orders": order_ids})).scalars())
+    invoiced = set((await conn.execute(_INVOICE_IDS, {"b_orders": order_ids})).scalars())
     writes = _Writes()
     for order, cause in batch:
         order_id = str(order.order_id)
