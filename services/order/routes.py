@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,15 +46,16 @@ from services.order.store import (
 )
 from services.order.writer import NewOrder, OrderWriter
 from services.runtime.asyncapi_routes import asyncapi_routes
-from services.runtime.http import error_body
+from services.runtime.http import answered_by, error_body, json_media_type
 from services.runtime.service import Runtime
 
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,128}$")
-]
-CorrelationId = Annotated[
-    str | None, Header(alias="X-Correlation-ID", pattern=r"^[\x21-\x7e]{1,128}$")
-]
+HEADER_PATTERN = r"^[\x21-\x7e]{1,128}$"
+"""An `Idempotency-Key` or `X-Correlation-ID`: printable ASCII without spaces, 128 at most."""
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=HEADER_PATTERN)]
+CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", pattern=HEADER_PATTERN)]
+_header_value: TypeAdapter[str] = TypeAdapter(
+    Annotated[str, StringConstraints(pattern=HEADER_PATTERN)]
+)
 
 
 def _unprocessable(field: str, reason: str) -> JSONResponse:
@@ -85,6 +90,51 @@ def _scoped(customer_id: str, key: str) -> str:
     return hashlib.sha256(f"{customer_id}\n{key}".encode()).hexdigest()
 
 
+def _client(http: Request) -> str:
+    return http.client.host if http.client is not None else "unknown"
+
+
+def _header(http: Request, name: str, errors: list[dict[str, Any]]) -> str | None:
+    """The header `name` as its `Header` parameter reads it; a bad value's error goes to
+    `errors`, located as FastAPI locates it."""
+    value = http.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return _header_value.validate_python(value)
+    except ValidationError as invalid:
+        errors.extend({**e, "loc": ("header", name)} for e in invalid.errors(include_url=False))
+        return None
+
+
+def _place_order_body(
+    body: bytes, content_type: str | None, errors: list[dict[str, Any]]
+) -> PlaceOrder | None:
+    """The body as FastAPI reads a `PlaceOrder` parameter: JSON only when its type says so
+    (any other body is validated as the bytes it is, and refused); errors go to `errors`.
+    A good body is parsed and validated in one step; a bad one again, FastAPI's way (parsed,
+    then validated as Python), so that its errors read as on every other route."""
+    if not body:
+        errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
+        return None
+    if json_media_type(content_type):
+        with contextlib.suppress(ValidationError):
+            return PlaceOrder.model_validate_json(body)
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError as undecodable:  # not JSON, or not even UTF-8
+            at = undecodable.pos if isinstance(undecodable, json.JSONDecodeError) else 0
+            errors.append({"type": "json_invalid", "loc": ("body", at), "msg": "JSON decode error"})
+            return None
+    else:
+        parsed = body
+    try:
+        return PlaceOrder.model_validate(parsed)
+    except ValidationError as invalid:
+        errors.extend({**e, "loc": ("body", *e["loc"])} for e in invalid.errors(include_url=False))
+        return None
+
+
 def _fingerprint(request: PlaceOrder) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
@@ -101,21 +151,9 @@ def routes(
             rows = (await conn.execute(select(products).order_by(products.c.sku))).mappings()
             return [ProductView.model_validate(dict(r)) for r in rows]
 
-    @router.post(
-        "/orders",
-        status_code=202,
-        response_model=OrderAccepted,
-        responses={
-            413: {"description": "the order's event would exceed BUS_MAX_EVENT_BYTES"},
-            429: {"description": "too many orders from this customer or client; see Retry-After"},
-        },
-    )
-    async def place_order(
-        request: PlaceOrder,
-        http: Request,
-        idempotency_key: IdempotencyKey = None,
-        correlation_id: CorrelationId = None,
-    ) -> Any:
+    async def place(
+        request: PlaceOrder, idempotency_key: str | None, correlation_id: str | None, client: str
+    ) -> OrderAccepted | JSONResponse:
         fingerprint = _fingerprint(request)
         if idempotency_key is not None:
             idempotency_key = _scoped(request.customer_id, idempotency_key)
@@ -129,7 +167,6 @@ def routes(
         # Counted only once the order is known to be valid and is not a replay, and before
         # anything is written: a refused order leaves no trace but the count.
         if limiter is not None:
-            client = http.client.host if http.client is not None else "unknown"
             refusal = await check(limiter, own, client, request.customer_id)
             if refusal is not None:
                 return _too_many(refusal)
@@ -158,6 +195,42 @@ def routes(
                 raise
             return earlier
         return OrderAccepted(order_id=order.order_id, status="pending")
+
+    async def place_order(
+        request: PlaceOrder,
+        http: Request,
+        idempotency_key: IdempotencyKey = None,
+        correlation_id: CorrelationId = None,
+    ) -> Any:
+        """The route as OpenAPI documents it; requests are answered by `answer_place_order`,
+        which reads these same parameters without FastAPI's per-request machinery."""
+        return await place(request, idempotency_key, correlation_id, _client(http))
+
+    async def answer_place_order(http: Request) -> Response:
+        errors: list[dict[str, Any]] = []
+        idempotency_key = _header(http, "Idempotency-Key", errors)
+        correlation_id = _header(http, "X-Correlation-ID", errors)
+        body = await http.body()
+        request = _place_order_body(body, http.headers.get("content-type"), errors)
+        if request is None or errors:
+            raise RequestValidationError(errors, body=body)
+        answer = await place(request, idempotency_key, correlation_id, _client(http))
+        if isinstance(answer, Response):
+            return answer
+        return Response(answer.model_dump_json(), 202, media_type="application/json")
+
+    router.add_api_route(
+        "/orders",
+        place_order,
+        methods=["POST"],
+        status_code=202,
+        response_model=OrderAccepted,
+        responses={
+            413: {"description": "the order's event would exceed BUS_MAX_EVENT_BYTES"},
+            429: {"description": "too many orders from this customer or client; see Retry-After"},
+        },
+        route_class_override=answered_by(answer_place_order),
+    )
 
     @router.get("/orders/{order_id}")
     async def get_order(order_id: uuid.UUID) -> OrderView:

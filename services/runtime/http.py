@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -63,6 +65,35 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+Answer = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def answered_by(answer: Answer) -> type[APIRoute]:
+    """A route class whose requests `answer` takes as they come: the route is matched,
+    documented (OpenAPI reads its endpoint's signature), traced and wrapped in the app's
+    middlewares and error handlers like any other, but FastAPI's per-request work for it
+    (resolving the endpoint's parameters, validating and encoding the answer against its
+    model) is skipped. For the one route asked so often that this work is a tenth of the
+    process (`POST /orders`; docs/performance.md). `answer` reads the request as the
+    endpoint declares it, and raises `RequestValidationError` as FastAPI would."""
+
+    class AnsweredBy(APIRoute):
+        def get_route_handler(self) -> Answer:
+            return answer
+
+    return AnsweredBy
+
+
+def json_media_type(content_type: str | None) -> bool:
+    """Whether FastAPI would read a body of this type as JSON: `application/json` or
+    `application/*+json`, any parameters aside. A body without a type is not JSON."""
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 class BodyLimit:

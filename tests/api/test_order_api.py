@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from decimal import Decimal
 from typing import Any
@@ -169,6 +170,87 @@ async def test_malformed_json_is_refused(
     assert response.json()["errors"][0]["field"] == "body"
     assert "JSON" in response.json()["errors"][0]["reason"]
     await assert_nothing_written_or_published(order_client, published)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "reason"),
+    [
+        (
+            b'{"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}',
+            "text/plain",
+            "valid dictionary",
+        ),
+        (
+            b'{"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}',
+            None,
+            "valid dictionary",
+        ),
+        (b'{"customer_id": "\xff\xfe"}', "application/json", "JSON"),
+        (b"", "application/json", "Field required"),
+    ],
+    ids=["another-type", "no-type", "not-utf8", "empty"],
+)
+async def test_a_body_that_is_not_a_json_order_is_refused(
+    order_client: httpx.AsyncClient,
+    published: Recorder,
+    content: bytes,
+    content_type: str | None,
+    reason: str,
+) -> None:
+    """As FastAPI reads a body for any other route: JSON only when its type says so."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = await order_client.post("/orders", content=content, headers=headers)
+
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "body"
+    assert reason in error["reason"]
+    await assert_nothing_written_or_published(order_client, published)
+
+
+async def test_a_json_subtype_with_parameters_is_read_as_json(
+    order_client: httpx.AsyncClient,
+) -> None:
+    response = await order_client.post(
+        "/orders",
+        content=json.dumps(GOOD).encode(),
+        headers={"content-type": "application/vnd.orderbus+json; charset=utf-8"},
+    )
+    assert response.status_code == 202
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["status"] == "pending"
+
+
+async def test_bad_headers_and_a_bad_body_are_refused_together(
+    order_client: httpx.AsyncClient,
+) -> None:
+    response = await place(
+        order_client,
+        {"customer_id": "alice", "items": []},
+        **{"Idempotency-Key": "has space", "X-Correlation-ID": "x" * 129},
+    )
+    assert response.status_code == 422
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert fields == ["Idempotency-Key", "X-Correlation-ID", "items"]
+
+
+async def test_the_order_route_is_documented_by_its_parameters(
+    order_client: httpx.AsyncClient,
+) -> None:
+    """`POST /orders` is answered without FastAPI's per-request machinery
+    (`services.runtime.http.answered_by`); its OpenAPI entry still comes from its signature."""
+    spec = (await order_client.get("/openapi.json")).json()
+    operation = spec["paths"]["/orders"]["post"]
+
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/PlaceOrder"}
+    assert {(p["in"], p["name"]) for p in operation["parameters"]} == {
+        ("header", "Idempotency-Key"),
+        ("header", "X-Correlation-ID"),
+    }
+    accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]
+    assert accepted == {"$ref": "#/components/schemas/OrderAccepted"}
+    assert {"413", "422", "429"} <= operation["responses"].keys()
 
 
 async def test_a_one_megabyte_body_is_refused_unread(
