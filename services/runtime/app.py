@@ -32,7 +32,7 @@ from services.runtime.control_routes import control_routes
 from services.runtime.database import create_engine, reachable
 from services.runtime.dead_letter_routes import dead_letter_routes
 from services.runtime.faults import Faults
-from services.runtime.http import BodyLimit, install_error_handlers
+from services.runtime.http import AnsweredRoute, BodyLimit, FrontRoutes, install_error_handlers
 from services.runtime.inbox import Inbox, processed_events_table
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import OutboxRelay
@@ -133,12 +133,18 @@ def build_app(
         telemetry={"metrics": False, "logs": False},
     )
     app.state.runtime = runtime
+    own_routes = spec.routes(runtime)
+    # Innermost first: the answered routes, the body limit, then the metrics, outermost (so
+    # 413s are counted too).
+    app.add_middleware(
+        FrontRoutes, routes=[r for r in own_routes.routes if isinstance(r, AnsweredRoute)]
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=runtime.metrics)  # outermost: 413s counted too
+    app.add_middleware(RequestMetrics, metrics=runtime.metrics)
     install_error_handlers(app)
     # The service's own routes first, the API's pages last: a request is matched against the
     # routes in order, and the service's (`POST /orders`) are the ones asked all the time.
-    app.include_router(spec.routes(runtime))
+    app.include_router(own_routes)
     app.include_router(_basics(runtime, [sub.topic for sub in spec.subscriptions]))
     if spec.subscriptions:
         app.include_router(dead_letter_routes(runtime, {sub.topic for sub in spec.subscriptions}))

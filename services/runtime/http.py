@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -70,20 +71,63 @@ def install_error_handlers(app: FastAPI) -> None:
 Answer = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-def answered_by(answer: Answer) -> type[APIRoute]:
-    """A route class whose requests `answer` takes as they come: the route is matched,
-    documented (OpenAPI reads its endpoint's signature), traced and wrapped in the app's
-    middlewares and error handlers like any other, but FastAPI's per-request work for it
+class AnsweredRoute(APIRoute):
+    """A route whose requests its `answer` takes as they come (`answered_by`): in a service,
+    `FrontRoutes` hands them over; routed to (the router included in another app), the
+    route itself does."""
+
+    answer: Answer
+
+    def get_route_handler(self) -> Answer:
+        return self.answer
+
+
+def answered_by(answer: Answer) -> type[AnsweredRoute]:
+    """A route class whose requests `answer` takes as they come, ahead of the app's exception
+    layers and router (`FrontRoutes`) and without FastAPI's per-request work for it
     (resolving the endpoint's parameters, validating and encoding the answer against its
-    model) is skipped. For the one route asked so often that this work is a tenth of the
-    process (`POST /orders`; docs/performance.md). `answer` reads the request as the
-    endpoint declares it, and raises `RequestValidationError` as FastAPI would."""
+    model). The route is documented as any other: OpenAPI reads its endpoint's signature.
+    For the one route asked so often that this work is about a sixth of the process
+    (`POST /orders`; docs/performance.md). `answer` reads the request as the endpoint
+    declares it, and raises `RequestValidationError` as FastAPI would."""
 
-    class AnsweredBy(APIRoute):
-        def get_route_handler(self) -> Answer:
-            return answer
+    return type("AnsweredBy", (AnsweredRoute,), {"answer": staticmethod(answer)})
 
-    return AnsweredBy
+
+class FrontRoutes:
+    """Answers the requests of a service's `answered_by` routes before the app's exception
+    layers and router see them; every other request goes on to the app.
+
+    Innermost of the middlewares, so each such request is still counted and logged
+    (`RequestMetrics`, which reads the route's template from `scope["route"]`), held to the
+    body limit, and traced in the span FastAPI opened for it (named after the route here,
+    as routing would). A bad request gets the same 422 as from the router; an exception
+    reaches the same 500 handler."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[AnsweredRoute]) -> None:
+        self.app = app
+        self.routes = {(m, r.path): r for r in routes for m in r.methods or ()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            route = self.routes.get((scope["method"], path.removeprefix(root)))
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.update_name(f"{scope['method']} {route.path}")
+            span.set_attribute("http.route", route.path)
+        request = Request(scope, receive, send)
+        try:
+            response = await route.answer(request)
+        except RequestValidationError as invalid:
+            response = await _validation_error(request, invalid)
+        await response(scope, receive, send)
 
 
 def json_media_type(content_type: str | None) -> bool:
