@@ -25,8 +25,10 @@ class BusSettings(BaseSettings):
     """One of `bus.registry.BACKENDS`."""
     url: SecretStr | None = None
     """Broker address; the backend's loopback default when unset. May hold a password."""
-    prefetch: int = Field(16, ge=1, le=10_000)
-    """Events in flight per consumer (RabbitMQ prefetch, Redis/NATS fetch size, memory queue)."""
+    prefetch: int = Field(64, ge=1, le=10_000)
+    """Events in flight per consumer (RabbitMQ prefetch, Redis/NATS/Kafka fetch size, memory
+    take). A batch holds no more than was fetched: below `batch_max`, batches stay smaller
+    than they may be (the default is the same 64)."""
     batch_max: int = Field(64, ge=1, le=1_000)
     """Most events one handler call of a batch subscription takes (`Bus.subscribe_batch`)."""
     batch_linger_ms: float = Field(2.0, ge=0, le=1_000)

@@ -204,10 +204,13 @@ class MemoryBus(Routing):
             self._workers.append(asyncio.create_task(self._consume(group, pipeline)))
 
     async def _consume(self, group: _Group, pipeline: Pipeline[_Queued]) -> None:
-        take = self._settings.prefetch
         while not self._closing:
             # Queue.get is cancel-safe: close() cancels the consumers waiting here.
             taken = [await group.queue.get()]
+            # Up to the prefetch, but no more than this consumer's share of what waits: a
+            # burst is split between the group's consumers, as a broker's round robin does.
+            waiting = 1 + group.queue.qsize()
+            take = min(self._settings.prefetch, -(-waiting // max(1, group.consumers)))
             while len(taken) < take and not group.queue.empty():
                 taken.append(group.queue.get_nowait())
             await pipeline.deliver(taken)
