@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 import pytest
 
 from bus import BusSettings, Delivery, codec, create_bus
 from bus.backends.memory import bus as memory_bus
-from bus.port import Handler
+from bus.port import BatchHandler, Handler, Received
 from contracts import CloudEvent
 
 
@@ -106,3 +107,37 @@ async def test_groups_share_one_decoding_of_each_event(monkeypatch: pytest.Monke
     received = [events[0] for events in seen.values()]
     assert all(ev is received[0] for ev in received), "one decoded event, shared"
     assert (received[0].id, received[0].data) == (sent.id, {"i": 1})
+
+
+async def test_a_burst_is_shared_between_competing_consumers() -> None:
+    """A consumer takes up to the prefetch, but no more than its share of what waits: with
+    the prefetch above the burst, one consumer would otherwise take all of it."""
+    config = settings(prefetch=64, batch_linger_ms=0)
+    batches: dict[str, list[list[int]]] = {"c1": [], "c2": []}
+    done = asyncio.Event()
+
+    def take(consumer: str) -> BatchHandler:
+        async def handle(batch: Sequence[Received]) -> None:
+            batches[consumer].append([r.event.data["i"] for r in batch])
+            if sum(len(b) for bs in batches.values() for b in bs) == 20:
+                done.set()
+
+        return handle
+
+    consumers = [create_bus(config), create_bus(config)]
+    for name, bus in zip(("c1", "c2"), consumers, strict=True):
+        bus.subscribe_batch("t_unit", take(name), group="g", consumer=name)
+        await bus.start()
+    publisher = create_bus(config)
+    await publisher.start()
+
+    await publisher.publish_many([("t_unit", event(i)) for i in range(20)])
+    await asyncio.wait_for(done.wait(), timeout=10)
+
+    taken = {name: [i for b in bs for i in b] for name, bs in batches.items()}
+    assert sorted(taken["c1"] + taken["c2"]) == list(range(20)), "each event once"
+    assert taken["c1"], f"c2 took the whole burst: {batches}"
+    assert taken["c2"], f"c1 took the whole burst: {batches}"
+    assert max(len(b) for bs in batches.values() for b in bs) <= 10, batches
+    for bus in [*consumers, publisher]:
+        await bus.close()
