@@ -16,13 +16,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bus import names
+from bus import BusSettings, names
 from bus.backends._redis import DATA_FIELD as REDIS_DATA_FIELD
 from bus.backends.kafka import bootstrap_servers
 from bus.backends.nats.bus import FETCH_WINDOW_S
 
 OnBody = Callable[[bytes], None]
-PREFETCH = 16
+PREFETCH: int = BusSettings.model_fields["prefetch"].default
 """Messages fetched per round trip: the bus's default `BUS_PREFETCH`."""
 
 

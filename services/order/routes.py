@@ -46,13 +46,15 @@ from services.order.store import (
 )
 from services.order.writer import NewOrder, OrderWriter
 from services.runtime.asyncapi_routes import asyncapi_routes
-from services.runtime.http import answered_by, error_body, json_media_type
+from services.runtime.http import answered_by, error_body, is_json_media_type
 from services.runtime.service import Runtime
 
 HEADER_PATTERN = r"^[\x21-\x7e]{1,128}$"
 """An `Idempotency-Key` or `X-Correlation-ID`: printable ASCII without spaces, 128 at most."""
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=HEADER_PATTERN)]
-CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", pattern=HEADER_PATTERN)]
+IDEMPOTENCY_KEY = "Idempotency-Key"
+CORRELATION_ID = "X-Correlation-ID"
+IdempotencyKey = Annotated[str | None, Header(alias=IDEMPOTENCY_KEY, pattern=HEADER_PATTERN)]
+CorrelationId = Annotated[str | None, Header(alias=CORRELATION_ID, pattern=HEADER_PATTERN)]
 _header_value: TypeAdapter[str] = TypeAdapter(
     Annotated[str, StringConstraints(pattern=HEADER_PATTERN)]
 )
@@ -117,12 +119,12 @@ def _place_order_body(
     if not body:
         errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
         return None
-    if json_media_type(content_type):
+    if is_json_media_type(content_type):
         with contextlib.suppress(ValidationError):
             return PlaceOrder.model_validate_json(body)
         try:
             parsed: Any = json.loads(body)
-        except ValueError as undecodable:  # not JSON, or not even UTF-8
+        except (ValueError, RecursionError) as undecodable:  # not JSON, not UTF-8, too deep
             at = undecodable.pos if isinstance(undecodable, json.JSONDecodeError) else 0
             errors.append({"type": "json_invalid", "loc": ("body", at), "msg": "JSON decode error"})
             return None
@@ -207,11 +209,16 @@ def routes(
         return await place(request, idempotency_key, correlation_id, _client(http))
 
     async def answer_place_order(http: Request) -> Response:
-        errors: list[dict[str, Any]] = []
-        idempotency_key = _header(http, "Idempotency-Key", errors)
-        correlation_id = _header(http, "X-Correlation-ID", errors)
         body = await http.body()
-        request = _place_order_body(body, http.headers.get("content-type"), errors)
+        body_errors: list[dict[str, Any]] = []
+        request = _place_order_body(body, http.headers.get("content-type"), body_errors)
+        if body_errors and body_errors[0]["type"] == "json_invalid":
+            # As FastAPI: a body it cannot parse is the one error, before any header's.
+            raise RequestValidationError(body_errors, body=body)
+        errors: list[dict[str, Any]] = []
+        idempotency_key = _header(http, IDEMPOTENCY_KEY, errors)
+        correlation_id = _header(http, CORRELATION_ID, errors)
+        errors += body_errors
         if request is None or errors:
             raise RequestValidationError(errors, body=body)
         answer = await place(request, idempotency_key, correlation_id, _client(http))

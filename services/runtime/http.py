@@ -7,11 +7,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from opentelemetry import trace
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -101,36 +103,53 @@ class FrontRoutes:
     Innermost of the middlewares, so each such request is still counted and logged
     (`RequestMetrics`, which reads the route's template from `scope["route"]`), held to the
     body limit, and traced in the span FastAPI opened for it (named after the route here,
-    as routing would). A bad request gets the same 422 as from the router; an exception
-    reaches the same 500 handler."""
+    as routing would; the request's work hangs straight off that span, without FastAPI's
+    endpoint span between). A bad request gets the same 422 as from the router, an
+    `HTTPException` the same answer; any other exception reaches the same 500 handler."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[AnsweredRoute]) -> None:
         self.app = app
+        for route in routes:
+            if route.param_convertors:
+                raise ValueError(f"{route.path}: an answered route takes no path parameters")
         self.routes = {(m, r.path): r for r in routes for m in r.methods or ()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         if scope["type"] == "http":
-            path: str = scope["path"]
-            root = scope.get("root_path", "")
-            route = self.routes.get((scope["method"], path.removeprefix(root)))
+            route = self.routes.get((scope["method"], _route_path(scope)))
         if route is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = route
         span = trace.get_current_span()
         if span.is_recording():
-            span.update_name(f"{scope['method']} {route.path}")
-            span.set_attribute("http.route", route.path)
+            prefix = str(scope.get("app_root_path", scope.get("root_path", ""))).rstrip("/")
+            span.update_name(f"{scope['method']} {prefix}{route.path}")
+            span.set_attribute("http.route", prefix + route.path)
         request = Request(scope, receive, send)
         try:
             response = await route.answer(request)
         except RequestValidationError as invalid:
             response = await _validation_error(request, invalid)
+        except HTTPException as refused:
+            response = await http_exception_handler(request, refused)
+        except ClientDisconnect:
+            return  # gone before its body came: nobody to answer
         await response(scope, receive, send)
 
 
-def json_media_type(content_type: str | None) -> bool:
+def _route_path(scope: Scope) -> str:
+    """The path a router matches: the request's, less the root path it was mounted under
+    (a root path that is not a whole leading segment is not one)."""
+    path: str = scope["path"]
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
+    return path
+
+
+def is_json_media_type(content_type: str | None) -> bool:
     """Whether FastAPI would read a body of this type as JSON: `application/json` or
     `application/*+json`, any parameters aside. A body without a type is not JSON."""
     if not content_type:

@@ -187,8 +187,9 @@ async def test_malformed_json_is_refused(
         ),
         (b'{"customer_id": "\xff\xfe"}', "application/json", "JSON"),
         (b"", "application/json", "Field required"),
+        (b"[" * 5_000, "application/json", "JSON"),
     ],
-    ids=["another-type", "no-type", "not-utf8", "empty"],
+    ids=["another-type", "no-type", "not-utf8", "empty", "too-deep"],
 )
 async def test_a_body_that_is_not_a_json_order_is_refused(
     order_client: httpx.AsyncClient,
@@ -232,6 +233,18 @@ async def test_bad_headers_and_a_bad_body_are_refused_together(
     assert response.status_code == 422
     fields = [e["field"] for e in response.json()["errors"]]
     assert fields == ["Idempotency-Key", "X-Correlation-ID", "items"]
+
+
+async def test_a_body_that_is_not_json_is_the_one_error_even_with_a_bad_header(
+    order_client: httpx.AsyncClient,
+) -> None:
+    response = await order_client.post(
+        "/orders",
+        content=b"{",
+        headers={"content-type": "application/json", "Idempotency-Key": "has space"},
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]
 
 
 async def test_the_order_route_is_documented_by_its_parameters(

@@ -131,13 +131,15 @@ async def test_a_burst_is_shared_between_competing_consumers() -> None:
     publisher = create_bus(config)
     await publisher.start()
 
-    await publisher.publish_many([("t_unit", event(i)) for i in range(20)])
-    await asyncio.wait_for(done.wait(), timeout=10)
+    try:
+        await publisher.publish_many([("t_unit", event(i)) for i in range(20)])
+        await asyncio.wait_for(done.wait(), timeout=10)
+    finally:
+        for bus in [*consumers, publisher]:
+            await bus.close()
 
     taken = {name: [i for b in bs for i in b] for name, bs in batches.items()}
     assert sorted(taken["c1"] + taken["c2"]) == list(range(20)), "each event once"
     assert taken["c1"], f"c2 took the whole burst: {batches}"
     assert taken["c2"], f"c1 took the whole burst: {batches}"
     assert max(len(b) for bs in batches.values() for b in bs) <= 10, batches
-    for bus in [*consumers, publisher]:
-        await bus.close()

@@ -13,8 +13,9 @@ share topics, so replicas started in one process compete and services fan out.
 | ordering | per group with one consumer |
 
 Each group queue is bounded (`BUS_MEMORY_QUEUE_SIZE`): a publisher waits when it is full. A
-consumer takes up to `BUS_PREFETCH` queued events at a time and hands them to the delivery
-pipeline (`bus.pipeline`), as a broker's consumer hands over what it fetched.
+consumer takes up to `BUS_PREFETCH` queued events at a time, but no more than its share of
+what waits among the group's consumers, and hands them to the delivery pipeline
+(`bus.pipeline`), as a broker's consumer hands over what it fetched.
 
 An event is encoded once when published, as for a broker (the size bound, and the bytes a
 dead letter keeps), and decoded once, by the first group that takes it: the groups share the
@@ -208,7 +209,9 @@ class MemoryBus(Routing):
             # Queue.get is cancel-safe: close() cancels the consumers waiting here.
             taken = [await group.queue.get()]
             # Up to the prefetch, but no more than this consumer's share of what waits: a
-            # burst is split between the group's consumers, as a broker's round robin does.
+            # burst is split between the group's consumers, as a broker's round robin splits
+            # it. (Busy peers count too: a share comes out smaller than it might, never
+            # larger, and no consumer depends on when its peers last asked.)
             waiting = 1 + group.queue.qsize()
             take = min(self._settings.prefetch, -(-waiting // max(1, group.consumers)))
             while len(taken) < take and not group.queue.empty():
