@@ -105,7 +105,8 @@ class FrontRoutes:
     body limit, and traced in the span FastAPI opened for it (named after the route here,
     as routing would; the request's work hangs straight off that span, without FastAPI's
     endpoint span between). A bad request gets the same 422 as from the router, an
-    `HTTPException` the same answer; any other exception reaches the same 500 handler."""
+    `HTTPException` the same answer, a body the client did not finish sending a 400; any
+    other exception reaches the same 500 handler."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[AnsweredRoute]) -> None:
         self.app = app
@@ -135,7 +136,15 @@ class FrontRoutes:
         except HTTPException as refused:
             response = await http_exception_handler(request, refused)
         except ClientDisconnect:
-            return  # gone before its body came: nobody to answer
+            # Gone before its whole body came: the answer is FastAPI's for an unread body,
+            # for the metrics and the log (the client is not there to read it).
+            response = JSONResponse(
+                error_body(
+                    "request body not received",
+                    [{"field": "body", "reason": "the client went away before sending it all"}],
+                ),
+                400,
+            )
         await response(scope, receive, send)
 
 

@@ -98,11 +98,13 @@ async def test_errors_are_answered_as_the_router_would() -> None:
     assert b'"field":"body"' in body["body"]
 
 
-async def test_a_client_gone_before_its_body_gets_no_answer() -> None:
+async def test_a_client_gone_before_its_body_is_answered_400() -> None:
     async def gone(_: Request) -> Response:
         raise ClientDisconnect
 
-    assert await call(FrontRoutes(never_reached, [route(gone)]), "POST", "/orders") == []
+    [start, body] = await call(FrontRoutes(never_reached, [route(gone)]), "POST", "/orders")
+    assert start["status"] == 400
+    assert b"went away" in body["body"]
 
 
 def test_a_route_with_path_parameters_is_refused() -> None:
