@@ -204,9 +204,8 @@ def routes(
         idempotency_key: IdempotencyKey = None,
         correlation_id: CorrelationId = None,
     ) -> Any:
-        """The route as OpenAPI documents it; requests are answered by `answer_place_order`,
-        which reads these same parameters without FastAPI's per-request machinery."""
-        return await place(request, idempotency_key, correlation_id, _client(http))
+        """The route's signature, for OpenAPI only: an `answered_by` route never calls its
+        endpoint. `answer_place_order` answers, reading these same parameters itself."""
 
     async def answer_place_order(http: Request) -> Response:
         body = await http.body()

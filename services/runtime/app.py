@@ -136,9 +136,9 @@ def build_app(
     own_routes = spec.routes(runtime)
     # Innermost first: the answered routes, the body limit, then the metrics, outermost (so
     # 413s are counted too).
-    app.add_middleware(
-        FrontRoutes, routes=[r for r in own_routes.routes if isinstance(r, AnsweredRoute)]
-    )
+    answered = [r for r in own_routes.routes if isinstance(r, AnsweredRoute)]
+    if answered:
+        app.add_middleware(FrontRoutes, routes=answered)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=runtime.metrics)
     install_error_handlers(app)

@@ -89,9 +89,9 @@ def answered_by(answer: Answer) -> type[AnsweredRoute]:
     layers and router (`FrontRoutes`) and without FastAPI's per-request work for it
     (resolving the endpoint's parameters, validating and encoding the answer against its
     model). The route is documented as any other: OpenAPI reads its endpoint's signature.
-    For the one route asked so often that this work is about a sixth of the process
-    (`POST /orders`; docs/performance.md). `answer` reads the request as the endpoint
-    declares it, and raises `RequestValidationError` as FastAPI would."""
+    For the one route asked so often that this work is a large part of its process's
+    (`POST /orders`; docs/performance.md has the figures). `answer` reads the request as
+    the endpoint declares it, and raises `RequestValidationError` as FastAPI would."""
 
     return type("AnsweredBy", (AnsweredRoute,), {"answer": staticmethod(answer)})
 
