@@ -84,10 +84,8 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
     publishes_keep_order_together: ClassVar[bool] = True  # one pipeline, in arrival order
 
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
-        # Concurrent publishes share a round trip (see _redis_pipeline for why and numbers).
-        self._pipelined = PipelinedPublisher(
-            lambda: self._broker.config.connection.client.pipeline(transaction=False)
-        )
+        # Plain PUBLISHes; concurrent ones share a round trip (see _redis/pipeline.py).
+        self._pipelined = PipelinedPublisher(lambda: self._broker.config.connection.client)
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
     def _register(self, route: Route) -> None:
@@ -98,9 +96,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         )
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        await self._pipelined.publish(
-            lambda pipe: self._broker.publish(body, channel=topic, pipeline=pipe)
-        )
+        await self._pipelined.send("PUBLISH", topic, body)
 
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         # A channel keeps nothing, so a failed event goes to a stream, where it stays until
