@@ -181,9 +181,12 @@ _CONSUMED = _metric("orderbus_events_consumed_total", (ORDER_CREATED,))
 _DECIDED = _metric("orderbus_events_consumed_total", (ORDER_CONFIRMED, ORDER_REJECTED))
 
 
-async def _count(client: httpx.AsyncClient, base: str, pattern: re.Pattern[str]) -> int:
-    text = (await client.get(f"{base}/metrics")).text
-    return sum(int(float(m.group(1))) for m in map(pattern.match, text.splitlines()) if m)
+async def _metrics(client: httpx.AsyncClient, base: str) -> list[str]:
+    return (await client.get(f"{base}/metrics")).text.splitlines()
+
+
+def _count(lines: list[str], pattern: re.Pattern[str]) -> int:
+    return sum(int(float(m.group(1))) for m in map(pattern.match, lines) if m)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -243,9 +246,17 @@ async def _wait_drained(
     notification = subscribers[-1]
     committed_at: float | None = None
     progress, progressed = None, time.perf_counter()
+    counts: list[int] = []
     while True:
-        counts = [await _count(client, base, _CONSUMED) for base in subscribers]
-        decided = await _count(client, notification, _DECIDED)
+        # A scrape renders the whole registry, CPU the services spend in the measured window:
+        # one per service and poll, and only notification's once all have committed.
+        if committed_at is None:
+            scraped = [await _metrics(client, base) for base in subscribers]
+            counts = [_count(lines, _CONSUMED) for lines in scraped]
+            told = scraped[-1]
+        else:
+            told = await _metrics(client, notification)
+        decided = _count(told, _DECIDED)
         now = time.perf_counter()
         if committed_at is None and min(counts) >= target:
             committed_at = now
