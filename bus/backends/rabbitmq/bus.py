@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import (
     Channel,
@@ -312,18 +312,27 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         so the tasks reach aiormq's channel lock, which is first come first served, in the
         order of these calls, and send their frames in that order; each then waits for its
         broker confirm beside the others."""
-        await self._broker.declare_exchange(_exchange(topic))
-        return asyncio.ensure_future(self._publish(topic, body, key))
+        exchange = await self._broker.declare_exchange(_exchange(topic))
+        return asyncio.ensure_future(self._send(exchange, topic, body))
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        exchange = _exchange(topic)
-        await self._broker.declare_exchange(exchange)
-        # persist: delivery mode 2, so a durable queue keeps the event across a broker restart
-        # (FastStream's default is transient).
+        await self._send(await self._broker.declare_exchange(_exchange(topic)), topic, body)
+
+    @staticmethod
+    async def _send(exchange: AbstractExchange, topic: str, body: bytes) -> None:
+        """Publish on aio-pika's exchange, on FastStream's channel (publisher confirms, returns
+        raised), not through FastStream's publish: its message building and middlewares per
+        event cost more than aio-pika's own (docs/performance.md, "Publishing without
+        FastStream's chain"). Dead letters still go through FastStream."""
+        # Persistent (delivery mode 2): a durable queue keeps the event across a broker
+        # restart. Mandatory: an event no queue takes comes back, as the confirm's error.
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/cloudevents+json",
+        )
         try:
-            await self._broker.publish(
-                body, exchange=exchange, persist=True, content_type="application/cloudevents+json"
-            )
+            await exchange.publish(message, routing_key="", mandatory=True)
         except aiormq.exceptions.PublishError:
             raise NotPublished(
                 f"no queue is bound to {topic}: RabbitMQ returned the event (no subscriber "
