@@ -244,8 +244,10 @@ class NatsBus(FastStreamBus[NatsBroker]):
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._ensure_stream(topic, topic, self._settings.stream_retention_s, own=True)
-        # With `stream=`, FastStream publishes through JetStream and awaits its PubAck.
-        await self._broker.publish(body, subject=topic, stream=topic, timeout=PUBLISH_TIMEOUT_S)
+        # On nats-py's JetStream context, as `_start_publish`: FastStream's publish builds a
+        # command and headers and runs its middlewares per event, more than the publish itself.
+        js = self._broker.config.connection_state.stream
+        await js.publish(topic, body, stream=topic, timeout=PUBLISH_TIMEOUT_S)
 
     confirms_apart: ClassVar[bool] = True
 
