@@ -172,7 +172,9 @@ class Pipeline(Generic[M]):
         if self._closing or not messages:
             return  # unacknowledged: the broker delivers them again
         taken = self._enqueue(messages)
-        await asyncio.gather(*(asyncio.shield(t.done) for t in taken))
+        # Settled in the order they were queued, so the last one done means all are; shielded,
+        # as a caller's cancellation must not cancel what the worker settles.
+        await asyncio.shield(taken[-1].done)
 
     async def hand_over(self, message: M) -> None:
         """For a broker that pushes one message at a time and takes no acknowledgement
