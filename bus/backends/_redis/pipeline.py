@@ -8,7 +8,7 @@ command. N publishes in flight thus cost one round trip and one connection, not 
 
 The commands go to redis-py directly, not through FastStream's `publish`: its command
 object, correlation id and middlewares per event cost more than the command itself
-(docs/performance.md, "Publishing on Redis without FastStream's chain"). Its Prometheus
+(docs/performance.md, "Publishing without FastStream's chain"). Its Prometheus
 middleware therefore sees no event published on Redis; `orderbus_events_published_total`
 counts the outbox relay's (docs/metrics.md).
 """

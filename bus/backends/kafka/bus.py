@@ -205,7 +205,7 @@ class KafkaBus(FastStreamBus[KafkaBroker]):
         return consumer is not None and bool(consumer.assignment())
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
-        await self._confirmed(topic, await self._start_publish(topic, body, key))
+        await (await self._start_publish(topic, body, key))
 
     def _producer(self) -> Any:
         """aiokafka's producer under FastStream's. Events are sent on it directly: FastStream's
