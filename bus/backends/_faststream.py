@@ -104,6 +104,11 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
     async def _publish_dead_letter(self, group: str, body: bytes) -> None:
         """Append one record to the group's `dlq.<group>`, confirmed by the broker."""
 
+    def _document(self, route: Route) -> None:
+        """Create the native subscriber(s) of `route` for the AsyncAPI document only (the bus
+        is never started). By default what `_register` creates, which FastStream reads."""
+        self._register(route)
+
     def _finish_registration(self) -> None:
         """Create native subscribers `_register` only collected (Kafka: one per group)."""
 

@@ -39,12 +39,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    ConsumerTag,
+)
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import (
     Channel,
@@ -137,6 +143,9 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         # (topic, group, queue, ephemeral)
         self._group_queues: list[tuple[str, str, RabbitQueue, bool]] = []
         self._retries: set[asyncio.Task[None]] = set()
+        # (topic, queue, pipeline), and what consumes them once started
+        self._consumers: list[tuple[str, RabbitQueue, Pipeline[AbstractIncomingMessage]]] = []
+        self._consuming: list[tuple[AbstractQueue, ConsumerTag]] = []
         self._dead_letter_routes: set[str] = set()  # groups whose dlq exchange is bound
         self._ping_channel: AbstractChannel | None = None
         self._ping_lock = asyncio.Lock()  # one readiness channel, however many checks at once
@@ -185,30 +194,75 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         aiormq.exceptions.ConnectionInternalError,
     )
 
-    def _register(self, route: Route) -> None:
-        topic, group, ephemeral = route.topic, route.group, route.ephemeral
+    def _queue(self, route: Route) -> RabbitQueue:
         arguments: QuorumQueueArgs = (
             {"x-expires": self._settings.ephemeral_expiry_s * 1_000}
-            if ephemeral
+            if route.ephemeral
             else {
-                "x-dead-letter-exchange": names.dead_letters(group),
+                "x-dead-letter-exchange": names.dead_letters(route.group),
                 "x-delivery-limit": NET_DELIVERY_LIMIT,
             }
         )
-        queue = RabbitQueue(
-            names.group_queue(topic, group),
+        return RabbitQueue(
+            names.group_queue(route.topic, route.group),
             queue_type=QueueType.QUORUM,
             durable=True,
             arguments=arguments,
         )
-        self._group_queues.append((topic, group, queue, ephemeral))
-        pipeline = self._pipeline(route, _Transport(self, route))
-        # MANUAL: the pipeline acknowledges, or requeues after a delay for a retry. Each
-        # message of the prefetch window reaches the callback as a task of its own; the
-        # pipeline batches them again.
+
+    def _register(self, route: Route) -> None:
+        # Consumed with aio-pika itself (`_await_live`), not through a FastStream subscriber:
+        # its chain per message (context, middlewares, parser, decoder, call wrapper) cost
+        # more than aio-pika's own delivery (docs/performance.md, "RabbitMQ consumed without
+        # FastStream's chain"). RabbitMQ has no batch fetch; the pipeline batches again what
+        # the prefetch window delivers, each message as aio-pika's task of its own.
+        queue = self._queue(route)
+        self._group_queues.append((route.topic, route.group, queue, route.ephemeral))
+        self._consumers.append((route.topic, queue, self._pipeline(route, _Transport(self, route))))
+
+    def _document(self, route: Route) -> None:
+        """FastStream's subscriber of what `_register` consumes, for the AsyncAPI document."""
+
+        async def deliver(message: StreamMessage[AbstractIncomingMessage]) -> None:
+            raise AssertionError("documentation only: never started")
+
         self._broker.subscriber(
-            queue, _exchange(topic), ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
-        )(documented(_deliver(pipeline), route))
+            self._queue(route),
+            _exchange(route.topic),
+            ack_policy=AckPolicy.MANUAL,
+            parser=_raw,
+            no_reply=True,
+        )(documented(deliver, route))
+
+    async def _await_live(self) -> None:
+        """Consume every group queue on a channel of the bus's own, `BUS_PREFETCH` unacked
+        per consumer. Its exchanges, queues, bindings and consumers are aio-pika's robust
+        ones: after a lost connection aio-pika declares, binds and consumes them again."""
+        connection = self._broker._connection
+        assert connection is not None
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self._settings.prefetch)
+        self._consuming = []
+        for topic, queue, pipeline in self._consumers:
+            exchange = await channel.declare_exchange(
+                topic, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            # Passive where `_declare` found an earlier version's arguments: used as it is.
+            native = await channel.declare_queue(
+                queue.name, durable=True, arguments=queue.arguments, passive=not queue.declare
+            )
+            await native.bind(exchange)
+            # Acknowledged by the pipeline (or requeued after a retry's delay).
+            tag = await native.consume(_deliver(pipeline))
+            self._consuming.append((native, tag))
+
+    async def _stop_fetching(self) -> None:
+        for native, tag in self._consuming:
+            try:
+                await native.cancel(tag)
+            except Exception:  # closing goes on: the connection closes below anyway
+                log.debug("rabbitmq: a consumer did not stop cleanly", exc_info=True)
+        self._consuming = []
 
     def _later(self, delay_s: float, message: AbstractIncomingMessage) -> None:
         async def requeue() -> None:
@@ -230,7 +284,7 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
 
         connection = self._broker._connection  # FastStream has no "try this declare"
         assert connection is not None
-        for topic, group, queue, ephemeral in self._group_queues:
+        for _, group, queue, ephemeral in self._group_queues:
             if ephemeral:
                 await self._declare_ephemeral(queue)
                 continue
@@ -248,8 +302,7 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
                     "or dead letters through the default exchange); delete it once drained",
                     queue.name,
                 )
-                queue.declare = False  # FastStream then declares it passively, and skips
-                await self._bind(queue.name, topic)  # the binding, so bind it here
+                queue.declare = False  # `_await_live` declares it passively
             finally:
                 if not channel.is_closed:
                     await channel.close()
@@ -272,19 +325,6 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         finally:
             if not channel.is_closed:
                 await channel.close()
-
-    async def _bind(self, queue_name: str, topic: str) -> None:
-        connection = self._broker._connection
-        assert connection is not None
-        channel = await connection.channel()
-        try:
-            exchange = await channel.declare_exchange(
-                topic, aio_pika.ExchangeType.FANOUT, durable=True
-            )
-            existing = await channel.declare_queue(queue_name, passive=True)
-            await existing.bind(exchange)
-        finally:
-            await channel.close()
 
     async def _route_dead_letters(self, group: str) -> None:
         """Declare `dlq.<group>`, the queue and the exchange bound to it (once per bus)."""
@@ -340,8 +380,10 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
             ) from None
 
 
-def _deliver(pipeline: Pipeline[AbstractIncomingMessage]) -> Any:
-    async def deliver(message: StreamMessage[AbstractIncomingMessage]) -> None:
-        await pipeline.deliver([message.raw_message])
+def _deliver(
+    pipeline: Pipeline[AbstractIncomingMessage],
+) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    async def deliver(message: AbstractIncomingMessage) -> None:
+        await pipeline.deliver([message])
 
     return deliver
