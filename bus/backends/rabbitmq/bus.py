@@ -150,11 +150,11 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         self._ping_channel: AbstractChannel | None = None
         self._ping_lock = asyncio.Lock()  # one readiness channel, however many checks at once
         self._ping_closing: set[asyncio.Task[None]] = set()
-        # Publisher confirms are on by default in FastStream; the prefetch is not set, which
-        # lets one consumer take the whole queue: bound it. Publishes are mandatory: one that
-        # no queue takes is returned, and on_return_raises makes that its confirm's error
+        # The channel events are published on (consumers have their own, `_await_live`).
+        # Publisher confirms are on by default in FastStream. Publishes are mandatory: one
+        # that no queue takes is returned, and on_return_raises makes that its confirm's error
         # (otherwise the broker's ack follows the return and the event counts as published).
-        channel = Channel(prefetch_count=self._settings.prefetch, on_return_raises=True)
+        channel = Channel(on_return_raises=True)
         return RabbitBroker(url, default_channel=channel, **common)
 
     async def _round_trip(self) -> bool:
