@@ -77,6 +77,10 @@ NET_DELIVERY_LIMIT = MAX_ATTEMPTS_LIMIT + 2
 the setting never changes a queue's arguments (which RabbitMQ refuses)."""
 
 
+CANCEL_TIMEOUT_S = 5.0
+"""The most closing waits for the broker to confirm that one consumer is cancelled."""
+
+
 def _exchange(topic: str) -> RabbitExchange:
     return RabbitExchange(topic, type=ExchangeType.FANOUT, durable=True)
 
@@ -238,11 +242,13 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         """Consume every group queue on a channel of the bus's own, `BUS_PREFETCH` unacked
         per consumer. Its exchanges, queues, bindings and consumers are aio-pika's robust
         ones: after a lost connection aio-pika declares, binds and consumes them again."""
+        self._consuming = []
+        if not self._consumers:
+            return  # a bus that only publishes needs no channel for it
         connection = self._broker._connection
         assert connection is not None
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=self._settings.prefetch)
-        self._consuming = []
         for topic, queue, pipeline in self._consumers:
             exchange = await channel.declare_exchange(
                 topic, aio_pika.ExchangeType.FANOUT, durable=True
@@ -259,7 +265,8 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
     async def _stop_fetching(self) -> None:
         for native, tag in self._consuming:
             try:
-                await native.cancel(tag)
+                # Bounded: a broker that stopped answering would hold the close forever.
+                await native.cancel(tag, timeout=CANCEL_TIMEOUT_S)
             except Exception:  # closing goes on: the connection closes below anyway
                 log.debug("rabbitmq: a consumer did not stop cleanly", exc_info=True)
         self._consuming = []
