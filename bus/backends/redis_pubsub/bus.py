@@ -13,10 +13,17 @@ channel name.
 
 Use it where a missed event is harmless (live UI updates, cache invalidation), never for work
 that must happen.
+
+Each subscription reads its channel on a redis-py `PubSub` connection of its own. When that
+connection drops, redis-py reconnects and subscribes again by itself; past its retries the
+listener tries again every `RECONNECT_S`. What is published meanwhile is lost (see above).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,9 +39,20 @@ from bus.codec import PoisonMessage
 from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 
+log = logging.getLogger("bus")
+
+POLL_S = 1.0
+"""How long one read waits for a message before it reads again."""
+
+RECONNECT_S = 1.0
+"""The pause between attempts to reach Redis once redis-py's own reconnects gave up."""
+
+SUBSCRIBE_TIMEOUT_S = 10.0
+"""The most `start` waits for Redis to confirm one subscription."""
+
 
 async def _raw(message: Any) -> StreamMessage[Any]:
-    """FastStream's parser, skipped: the pipeline reads the message itself."""
+    """FastStream's parser, for the document's subscriber: it never parses anything."""
     return StreamMessage(raw_message=message, body=b"")
 
 
@@ -86,14 +104,62 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
     def _create_broker(self, url: str, **common: Any) -> RedisBroker:
         # Plain PUBLISHes; concurrent ones share a round trip (see _redis/pipeline.py).
         self._pipelined = PipelinedPublisher(lambda: self._broker.config.connection.client)
+        self._channels: list[tuple[str, Pipeline[dict[str, Any]]]] = []
+        self._subscriptions: list[Any] = []  # redis-py's `PubSub`, one per channel
+        self._listeners: list[asyncio.Task[None]] = []
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
     def _register(self, route: Route) -> None:
-        # A channel subscription is ephemeral already: Redis keeps nothing for it.
-        pipeline = self._pipeline(route, _Transport(self, route))
+        # Read with redis-py itself (`_await_live`), not through a FastStream subscriber: its
+        # chain per message (context, middlewares, parser, decoder, call wrapper) cost more
+        # than redis-py's own read (docs/performance.md, "Redis pub/sub read without
+        # FastStream's chain"). A channel subscription is ephemeral already: Redis keeps
+        # nothing for it.
+        self._channels.append((route.topic, self._pipeline(route, _Transport(self, route))))
+
+    def _document(self, route: Route) -> None:
+        """FastStream's subscriber of what `_register` reads, for the AsyncAPI document."""
+
+        async def deliver(message: StreamMessage[dict[str, Any]]) -> None:
+            raise AssertionError("documentation only: never started")
+
         self._broker.subscriber(channel=PubSub(route.topic), parser=_raw, no_reply=True)(
-            documented(_deliver(pipeline), route)
+            documented(deliver, route)
         )
+
+    async def _await_live(self) -> None:
+        """Subscribe every channel on a connection of its own and return once Redis has
+        confirmed each subscription (an event published before that would be missed)."""
+        client = self._broker.config.connection.client
+        try:
+            for topic, pipeline in self._channels:
+                subscription = client.pubsub()
+                self._subscriptions.append(subscription)
+                await subscription.subscribe(topic)
+                async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                    while True:
+                        reply = await subscription.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                        if reply is not None and reply["type"] == "subscribe":
+                            break
+                self._listeners.append(
+                    asyncio.create_task(
+                        _listen(subscription, pipeline),
+                        name=f"listen {topic}/{pipeline.route.group}",
+                    )
+                )
+        except BaseException:
+            await self._stop_fetching()  # start fails: nothing of it is left listening
+            raise
+
+    async def _stop_fetching(self) -> None:
+        for listener in self._listeners:
+            listener.cancel()
+        await asyncio.gather(*self._listeners, return_exceptions=True)
+        self._listeners = []
+        for subscription in self._subscriptions:
+            with contextlib.suppress(Exception):  # closing goes on: the connection is dropped
+                await subscription.aclose()
+        self._subscriptions = []
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._pipelined.send("PUBLISH", topic, body)
@@ -104,8 +170,27 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         await self._broker.publish(body, stream=names.dead_letters(group))
 
 
-def _deliver(pipeline: Pipeline[dict[str, Any]]) -> Any:
-    async def deliver(message: StreamMessage[dict[str, Any]]) -> None:
-        await pipeline.hand_over(message.raw_message)
-
-    return deliver
+async def _listen(subscription: Any, pipeline: Pipeline[dict[str, Any]]) -> None:
+    """Hand every message of the channel to the pipeline, until cancelled. A lost connection
+    is logged once, and once more when the subscription is back."""
+    name = f"{pipeline.route.topic}/{pipeline.route.group}"
+    lost = False
+    while True:
+        try:
+            message = await subscription.get_message(ignore_subscribe_messages=True, timeout=POLL_S)
+        except Exception as exc:  # noqa: BLE001 - a listener must outlive any outage
+            if not lost:
+                log.warning(
+                    "redis-pubsub: %s lost its subscription (%s); subscribing again every %.0fs",
+                    name,
+                    type(exc).__name__,
+                    RECONNECT_S,
+                )
+            lost = True
+            await asyncio.sleep(RECONNECT_S)
+            continue
+        if lost:
+            log.info("redis-pubsub: %s subscribed again", name)
+            lost = False
+        if message is not None:
+            await pipeline.hand_over(message)
