@@ -47,3 +47,30 @@ async def test_a_dead_consumer_is_removed_and_a_busy_one_kept(
         assert "holder" in await eventually(lambda: gone("ghost-2"), within_s=15)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["redis-streams"])
+async def test_a_group_found_gone_is_created_again_and_reading_goes_on(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    """The stream deleted under a running consumer (as a Redis without persistence restarts
+    empty): the reader creates its group again at the stream's start and reads what is
+    published from then on, rather than stop reading for good."""
+    topic, group = names.topic(), names.group()
+    recorder = Recorder()
+    await make_bus((topic, recorder, group, "c-1"))
+    publisher = await make_bus()
+    await publisher.publish(topic, make_event(topic, 0))
+    await recorder.wait_for_count(1)
+
+    client = redis.from_url(backend_url)
+    try:
+        await client.delete(topic)  # the stream and every group on it
+        # The first event after that makes the stream again, without the group; the reader
+        # meets NOGROUP, creates it at the start, and gets that event.
+        await publisher.publish(topic, make_event(topic, 1))
+        await recorder.wait_for_count(2)
+        groups = {g["name"].decode() for g in await client.xinfo_groups(topic)}
+        assert group in groups
+    finally:
+        await client.aclose()

@@ -24,10 +24,14 @@ by their group after `BUS_DEAD_LETTER_RETENTION_S`. Consumers
 that died are removed from their group once idle for `BUS_DEAD_CONSUMER_AFTER_S` with nothing
 pending.
 
-A consumer reads with `XREADGROUP COUNT BUS_PREFETCH` and hands the whole read to the
-delivery pipeline; what waits its turn there has its idle time reset (`XCLAIM ... JUSTID`,
-which counts no delivery) every third of `BUS_REDELIVERY_AFTER_MS`, so only entries of a dead
-consumer, or left pending for a retry, are reclaimed.
+A consumer reads with `XREADGROUP COUNT BUS_PREFETCH BLOCK READ_BLOCK_MS` and hands the whole
+read to the delivery pipeline; what waits its turn there has its idle time reset (`XCLAIM ...
+JUSTID`, which counts no delivery) every third of `BUS_REDELIVERY_AFTER_MS`, so only entries
+of a dead consumer, or left pending for a retry, are reclaimed: beside the reader, a loop
+takes them with `XAUTOCLAIM` once idle that long. Both loops are the bus's own, on redis-py,
+and end on a flag at close (a cancelled redis-py call may go on: docs/delivery-guarantees.md).
+A group found gone (`NOGROUP`: the stream was deleted, or a Redis without persistence
+restarted empty) is created again at the stream's start, so what was published since is read.
 
 An ephemeral group (`Bus.subscribe`) is destroyed (`XGROUP DESTROY`) when its bus closes.
 Redis has no expiry for a group, so one whose process died without closing stays; it holds
@@ -48,6 +52,7 @@ from typing import Any, ClassVar
 import redis.asyncio as redis
 from faststream import AckPolicy, StreamMessage
 from faststream.redis import RedisBroker, StreamSub
+from redis.exceptions import ResponseError
 
 from bus import names
 from bus.backends._coalesced_acks import CoalescedAcks
@@ -61,6 +66,15 @@ from bus.pipeline import Pipeline, Route
 from bus.port import Capabilities
 
 log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 100
+"""How long one `XREADGROUP` waits for new entries: also how soon a reader sees `close`."""
+
+RECONNECT_S = 1.0
+"""The pause between reads once redis-py's own reconnects gave up."""
+
+STOP_WAIT_S = 5.0
+"""The most `close` waits for the read loops to see their flag (past it they are cancelled)."""
 
 
 def _text(value: bytes | str) -> str:
@@ -77,8 +91,7 @@ def _position(entry_id: str) -> tuple[int, ...]:
 
 
 async def _raw(message: Any) -> StreamMessage[Any]:
-    """FastStream's parser, skipped: it decodes every entry's JSON to build a batch body the
-    bus never reads. The pipeline reads the raw entry (`_Entry`)."""
+    """FastStream's parser, for the document's subscribers: it never parses anything."""
     return StreamMessage(raw_message=message, body=b"")
 
 
@@ -170,6 +183,16 @@ async def trim(client: Any, topic: str, retention_s: int, *, by_groups: bool = T
     return trimmed
 
 
+async def _create_group(client: Any, topic: str, group: str, at: str) -> None:
+    """Create `group` on `topic` (and the stream, if none) at entry `at`; one that exists
+    is left as it is."""
+    try:
+        await client.xgroup_create(topic, group, id=at, mkstream=True)
+    except ResponseError as exc:
+        if not str(exc).startswith("BUSYGROUP"):
+            raise
+
+
 def _after(entry_id: str) -> tuple[int, ...]:
     """The id right after `entry_id`: the oldest entry a group at that position still needs."""
     ms, seq = _position(entry_id)
@@ -177,7 +200,8 @@ def _after(entry_id: str) -> tuple[int, ...]:
 
 
 class RedisStreamsBus(FastStreamBus[RedisBroker]):
-    """Adds what FastStream's stream subscriber lacks: removing the consumers that died."""
+    """Reads with loops of its own (`_read`, `_reclaim`) and removes the consumers that
+    died (`_maintain`)."""
 
     name: ClassVar[str] = BACKEND.name
     capabilities: ClassVar[Capabilities] = BACKEND.capabilities
@@ -194,6 +218,11 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         self._sweeper: asyncio.Task[None] | None = None
         self._transports: list[_Transport] = []
         self._published: set[str] = set()  # the streams this bus trims
+        self._readers: list[tuple[Route, Pipeline[_Entry]]] = []
+        self._loops: list[asyncio.Task[None]] = []  # each group's reader and reclaimer
+        self._reading = False
+        self._stop_reading = asyncio.Event()
+        self._failing: set[str] = set()  # "topic/group" whose reads fail, logged once
         # Plain XADDs; concurrent ones share a round trip (see _redis/pipeline.py).
         self._pipelined = PipelinedPublisher(lambda: self._broker.config.connection.client)
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
@@ -267,72 +296,161 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                 log.info("removed dead consumer %s from %s/%s", name, topic, group)
 
     def _register(self, route: Route) -> None:
-        topic, group, consumer = route.topic, route.group, route.consumer
-        self._groups.append((topic, group, consumer))
+        # Read with redis-py itself (`_await_live`), not through FastStream's subscribers: its
+        # chain per read cost more than redis-py's own, and its reader stopped for good on a
+        # group found gone (docs/performance.md, "Redis Streams read without FastStream").
+        self._groups.append((route.topic, route.group, route.consumer))
         if route.ephemeral:
-            self._ephemeral.append((topic, group))
+            self._ephemeral.append((route.topic, route.group))
         transport = _Transport(self, route)
         self._transports.append(transport)
-        pipeline = self._pipeline(route, transport)
+        self._readers.append((route, self._pipeline(route, transport)))
+
+    def _document(self, route: Route) -> None:
+        """FastStream's subscribers of what `_register` reads, for the AsyncAPI document."""
+
+        async def deliver(message: StreamMessage[Any]) -> None:
+            raise AssertionError("documentation only: never started")
+
+        topic, group, consumer = route.topic, route.group, route.consumer
+        for reader in (
+            StreamSub(topic, group=group, consumer=consumer, batch=True),
+            StreamSub(
+                topic,
+                group=group,
+                consumer=consumer,
+                min_idle_time=self._settings.redelivery_after_ms,
+                batch=True,
+            ),
+        ):
+            self._broker.subscriber(
+                stream=reader, ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
+            )(documented(deliver, route))
+
+    async def _await_live(self) -> None:
+        """Create every group (at the stream's end: it gets what is published from now on)
+        and start its reader and reclaimer."""
+        client = self._broker.config.connection.client
+        for route, _ in self._readers:
+            await _create_group(client, route.topic, route.group, "$")
+        self._reading = True
+        for route, pipeline in self._readers:
+            name = f"{route.topic}/{route.group}"
+            self._loops.append(
+                asyncio.create_task(self._read(route, pipeline), name=f"read {name}")
+            )
+            self._loops.append(
+                asyncio.create_task(self._reclaim(route, pipeline), name=f"reclaim {name}")
+            )
+
+    async def _stop_fetching(self) -> None:
+        self._reading = False
+        self._stop_reading.set()
+        if self._loops:
+            _, late = await asyncio.wait(self._loops, timeout=STOP_WAIT_S)
+            for loop in late:
+                loop.cancel()
+        self._loops = []
+
+    async def _read(self, route: Route, pipeline: Pipeline[_Entry]) -> None:
+        """New entries of the group, a read at a time, each handed to the pipeline whole."""
+        client = self._broker.config.connection.client
+        streams = {route.topic: ">"}
+        while self._reading:
+            try:
+                answer = await client.xreadgroup(
+                    route.group,
+                    route.consumer,
+                    streams,
+                    count=self._settings.prefetch,
+                    block=READ_BLOCK_MS,
+                )
+            except Exception as exc:  # noqa: BLE001 - a reader must outlive any outage
+                await self._read_failed(route, exc)
+                continue
+            self._read_again(route)
+            for _, entries in answer:
+                # `>` hands out only entries never delivered before: attempt 1.
+                await pipeline.deliver([_Entry(_text(i), fields, 1) for i, fields in entries])
+
+    async def _reclaim(self, route: Route, pipeline: Pipeline[_Entry]) -> None:
+        """Entries left pending for `BUS_REDELIVERY_AFTER_MS` (a retry, a dead consumer's),
+        claimed to this consumer and handed to the pipeline with their delivery count."""
+        client = self._broker.config.connection.client
         idle_ms = self._settings.redelivery_after_ms
-        # Without max_records XREADGROUP has no COUNT and one consumer takes the whole
-        # backlog, leaving its peers idle; the bound is also our in-flight limit.
-        reader = StreamSub(
-            topic, group=group, consumer=consumer, max_records=self._settings.prefetch, batch=True
-        )
-        # FastStream's `min_idle_time` turns a subscriber into an XAUTOCLAIM loop that never
-        # reads new entries, so reclaiming takes a second subscriber on the same group.
-        reclaimer = StreamSub(
-            topic,
-            group=group,
-            consumer=consumer,
-            min_idle_time=idle_ms,
-            polling_interval=min(1_000, max(100, idle_ms // 5)),
-            batch=True,
-        )
-        # MANUAL: the pipeline acknowledges (coalesced XACKs, see _coalesced_acks), and
-        # leaves a failed entry pending: the reclaimer's redelivery is the whole retry story.
-        self._broker.subscriber(
-            stream=reader, ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
-        )(documented(self._read(pipeline), route))
-        self._broker.subscriber(
-            stream=reclaimer, ack_policy=AckPolicy.MANUAL, parser=_raw, no_reply=True
-        )(documented(self._reclaimed(pipeline, topic, group), route))
+        pause_s = min(1_000, max(100, idle_ms // 5)) / 1_000
+        cursor = "0-0"
+        while self._reading:
+            try:
+                cursor, entries, *_ = await client.xautoclaim(
+                    route.topic,
+                    route.group,
+                    route.consumer,
+                    idle_ms,
+                    start_id=cursor,
+                    count=self._settings.prefetch,
+                )
+                cursor = _text(cursor)
+                # An entry trimmed while pending comes back without its fields (Redis 6).
+                entries = [(_text(i), fields) for i, fields in entries if fields is not None]
+                if entries:
+                    await pipeline.deliver(await self._counted(client, route, entries))
+            except Exception as exc:  # noqa: BLE001 - a reclaimer must outlive any outage
+                await self._read_failed(route, exc)
+                continue
+            if cursor == "0-0" and not entries:
+                await self._pause(pause_s)  # went through the whole group: look again later
 
     @staticmethod
-    def _read(pipeline: Pipeline[_Entry]) -> Any:
-        async def read(message: StreamMessage[Any]) -> None:
-            raw = message.raw_message
-            # XREADGROUP with `>` only hands out entries never delivered before: attempt 1.
-            await pipeline.deliver(
-                [
-                    _Entry(_text(entry_id), fields, 1)
-                    for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=True)
-                ]
-            )
+    async def _counted(
+        client: Any, route: Route, entries: list[tuple[str, dict[bytes, bytes]]]
+    ) -> list[_Entry]:
+        """The entries with their delivery counts: XAUTOCLAIM counts the claim as a delivery,
+        and the count lives in the pending entries list."""
+        by_position = sorted((entry_id for entry_id, _ in entries), key=_position)
+        pending = await client.xpending_range(
+            route.topic,
+            route.group,
+            min=by_position[0],
+            max=by_position[-1],
+            count=len(entries) * 4,
+        )
+        counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        return [_Entry(entry_id, fields, counts.get(entry_id)) for entry_id, fields in entries]
 
-        return read
-
-    def _reclaimed(self, pipeline: Pipeline[_Entry], topic: str, group: str) -> Any:
-        async def reclaimed(message: StreamMessage[Any]) -> None:
-            raw = message.raw_message
-            ids = [_text(entry_id) for entry_id in raw["message_ids"]]
-            if not ids:
-                return
-            # XAUTOCLAIM counts the claim as a delivery; the count lives in the PEL.
-            by_position = sorted(ids, key=_position)
-            pending = await self._broker.config.connection.client.xpending_range(
-                topic, group, min=by_position[0], max=by_position[-1], count=len(ids) * 4
+    async def _read_failed(self, route: Route, exc: Exception) -> None:
+        client = self._broker.config.connection.client
+        name = f"{route.topic}/{route.group}"
+        if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+            log.warning(
+                "redis-streams: group %s was gone (the stream deleted, or Redis restarted "
+                "empty); creating it again at the stream's start",
+                name,
             )
-            counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
-            await pipeline.deliver(
-                [
-                    _Entry(entry_id, fields, counts.get(entry_id))
-                    for entry_id, fields in zip(ids, raw["data"], strict=True)
-                ]
+            with contextlib.suppress(Exception):  # failing, the next read tells again
+                await _create_group(client, route.topic, route.group, "0")
+            return
+        if name not in self._failing:
+            self._failing.add(name)
+            log.warning(
+                "redis-streams: cannot read %s (%s); trying again every %.0fs",
+                name,
+                type(exc).__name__,
+                RECONNECT_S,
             )
+        await self._pause(RECONNECT_S)
 
-        return reclaimed
+    def _read_again(self, route: Route) -> None:
+        name = f"{route.topic}/{route.group}"
+        if name in self._failing:
+            self._failing.discard(name)
+            log.info("redis-streams: reading %s again", name)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but no longer than until `close`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop_reading.wait()
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         self._published.add(topic)
