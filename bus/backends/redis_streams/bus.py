@@ -73,8 +73,9 @@ READ_BLOCK_MS = 100
 RECONNECT_S = 1.0
 """The pause between reads once redis-py's own reconnects gave up."""
 
-STOP_WAIT_S = 5.0
-"""The most `close` waits for the read loops to see their flag (past it they are cancelled)."""
+STOP_WAIT_S = 1.0
+"""The most `close` waits for the read loops to see their flag; past it they are cancelled
+(one still waiting for its batch to settle: the pipeline's close waits for that batch)."""
 
 
 def _text(value: bytes | str) -> str:
