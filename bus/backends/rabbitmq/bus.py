@@ -104,6 +104,8 @@ class _Transport:
     def __init__(self, bus: RabbitMQBus, route: Route) -> None:
         self._bus = bus
         self._route = route
+        self._held: set[int] = set()
+        """Delivery tags held unacknowledged for a retry's delay."""
 
     def body(self, message: AbstractIncomingMessage) -> bytes:
         return bytes(message.body)
@@ -117,13 +119,29 @@ class _Transport:
         return None
 
     async def ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        last = messages[-1].delivery_tag if messages else None
+        if (
+            last is not None
+            and len(messages) > 1
+            and all(tag > last for tag in self._held)
+            and all(m.channel is messages[-1].channel for m in messages)
+        ):
+            # One frame for the lot: `multiple` acknowledges every tag up to the last on the
+            # channel, which is this subscription's own (`_await_live`). The pipeline settles
+            # in delivery order, so below the last nothing else is unacknowledged but a retry
+            # held back, and with one below it each is acknowledged on its own.
+            await messages[-1].ack(multiple=True)
+            return
         for message in messages:
             await message.ack()
 
     async def retry(self, message: AbstractIncomingMessage, delay_s: float) -> None:
         # Held unacknowledged for the delay (the prefetch window still lets this consumer
         # take others), then requeued: RabbitMQ has no delayed redelivery of its own.
-        self._bus._later(delay_s, message)
+        tag = message.delivery_tag
+        if tag is not None:
+            self._held.add(tag)
+        self._bus._later(delay_s, message, lambda: self._held.discard(tag or 0))
 
     async def keep_alive(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         return
@@ -239,17 +257,16 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
         )(documented(deliver, route))
 
     async def _await_live(self) -> None:
-        """Consume every group queue on a channel of the bus's own, `BUS_PREFETCH` unacked
-        per consumer. Its exchanges, queues, bindings and consumers are aio-pika's robust
-        ones: after a lost connection aio-pika declares, binds and consumes them again."""
+        """Consume each group queue on a channel of its own, `BUS_PREFETCH` unacked: its
+        acknowledgements may then cover several messages at once (`_Transport.ack`). Its
+        exchanges, queues, bindings and consumers are aio-pika's robust ones: after a lost
+        connection aio-pika declares, binds and consumes them again."""
         self._consuming = []
-        if not self._consumers:
-            return  # a bus that only publishes needs no channel for it
         connection = self._broker._connection
         assert connection is not None
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self._settings.prefetch)
         for topic, queue, pipeline in self._consumers:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self._settings.prefetch)
             exchange = await channel.declare_exchange(
                 topic, aio_pika.ExchangeType.FANOUT, durable=True
             )
@@ -271,10 +288,18 @@ class RabbitMQBus(FastStreamBus[RabbitBroker]):
                 log.debug("rabbitmq: a consumer did not stop cleanly", exc_info=True)
         self._consuming = []
 
-    def _later(self, delay_s: float, message: AbstractIncomingMessage) -> None:
+    def _later(
+        self, delay_s: float, message: AbstractIncomingMessage, settled: Callable[[], None]
+    ) -> None:
+        """Requeue `message` after `delay_s`; then (or once that failed or was cancelled, the
+        message left to its channel's closing) call `settled`."""
+
         async def requeue() -> None:
-            await asyncio.sleep(delay_s)
-            await message.nack(requeue=True)
+            try:
+                await asyncio.sleep(delay_s)
+                await message.nack(requeue=True)
+            finally:
+                settled()
 
         task = asyncio.create_task(requeue())
         self._retries.add(task)
