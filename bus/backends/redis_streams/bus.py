@@ -31,7 +31,8 @@ of a dead consumer, or left pending for a retry, are reclaimed: beside the reade
 takes them with `XAUTOCLAIM` once idle that long. Both loops are the bus's own, on redis-py,
 and end on a flag at close (a cancelled redis-py call may go on: docs/delivery-guarantees.md).
 A group found gone (`NOGROUP`: the stream was deleted, or a Redis without persistence
-restarted empty) is created again at the stream's start, so what was published since is read.
+restarted empty) is created again at the stream's start, so what was published since is read
+(an ephemeral group at its end, as it began).
 
 An ephemeral group (`Bus.subscribe`) is destroyed (`XGROUP DESTROY`) when its bus closes.
 Redis has no expiry for a group, so one whose process died without closing stays; it holds
@@ -420,17 +421,24 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         return [_Entry(entry_id, fields, counts.get(entry_id)) for entry_id, fields in entries]
 
     async def _read_failed(self, route: Route, exc: Exception) -> None:
-        client = self._broker.config.connection.client
         name = f"{route.topic}/{route.group}"
         if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
-            log.warning(
-                "redis-streams: group %s was gone (the stream deleted, or Redis restarted "
-                "empty); creating it again at the stream's start",
-                name,
-            )
-            with contextlib.suppress(Exception):  # failing, the next read tells again
-                await _create_group(client, route.topic, route.group, "0")
-            return
+            # At the stream's start: what was published since it went is read. An ephemeral
+            # group's events are live views: it starts at the end, as it did at first.
+            at = "$" if route.ephemeral else "0"
+            if name not in self._failing:
+                log.warning(
+                    "redis-streams: group %s was gone (the stream deleted, or Redis restarted "
+                    "empty); creating it again at %s",
+                    name,
+                    "the stream's end" if route.ephemeral else "the stream's start",
+                )
+            try:
+                client = self._broker.config.connection.client
+                await _create_group(client, route.topic, route.group, at)
+                return
+            except Exception as again:  # noqa: BLE001 - told once below, tried again later
+                exc = again
         if name not in self._failing:
             self._failing.add(name)
             log.warning(
