@@ -41,8 +41,11 @@ from bus.port import Capabilities
 
 log = logging.getLogger("bus")
 
-POLL_S = 1.0
-"""How long one read waits for a message before it reads again."""
+POLL_S = 0.1
+"""How long one read waits for a message: also how soon a listener sees `close`."""
+
+STOP_WAIT_S = 1.0
+"""The most `close` waits for the listeners to see their flag (past it they are cancelled)."""
 
 RECONNECT_S = 1.0
 """The pause between attempts to reach Redis once redis-py's own reconnects gave up."""
@@ -107,6 +110,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         self._channels: list[tuple[str, Pipeline[dict[str, Any]]]] = []
         self._subscriptions: list[Any] = []  # redis-py's `PubSub`, one per channel
         self._listeners: list[asyncio.Task[None]] = []
+        self._listening = False
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
     def _register(self, route: Route) -> None:
@@ -131,6 +135,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         """Subscribe every channel on a connection of its own and return once Redis has
         confirmed each subscription (an event published before that would be missed)."""
         client = self._broker.config.connection.client
+        self._listening = True
         try:
             for topic, pipeline in self._channels:
                 subscription = client.pubsub()
@@ -143,7 +148,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
                             break
                 self._listeners.append(
                     asyncio.create_task(
-                        _listen(subscription, pipeline),
+                        self._listen(subscription, pipeline),
                         name=f"listen {topic}/{pipeline.route.group}",
                     )
                 )
@@ -152,14 +157,46 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
             raise
 
     async def _stop_fetching(self) -> None:
-        for listener in self._listeners:
-            listener.cancel()
-        await asyncio.gather(*self._listeners, return_exceptions=True)
+        # On a flag, not on cancellation alone: a cancellation that lands inside a redis-py
+        # call can be lost (docs/delivery-guarantees.md), and the loop would run on.
+        self._listening = False
+        if self._listeners:
+            _, late = await asyncio.wait(self._listeners, timeout=STOP_WAIT_S)
+            for listener in late:
+                listener.cancel()
         self._listeners = []
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):  # closing goes on: the connection is dropped
                 await subscription.aclose()
         self._subscriptions = []
+
+    async def _listen(self, subscription: Any, pipeline: Pipeline[dict[str, Any]]) -> None:
+        """Hand every message of the channel to the pipeline, until `close`. A lost
+        connection is logged once, and once more when the subscription is back."""
+        name = f"{pipeline.route.topic}/{pipeline.route.group}"
+        lost = False
+        while self._listening:
+            try:
+                message = await subscription.get_message(
+                    ignore_subscribe_messages=True, timeout=POLL_S
+                )
+            except Exception as exc:  # noqa: BLE001 - a listener must outlive any outage
+                if not lost:
+                    log.warning(
+                        "redis-pubsub: %s lost its subscription (%s); subscribing again every "
+                        "%.0fs",
+                        name,
+                        type(exc).__name__,
+                        RECONNECT_S,
+                    )
+                lost = True
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            if lost:
+                log.info("redis-pubsub: %s subscribed again", name)
+                lost = False
+            if message is not None:
+                await pipeline.hand_over(message)
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         await self._pipelined.send("PUBLISH", topic, body)
@@ -168,29 +205,3 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         # A channel keeps nothing, so a failed event goes to a stream, where it stays until
         # replayed or purged: pub/sub cannot retry, but it need not fail silently.
         await self._broker.publish(body, stream=names.dead_letters(group))
-
-
-async def _listen(subscription: Any, pipeline: Pipeline[dict[str, Any]]) -> None:
-    """Hand every message of the channel to the pipeline, until cancelled. A lost connection
-    is logged once, and once more when the subscription is back."""
-    name = f"{pipeline.route.topic}/{pipeline.route.group}"
-    lost = False
-    while True:
-        try:
-            message = await subscription.get_message(ignore_subscribe_messages=True, timeout=POLL_S)
-        except Exception as exc:  # noqa: BLE001 - a listener must outlive any outage
-            if not lost:
-                log.warning(
-                    "redis-pubsub: %s lost its subscription (%s); subscribing again every %.0fs",
-                    name,
-                    type(exc).__name__,
-                    RECONNECT_S,
-                )
-            lost = True
-            await asyncio.sleep(RECONNECT_S)
-            continue
-        if lost:
-            log.info("redis-pubsub: %s subscribed again", name)
-            lost = False
-        if message is not None:
-            await pipeline.hand_over(message)
