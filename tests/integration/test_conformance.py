@@ -8,6 +8,7 @@ replica every event, and really loses what an offline subscriber missed).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -514,6 +515,63 @@ async def test_a_poison_event_inside_a_batch_goes_alone_to_the_dead_letters(
 
     async def none_left() -> bool | None:
         left = await unacknowledged(backend, backend_url, topic, group, len(good) + 3)
+        return left == 0 or None
+
+    await eventually(none_left, within_s=10)
+
+
+async def test_a_retry_held_back_is_not_acknowledged_with_the_batches_after_it(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    """A batch subscription: one event fails its first attempt and waits out its backoff
+    while the events after it are handled and acknowledged, batch by batch. It comes back and
+    commits (an acknowledgement that covers several messages, RabbitMQ's `multiple`, must not
+    take it along), and nothing is left unacknowledged."""
+    caps = backend_info(backend).capabilities
+    if not caps.redelivery:
+        pytest.skip("no redelivery: nothing waits")
+    topic, group = names.topic(), names.group()
+    committed: list[uuid.UUID] = []
+    failed: set[uuid.UUID] = set()
+
+    async def handle(batch: Sequence[Received]) -> None:
+        for r in batch:
+            if r.event.data["i"] == 0 and r.event.id not in failed:
+                failed.add(r.event.id)
+                raise RuntimeError("the first attempt fails")
+        committed.extend(r.event.id for r in batch)
+
+    await make_bus(
+        (topic, handle, group, "c1"),
+        batched=True,
+        max_attempts=3,
+        # Equal jitter: the first wait is 6 to 12 s, far longer than the later batches take.
+        retry_backoff_ms=12_000,
+        # Redis Streams retries after the idle time, NATS's ack wait must outlast the wait.
+        redelivery_after_ms=20_000 if backend == "nats" else 8_000,
+    )
+    publisher = await make_bus()
+    waiting = make_event(topic, 0)
+    await publisher.publish(topic, waiting)
+    await eventually(lambda: _now(True if failed else None))
+    later = [make_event(topic, i) for i in range(1, 41)]
+
+    async def committed_at_least(n: int) -> bool | None:
+        return True if len(set(committed)) >= n else None
+
+    for at in range(0, len(later), 10):  # several batches, each acknowledged on its own
+        await publish_all(publisher, topic, later[at : at + 10])
+        await eventually(functools.partial(committed_at_least, at + 10))
+    if not caps.per_key_ordering:
+        # Where order per key is kept (Kafka), what follows it in its partition waits for it
+        # instead, and is acknowledged after it.
+        assert waiting.id not in committed, "the later batches waited for the retry"
+
+    await eventually(lambda: _now(True if waiting.id in committed else None))
+    assert set(committed) == {e.id for e in [waiting, *later]}
+
+    async def none_left() -> bool | None:
+        left = await unacknowledged(backend, backend_url, topic, group, len(later) + 1)
         return left == 0 or None
 
     await eventually(none_left, within_s=10)
