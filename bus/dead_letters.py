@@ -29,12 +29,13 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from bus.registry import backend_admin
 from bus.settings import BusSettings
+from contracts.ids import new_id
 
 
 class DeadLetter(BaseModel):
     """One entry of `dlq.<group>`."""
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=new_id)
     topic: str
     group: str
     consumer: str

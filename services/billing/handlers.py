@@ -32,6 +32,7 @@ from contracts import (
     OrderRejected,
     wrap,
 )
+from contracts.ids import new_id
 from services.billing.store import invoices, outbox, voids
 from services.runtime.inbox import traceparent_of
 from services.runtime.outbox import enqueue_many
@@ -134,7 +135,7 @@ def _issue(
 ) -> uuid.UUID:
     issued = InvoiceIssued(
         order_id=order_id,
-        invoice_id=uuid.uuid4(),
+        invoice_id=new_id(),
         customer_id=customer_id,
         total=total,
         currency=currency,

@@ -35,6 +35,7 @@ from contracts.api import (
     ProductView,
 )
 from contracts.catalogue import CURRENCY
+from contracts.ids import new_id
 from services.order.prices import PriceList
 from services.order.ratelimit import RateLimiter, Refusal, check
 from services.order.settings import OrderSettings
@@ -173,7 +174,7 @@ def routes(
             if refusal is not None:
                 return _too_many(refusal)
         order = OrderCreated(
-            order_id=uuid.uuid4(),
+            order_id=new_id(),
             customer_id=request.customer_id,
             items=[
                 OrderItem(sku=i.sku, quantity=i.quantity, unit_price=prices[i.sku])
@@ -183,7 +184,7 @@ def routes(
             currency=CURRENCY,
             created_at=datetime.now(UTC),
         )
-        event = wrap(ORDER_CREATED, order, correlationid=correlation_id or str(uuid.uuid4()))
+        event = wrap(ORDER_CREATED, order, correlationid=correlation_id or str(new_id()))
         try:
             await writer.write(NewOrder(order, event, idempotency_key, fingerprint))
         except EventTooLarge as too_large:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, select
 
+from contracts.ids import new_id
 from services.order.handlers import Cause, establish, lock_order
 from services.order.lifecycle import TIMED_OUT_REASON, Fact
 from services.order.store import orders
@@ -51,7 +51,7 @@ async def decide_overdue(runtime: Runtime, timeout_s: float, now: datetime | Non
                 order = await lock_order(conn, order_id)
                 if order is None or order["status"] != "pending":
                     continue  # answered (or decided by a replica) since it was listed
-                cause = Cause(str(uuid.uuid4()), TIMEOUT_CAUSE, None)
+                cause = Cause(str(new_id()), TIMEOUT_CAUSE, None)
                 if await establish(conn, order, Fact.TIMED_OUT, TIMED_OUT_REASON, cause):
                     decided += 1
         if decided and runtime.relay is not None:
