@@ -24,6 +24,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from orderbus.specs import check_service, create_app, own_settings
+from services.runtime import heap
 from services.runtime.admin import ADMIN_TOKEN_ENV
 from services.runtime.http import server_config
 from services.runtime.logs import instance_context
@@ -216,6 +217,7 @@ async def run_in_process(
         )
         if any(task.done() for task in serving):
             raise RuntimeError("a service stopped during start-up; its error is logged above")
+        heap.freeze_started()
         print_table(settings, instances, output)
         # A server that stops on its own (its port taken, say) stops the rest too.
         await _first_of(stop.wait(), asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED))

@@ -28,6 +28,8 @@ from typing import Any
 
 import uvicorn
 
+from services.runtime import heap
+
 log = logging.getLogger(__name__)
 
 EXIT_OVERRAN = 70
@@ -215,3 +217,8 @@ class GracefulServer(uvicorn.Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # the lifespan has started the service and the port is bound
+            heap.freeze_started()
