@@ -81,10 +81,10 @@ async def test_a_subscriber_listens_again_after_redis_restarts(
         await eventually(arrived_after(-1))
         redis.kill()
         # Down for longer than redis-py's own reconnects last: the listener's loop takes over.
-        await eventually(logged("lost its subscription"), 60)
+        await eventually(logged("lost the subscription of"), 60)
         redis.start()
         await eventually(arrived_after(next(numbers)), 60)
-        await eventually(logged("subscribed again"))
+        await eventually(logged(f"subscribed to {TOPIC}/watcher again"))
     finally:
         await publisher.close()
         await subscriber.close()

@@ -33,6 +33,7 @@ from faststream.redis import PubSub, RedisBroker
 from bus import names
 from bus.backends._faststream import FastStreamBus, documented
 from bus.backends._redis.format import PlainMessageFormat
+from bus.backends._redis.outage import Outages
 from bus.backends._redis.pipeline import PipelinedPublisher
 from bus.backends.redis_pubsub import BACKEND
 from bus.codec import PoisonMessage
@@ -111,6 +112,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         self._subscriptions: list[Any] = []  # redis-py's `PubSub`, one per channel
         self._listeners: list[asyncio.Task[None]] = []
         self._listening = False
+        self._outages = Outages(self.name, RECONNECT_S)
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
 
     def _register(self, route: Route) -> None:
@@ -157,9 +159,8 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
             raise
 
     async def _stop_fetching(self) -> None:
-        # On a flag, not on cancellation alone: a cancellation that lands inside a redis-py
-        # call can be lost (docs/delivery-guarantees.md), and the loop would run on.
-        self._listening = False
+        self._listening = False  # on a flag, not on cancellation alone (_redis/outage.py)
+        self._outages.stop()
         if self._listeners:
             _, late = await asyncio.wait(self._listeners, timeout=STOP_WAIT_S)
             for listener in late:
@@ -174,27 +175,16 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         """Hand every message of the channel to the pipeline, until `close`. A lost
         connection is logged once, and once more when the subscription is back."""
         name = f"{pipeline.route.topic}/{pipeline.route.group}"
-        lost = False
         while self._listening:
             try:
                 message = await subscription.get_message(
                     ignore_subscribe_messages=True, timeout=POLL_S
                 )
             except Exception as exc:  # noqa: BLE001 - a listener must outlive any outage
-                if not lost:
-                    log.warning(
-                        "redis-pubsub: %s lost its subscription (%s); subscribing again every "
-                        "%.0fs",
-                        name,
-                        type(exc).__name__,
-                        RECONNECT_S,
-                    )
-                lost = True
-                await asyncio.sleep(RECONNECT_S)
+                self._outages.begin(name, "lost the subscription of", exc)
+                await self._outages.wait()
                 continue
-            if lost:
-                log.info("redis-pubsub: %s subscribed again", name)
-                lost = False
+            self._outages.end(name, "subscribed to")
             if message is not None:
                 await pipeline.hand_over(message)
 

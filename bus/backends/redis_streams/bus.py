@@ -60,6 +60,7 @@ from bus.backends._coalesced_acks import CoalescedAcks
 from bus.backends._faststream import FastStreamBus, documented
 from bus.backends._redis import DATA_FIELD
 from bus.backends._redis.format import PlainMessageFormat
+from bus.backends._redis.outage import Outages
 from bus.backends._redis.pipeline import PipelinedPublisher
 from bus.backends.redis_streams import BACKEND
 from bus.codec import PoisonMessage
@@ -223,8 +224,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         self._readers: list[tuple[Route, Pipeline[_Entry]]] = []
         self._loops: list[asyncio.Task[None]] = []  # each group's reader and reclaimer
         self._reading = False
-        self._stop_reading = asyncio.Event()
-        self._failing: set[str] = set()  # "topic/group" whose reads fail, logged once
+        self._outages = Outages(self.name, RECONNECT_S)
         # Plain XADDs; concurrent ones share a round trip (see _redis/pipeline.py).
         self._pipelined = PipelinedPublisher(lambda: self._broker.config.connection.client)
         return RedisBroker(url, message_format=PlainMessageFormat, **common)
@@ -347,7 +347,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
 
     async def _stop_fetching(self) -> None:
         self._reading = False
-        self._stop_reading.set()
+        self._outages.stop()
         if self._loops:
             _, late = await asyncio.wait(self._loops, timeout=STOP_WAIT_S)
             for loop in late:
@@ -358,6 +358,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         """New entries of the group, a read at a time, each handed to the pipeline whole."""
         client = self._broker.config.connection.client
         streams = {route.topic: ">"}
+        name = f"{route.topic}/{route.group}"
         while self._reading:
             try:
                 answer = await client.xreadgroup(
@@ -370,7 +371,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             except Exception as exc:  # noqa: BLE001 - a reader must outlive any outage
                 await self._read_failed(route, exc)
                 continue
-            self._read_again(route)
+            self._outages.end(name, "reading")
             for _, entries in answer:
                 # `>` hands out only entries never delivered before: attempt 1.
                 await pipeline.deliver([_Entry(_text(i), fields, 1) for i, fields in entries])
@@ -401,7 +402,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                 await self._read_failed(route, exc)
                 continue
             if cursor == "0-0" and not entries:
-                await self._pause(pause_s)  # went through the whole group: look again later
+                await self._outages.wait(pause_s)  # went through the whole group: look again later
 
     @staticmethod
     async def _counted(
@@ -426,7 +427,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
             # At the stream's start: what was published since it went is read. An ephemeral
             # group's events are live views: it starts at the end, as it did at first.
             at = "$" if route.ephemeral else "0"
-            if name not in self._failing:
+            if not self._outages.ongoing(name):
                 log.warning(
                     "redis-streams: group %s was gone (the stream deleted, or Redis restarted "
                     "empty); creating it again at %s",
@@ -439,27 +440,8 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
                 return
             except Exception as again:  # noqa: BLE001 - told once below, tried again later
                 exc = again
-        if name not in self._failing:
-            self._failing.add(name)
-            log.warning(
-                "redis-streams: cannot read %s (%s); trying again every %.0fs",
-                name,
-                type(exc).__name__,
-                RECONNECT_S,
-            )
-        await self._pause(RECONNECT_S)
-
-    def _read_again(self, route: Route) -> None:
-        name = f"{route.topic}/{route.group}"
-        if name in self._failing:
-            self._failing.discard(name)
-            log.info("redis-streams: reading %s again", name)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but no longer than until `close`."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop_reading.wait()
+        self._outages.begin(name, "cannot read", exc)
+        await self._outages.wait()
 
     async def _publish(self, topic: str, body: bytes, key: str) -> None:
         self._published.add(topic)
