@@ -1,14 +1,15 @@
 """New identifiers of orders, invoices and events: UUIDs that sort by their creation time.
 
 Version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74 random bits. Every table
-is keyed or indexed by these ids (an order's rows, each service's inbox), and a B-tree takes a
-random key (version 4) on a random page: each commit then rewrote as many pages as it had
-rows in each index. Keys that grow with time land on the last pages, which each commit
-writes once (docs/performance.md, "Ids that sort by time"). The random part keeps them as
-hard to guess as version 4's 122 bits in practice; what they add is the time of creation,
-which the order's `created_at` shows anyway.
+is keyed or indexed by these ids (an order's rows, each service's inbox). A B-tree puts a
+random key on a random page, so a commit writes a page per row and index; keys that grow
+with time land on the last pages, which a commit writes once (docs/performance.md, "Ids that
+sort by time"). 74 random bits stay far out of reach of guessing; what an id gives away is
+when it was made, which an order's `created_at` shows anyway.
 
-Python 3.14 has `uuid.uuid7`; this is the same layout for 3.11.
+Python 3.14's `uuid.uuid7` has the same fields but spends 42 of the random bits on a counter,
+so that its ids of one millisecond are in order too; here they are not (the pages they land
+on are the same).
 """
 
 from __future__ import annotations

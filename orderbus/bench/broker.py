@@ -19,6 +19,7 @@ from typing import Any
 
 from bus import Bus, BusSettings, Delivery, create_bus
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem
+from contracts.ids import new_id
 from orderbus.bench.figures import percentile
 from orderbus.bench.raw import RAW_CLIENTS, RawClient
 
@@ -37,7 +38,7 @@ def sample_events(count: int) -> list[CloudEvent]:
     events = []
     for _ in range(count):
         order = OrderCreated(
-            order_id=uuid.uuid4(),
+            order_id=new_id(),
             customer_id="bench",
             items=[
                 OrderItem(sku="KB-001", quantity=1, unit_price=Decimal("89.00")),

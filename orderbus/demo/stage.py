@@ -22,6 +22,7 @@ from decimal import Decimal
 from bus import Bus, BusSettings, Delivery, create_bus
 from bus.topology import remove_topology
 from contracts import ORDER_CREATED, CloudEvent, OrderCreated, OrderItem, wrap
+from contracts.ids import new_id
 from orderbus.demo.renamed import renamed
 
 Cell = str | int
@@ -189,13 +190,14 @@ class Stage:
 
 
 def short(value: object) -> str:
-    """The first eight characters of an id: enough to tell events apart in a table."""
-    return str(value)[:8]
+    """The last eight characters of an id: enough to tell events apart in a table (an id
+    begins with the time it was made, the same for every id of the same minute)."""
+    return str(value)[-8:]
 
 
 def order_event() -> CloudEvent:
     order = OrderCreated(
-        order_id=uuid.uuid4(),
+        order_id=new_id(),
         customer_id="demo",
         items=[OrderItem(sku="KB-001", quantity=1, unit_price=Decimal("49.00"))],
         total=Decimal("49.00"),

@@ -2,10 +2,10 @@
 
 A started service holds objects it keeps for its whole life: modules, SQLAlchemy's tables and
 compiled statements, pydantic's validators, FastAPI's routes, the broker client. CPython
-scans every tracked object on each full collection, and under load full collections came
-every few seconds and held the event loop for tens to hundreds of milliseconds each while
-finding nothing to free: the tail of `POST /orders` and a share of every order's CPU
-(docs/performance.md, "The collector kept off start-up objects").
+scans every tracked object on each full collection, with the event loop held, and under load
+full collections come every few seconds: scanning all of that each time, to free nothing of
+it, is the tail of `POST /orders` (docs/performance.md, "The collector kept off start-up
+objects").
 
 `gc.freeze()` moves what is alive at that moment into a generation the collector never
 scans; everything allocated afterwards is collected as before, with CPython's thresholds.

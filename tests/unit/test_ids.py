@@ -30,14 +30,19 @@ def test_a_new_id_carries_the_millisecond_it_was_made_in() -> None:
 def test_ids_of_later_milliseconds_sort_after_as_uuids_and_as_text() -> None:
     first = new_id()
     while time.time_ns() // 1_000_000 <= _milliseconds(first):
-        pass  # the next millisecond is a few hundred microseconds away at most
+        pass  # the next millisecond is less than one away
     second = new_id()
     assert first < second
     assert str(first) < str(second)  # the keys' order in every table (stored as text)
 
 
 def test_ids_of_one_millisecond_differ_in_their_random_bits() -> None:
-    ids = [new_id() for _ in range(1_000)]
+    by_millisecond: dict[int, list[uuid.UUID]] = {}
+    ids: list[uuid.UUID] = []
+    while len(ids) < 50:  # hundreds are made in a millisecond
+        made = new_id()
+        ids = by_millisecond.setdefault(_milliseconds(made), [])
+        ids.append(made)
     assert len(set(ids)) == len(ids)
     # 74 random bits: the 12 after the version and the 62 after the variant both vary.
     assert len({i.int >> 64 & 0xFFF for i in ids}) > 1

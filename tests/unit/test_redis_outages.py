@@ -40,6 +40,12 @@ async def test_a_pause_between_tries_ends_when_the_loops_are_stopped() -> None:
     outages.stop()
     await asyncio.wait_for(pausing, 1)
     await asyncio.wait_for(outages.wait(), 1)  # and every pause after it
+    outages.start()
+    again = asyncio.create_task(outages.wait())
+    await asyncio.sleep(0)
+    assert not again.done()  # started again: a pause lasts its time
+    outages.stop()
+    await asyncio.wait_for(again, 1)
 
 
 async def test_a_pause_lasts_its_time_when_nothing_stops_it() -> None:

@@ -54,6 +54,10 @@ class Outages:
             async with asyncio.timeout(self.retry_s if seconds is None else seconds):
                 await self._stopping.wait()
 
+    def start(self) -> None:
+        """Pauses last their time again (the loops are starting)."""
+        self._stopping.clear()
+
     def stop(self) -> None:
-        """End every pause, now and later: the loops are to end."""
+        """End every pause, now and until `start`: the loops are to end."""
         self._stopping.set()

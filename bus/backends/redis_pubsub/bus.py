@@ -138,6 +138,7 @@ class RedisPubSubBus(FastStreamBus[RedisBroker]):
         confirmed each subscription (an event published before that would be missed)."""
         client = self._broker.config.connection.client
         self._listening = True
+        self._outages.start()
         try:
             for topic, pipeline in self._channels:
                 subscription = client.pubsub()

@@ -336,6 +336,7 @@ class RedisStreamsBus(FastStreamBus[RedisBroker]):
         for route, _ in self._readers:
             await _create_group(client, route.topic, route.group, "$")
         self._reading = True
+        self._outages.start()
         for route, pipeline in self._readers:
             name = f"{route.topic}/{route.group}"
             self._loops.append(

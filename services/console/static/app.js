@@ -34,7 +34,9 @@ function el(tag, attrs = {}, text = "") {
   return node;
 }
 
-const short = (id) => (id || "-").slice(0, 8);
+// The last eight characters: an id begins with the time it was made (version 7), the same for
+// every id of the same minute, and ends in random digits.
+const short = (id) => (id || "-").slice(-8);
 
 // ---- live feed -------------------------------------------------------------------------
 
