@@ -36,6 +36,16 @@ def encode(event: CloudEvent, max_bytes: int) -> bytes:
     return body
 
 
+def encoded(event: CloudEvent, stored: bytes | None, max_bytes: int) -> bytes:
+    """`event`'s bytes to publish: `stored`, as it is, where the caller has the bytes `event`
+    was decoded from (an outbox row), else `event` encoded; within the bound either way."""
+    if stored is None:
+        return encode(event, max_bytes)
+    if len(stored) > max_bytes:
+        raise EventTooLarge(event, len(stored), max_bytes)
+    return stored
+
+
 def decode(body: bytes, max_bytes: int) -> CloudEvent:
     if len(body) > max_bytes:
         raise PoisonMessage(f"message of {len(body)} bytes exceeds the limit of {max_bytes}")

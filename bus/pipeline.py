@@ -503,6 +503,17 @@ def _wrapped(middleware: Middleware, inner: BatchHandler) -> BatchHandler:
     return call
 
 
+def stored_bodies(
+    events: Sequence[tuple[str, CloudEvent]], stored: Sequence[bytes] | None
+) -> Sequence[bytes | None]:
+    """`publish_many`'s `stored`, one per event (None: encode each event)."""
+    if stored is None:
+        return [None] * len(events)
+    if len(stored) != len(events):
+        raise ValueError(f"publish_many: {len(stored)} stored bodies for {len(events)} events")
+    return stored
+
+
 class Routing:
     """What the port does alike on every backend: each subscription becomes a `Route` that
     carries the bus's middlewares and observers (`_routed` is the backend's), and a batch of
@@ -530,15 +541,23 @@ class Routing:
         self._route(topic, handler, True, group, consumer, ephemeral)
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
+        await self._publish_event(topic, event, None)
+
+    async def _publish_event(self, topic: str, event: CloudEvent, stored: bytes | None) -> None:
+        """Publish `event`, as `stored` if that is given and nothing stamps the event
+        (`bus.codec.encoded`), and wait for the broker to accept it."""
         raise NotImplementedError
 
     async def publish_many(
-        self, events: Sequence[tuple[str, CloudEvent]]
+        self,
+        events: Sequence[tuple[str, CloudEvent]],
+        *,
+        stored: Sequence[bytes] | None = None,
     ) -> Sequence[BaseException | None]:
         outcomes: list[BaseException | None] = []
-        for topic, event in events:
+        for (topic, event), body in zip(events, stored_bodies(events, stored), strict=True):
             try:
-                await self.publish(topic, event)
+                await self._publish_event(topic, event, body)
             except Exception as exc:  # noqa: BLE001 - the caller's to handle, per event
                 # The rest is not tried: in order, nothing may overtake what failed.
                 return outcomes + [exc] * (len(events) - len(outcomes))

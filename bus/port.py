@@ -99,13 +99,21 @@ class Bus(Protocol):
         ...
 
     async def publish_many(
-        self, events: Sequence[tuple[str, CloudEvent]]
+        self,
+        events: Sequence[tuple[str, CloudEvent]],
+        *,
+        stored: Sequence[bytes] | None = None,
     ) -> Sequence[BaseException | None]:
         """Publish `(topic, event)` pairs in order, pipelined where the backend can keep the
         order (one round trip for the lot on Redis), and wait for the broker's answer to each.
         Returns, per event, None if the broker accepted it or the error; never raises for
         the broker's refusal. Once one fails, the ones after it may have been accepted or
-        not: publish them again (consumers' inboxes absorb the duplicates)."""
+        not: publish them again (consumers' inboxes absorb the duplicates).
+
+        `stored`, one per event, are the bytes each event was decoded from (an outbox's
+        rows): they go to the broker as they are, not encoded again, unless publishing
+        stamps the event with a trace. The embedded bus hands its consumers the event itself
+        (what decoding those bytes again would give)."""
         ...
 
     def subscribe_batch(

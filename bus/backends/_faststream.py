@@ -20,8 +20,8 @@ from faststream import StreamMessage
 from faststream._internal.broker import BrokerUsecase
 
 from bus import names, tracing
-from bus.codec import encode
-from bus.pipeline import Pipeline, Route, Routing, Transport
+from bus.codec import encoded
+from bus.pipeline import Pipeline, Route, Routing, Transport, stored_bodies
 from bus.port import Capabilities
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
@@ -138,10 +138,12 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
 
     # -- the port ----------------------------------------------------------------------------
 
-    async def publish(self, topic: str, event: CloudEvent) -> None:
-        with tracing.publishing(topic, event, self.name) as event:
-            body = encode(event, self._settings.max_event_bytes)
-            await self._publish(names.check_topic(topic), body, event.subject or str(event.id))
+    async def _publish_event(self, topic: str, event: CloudEvent, stored: bytes | None) -> None:
+        with tracing.publishing(topic, event, self.name) as stamped:
+            body = encoded(
+                stamped, stored if stamped is event else None, self._settings.max_event_bytes
+            )
+            await self._publish(names.check_topic(topic), body, stamped.subject or str(stamped.id))
         log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
 
     publishes_keep_order_together: ClassVar[bool] = False
@@ -160,21 +162,33 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
         raise NotImplementedError
 
     async def publish_many(
-        self, events: Sequence[tuple[str, CloudEvent]]
+        self,
+        events: Sequence[tuple[str, CloudEvent]],
+        *,
+        stored: Sequence[bytes] | None = None,
     ) -> Sequence[BaseException | None]:
+        if not self.confirms_apart and not self.publishes_keep_order_together:
+            return await super().publish_many(events, stored=stored)
+        bodies = stored_bodies(events, stored)
         if self.publishes_keep_order_together:
             return await asyncio.gather(
-                *(self.publish(topic, event) for topic, event in events), return_exceptions=True
+                *(
+                    self._publish_event(topic, event, body)
+                    for (topic, event), body in zip(events, bodies, strict=True)
+                ),
+                return_exceptions=True,
             )
-        if not self.confirms_apart:
-            return await super().publish_many(events)
         confirmations: list[Awaitable[object]] = []
         refused: list[BaseException | None] = []
         try:
-            for topic, event in events:
+            for (topic, event), body in zip(events, bodies, strict=True):
                 try:
                     with tracing.publishing(topic, event, self.name) as stamped:
-                        body = encode(stamped, self._settings.max_event_bytes)
+                        body = encoded(
+                            stamped,
+                            body if stamped is event else None,
+                            self._settings.max_event_bytes,
+                        )
                         key = stamped.subject or str(stamped.id)
                         confirmations.append(
                             await self._start_publish(names.check_topic(topic), body, key)

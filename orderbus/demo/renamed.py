@@ -28,9 +28,13 @@ class _Renamed:
         await self._inner.publish(self._topic(topic), event)
 
     async def publish_many(
-        self, events: Sequence[tuple[str, CloudEvent]]
+        self,
+        events: Sequence[tuple[str, CloudEvent]],
+        *,
+        stored: Sequence[bytes] | None = None,
     ) -> Sequence[BaseException | None]:
-        return await self._inner.publish_many([(self._topic(t), e) for t, e in events])
+        renamed = [(self._topic(t), e) for t, e in events]
+        return await self._inner.publish_many(renamed, stored=stored)
 
     def subscribe(
         self, topic: str, handler: Handler, *, group: str, consumer: str, ephemeral: bool = False

@@ -2,10 +2,10 @@
 announces, and a relay publishes it once that transaction has committed.
 
 A service's handler (or route) calls `enqueue(conn, outbox, topic, event)` inside its
-transaction; the relay of each instance claims unpublished rows, publishes them in order,
-waits for the broker to accept each one, then marks it published. If the broker is down, rows
-wait and go out when it returns; a crash between publish and mark publishes a row twice, which
-the consumers' inboxes absorb.
+transaction; the relay of each instance claims unpublished rows, publishes them in order (the
+bytes stored, as they are), waits for the broker to accept each one, then marks it published.
+If the broker is down, rows wait and go out when it returns; a crash between publish and mark
+publishes a row twice, which the consumers' inboxes absorb.
 
 Replicas of a service share its database, so they share its outbox: a relay claims a batch for
 `CLAIM_S` before publishing it, and the other replicas skip claimed rows. A relay that dies
@@ -218,10 +218,10 @@ class OutboxRelay:
         claimed = await self._claim(runtime.engine, runtime.instance)
         if not claimed:
             return 0
-        rows, events = await self._publishable(runtime, claimed)
+        rows, events, bodies = await self._publishable(runtime, claimed)
         if not rows:
             return len(claimed)
-        outcomes = await runtime.bus.publish_many(events)
+        outcomes = await runtime.bus.publish_many(events, stored=bodies)
         # What went out before the first refusal; the rest goes again next round (some of it
         # may have reached the broker: the inboxes absorb the duplicates).
         accepted = next((n for n, error in enumerate(outcomes) if error is not None), len(rows))
@@ -244,16 +244,19 @@ class OutboxRelay:
 
     async def _publishable(
         self, runtime: Runtime, claimed: list[tuple[int, str, str]]
-    ) -> tuple[list[tuple[int, str, str]], list[tuple[str, CloudEvent]]]:
-        """The claimed rows that can be published, as events; the others are parked."""
+    ) -> tuple[list[tuple[int, str, str]], list[tuple[str, CloudEvent]], list[bytes]]:
+        """The claimed rows that can be published, as events and their stored bytes (which go
+        out as they are, not encoded again); the others are parked."""
         max_bytes = runtime.settings.bus.max_event_bytes
         rows: list[tuple[int, str, str]] = []
         events: list[tuple[str, CloudEvent]] = []
+        bodies: list[bytes] = []
         parked: list[dict[str, object]] = []
         for seq, topic, payload in claimed:
-            size = len(payload.encode())
+            body = payload.encode()
+            size = len(body)
             try:
-                event = CloudEvent.from_json(payload)
+                event = CloudEvent.from_json(body)
             except ValidationError as exc:
                 fields = ", ".join(".".join(map(str, e["loc"])) or "-" for e in exc.errors())
                 reason, event_id = f"not a valid CloudEvent ({fields})", "-"
@@ -261,6 +264,7 @@ class OutboxRelay:
                 if size <= max_bytes:
                     rows.append((seq, topic, payload))
                     events.append((topic, event))
+                    bodies.append(body)
                     continue
                 reason = f"{size} bytes encoded; the limit is {max_bytes} (BUS_MAX_EVENT_BYTES)"
                 event_id = str(event.id)
@@ -287,7 +291,7 @@ class OutboxRelay:
                     row["reason"],
                     extra={"action": "park", "service": runtime.service},
                 )
-        return rows, events
+        return rows, events, bodies
 
     def _published(self, runtime: Runtime, events: Sequence[tuple[str, CloudEvent]]) -> None:
         """Counted and shown per event; one INFO line per batch (each event at DEBUG): at a

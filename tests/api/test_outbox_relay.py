@@ -117,7 +117,7 @@ class FailsOnThird:
         self.calls = 0
 
     async def publish_many(
-        self, events: Sequence[tuple[str, CloudEvent]]
+        self, events: Sequence[tuple[str, CloudEvent]], *, stored: Sequence[bytes] | None = None
     ) -> Sequence[BaseException | None]:
         outcomes: list[BaseException | None] = []
         for topic, event in events:
@@ -167,6 +167,62 @@ async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
         assert await unpublished(engine, table) == 0
         await eventually(lambda: _all(seen, 5), within_s=10)
         assert sorted(seen) == sorted(str(e.id) for e in events), "each event once"
+    finally:
+        await real.close()
+        await probe.close()
+        await engine.dispose()
+
+
+class Handing:
+    """A bus that notes the stored bytes it is handed, and publishes with them."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.stored: list[bytes] = []
+
+    async def publish_many(
+        self, events: Sequence[tuple[str, CloudEvent]], *, stored: Sequence[bytes] | None = None
+    ) -> Sequence[BaseException | None]:
+        self.stored.extend(stored or ())
+        return await self.bus.publish_many(events, stored=stored)
+
+
+async def test_the_relay_publishes_each_rows_stored_bytes_as_they_are(
+    settings: ServiceSettings,
+) -> None:
+    """A row goes out as the bytes stored, not decoded and encoded again: what a consumer gets
+    is the event those bytes hold."""
+    table = outbox_table(MetaData())
+    billing = BillingSettings()
+    engine = create_engine(database_url(settings, billing, "billing"))
+    async with engine.begin() as conn:  # a scratch table, outside any service's schema
+        await conn.run_sync(table.metadata.create_all)
+    seen: list[CloudEvent] = []
+
+    async def record(event: CloudEvent, _: Delivery) -> None:
+        seen.append(event)
+
+    probe = create_bus(settings.bus)
+    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
+    await probe.start()
+    runtime = new_runtime("billing", settings, billing, instance="billing-1")
+    runtime.engine, real = engine, create_bus(settings.bus)
+    await real.start()
+    handing = Handing(real)
+    runtime.bus = cast(Bus, handing)
+    try:
+        events = [CloudEvent(source="/tests", type="relay_test", data={"n": n}) for n in range(3)]
+        async with engine.begin() as conn:
+            for event in events:
+                await enqueue(conn, table, "relay_test", event)
+        async with engine.connect() as conn:
+            payloads = (await conn.execute(select(table.c.payload).order_by(table.c.seq))).all()
+
+        assert await OutboxRelay(table).publish_pending(runtime) == 3
+
+        assert handing.stored == [payload.encode() for (payload,) in payloads]
+        await eventually(lambda: _all([str(e.id) for e in seen], 3), within_s=10)
+        assert seen == events
     finally:
         await real.close()
         await probe.close()

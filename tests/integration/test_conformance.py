@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bus import BACKENDS, Bus, Delivery, Received, backend_info
+from bus.codec import PoisonMessage
 from bus.dead_letters import DeadLetter
 from contracts import CloudEvent
 from tests.integration.conftest import BusFactory, Names, Recorder, make_event
@@ -240,6 +241,45 @@ async def test_publish_many_keeps_publish_order_across_topics(
         await recorder.wait_for_count(150)
         assert [event.data["i"] for event, _ in recorder.received] == list(range(n, 300, 2))
         assert all(delivery.topic == topic for _, delivery in recorder.received)
+
+
+async def test_publish_many_sends_stored_bytes_as_they_are(
+    backend: str, backend_url: str, make_bus: BusFactory, names: Names
+) -> None:
+    """Events published with the bytes they were decoded from (the outbox relay's rows) go to
+    the broker as those bytes, not encoded again: the consumer gets the same event, and a
+    dead letter keeps exactly the bytes stored."""
+    topic, group = names.topic(), names.group()
+    got: list[CloudEvent] = []
+
+    async def refuse(event: CloudEvent, delivery: Delivery) -> None:
+        got.append(event)
+        raise PoisonMessage("refused, to show the bytes received")
+
+    await make_bus((topic, refuse, group, "c1"))
+    publisher = await make_bus()
+    key = f"order-{uuid.uuid4()}"  # one partition on Kafka: in order
+    events = [make_event(topic, i, subject=key) for i in range(2)]
+    # Not what `to_json` writes (indented, keys sorted), and still the same events.
+    stored = [
+        json.dumps(json.loads(e.to_json()), indent=1, sort_keys=True).encode() for e in events
+    ]
+    assert all(body != e.to_json() for body, e in zip(stored, events, strict=True))
+
+    outcomes = await publisher.publish_many([(topic, e) for e in events], stored=stored)
+
+    assert list(outcomes) == [None, None]
+    letters = await eventually(lambda: dead_letters_when(backend, backend_url, group, 2))
+    assert sorted(letter.envelope for letter in letters) == sorted(b.decode() for b in stored)
+    assert got == events
+
+
+async def test_publish_many_takes_one_stored_body_per_event(make_bus: BusFactory) -> None:
+    publisher = await make_bus()
+    with pytest.raises(ValueError, match="1 stored bodies for 2 events"):
+        await publisher.publish_many(
+            [("t_stored", make_event("t_stored", i)) for i in range(2)], stored=[b"{}"]
+        )
 
 
 # Only a backend that declares per-key ordering across consumers can be held to it; the rest

@@ -109,6 +109,49 @@ async def test_groups_share_one_decoding_of_each_event(monkeypatch: pytest.Monke
     assert (received[0].id, received[0].data) == (sent.id, {"i": 1})
 
 
+async def test_an_event_published_with_its_stored_bytes_is_not_decoded_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbox relay publishes the bytes it decoded each event from: the embedded default
+    hands its groups that event, with no decoding at all."""
+    decodings: list[bytes] = []
+
+    def counted(body: bytes, max_bytes: int) -> CloudEvent:
+        decodings.append(body)
+        return codec.decode(body, max_bytes)
+
+    monkeypatch.setattr(memory_bus, "decode", counted)
+    config = settings()
+    seen: list[CloudEvent] = []
+    done = asyncio.Event()
+
+    async def record(ev: CloudEvent, delivery: Delivery) -> None:
+        seen.append(ev)
+        done.set()
+
+    consumer, publisher = create_bus(config), create_bus(config)
+    consumer.subscribe("t_unit", record, group="a", consumer="a-1")
+    await consumer.start()
+    stored = event(1).to_json().replace(b",", b", ")
+    sent = CloudEvent.from_json(stored)
+    await publisher.publish_many([("t_unit", sent)], stored=[stored])
+    await asyncio.wait_for(done.wait(), 10)
+    await consumer.close()
+    assert decodings == []
+    assert seen == [sent]
+    assert seen[0] is sent
+
+    # Without its bytes, an event is encoded and decoded as before.
+    done.clear()
+    consumer = create_bus(config)
+    consumer.subscribe("t_unit", record, group="a", consumer="a-1")
+    await consumer.start()
+    await publisher.publish_many([("t_unit", sent)])
+    await asyncio.wait_for(done.wait(), 10)
+    await consumer.close()
+    assert decodings == [sent.to_json()]
+
+
 async def test_a_burst_is_shared_between_competing_consumers() -> None:
     """A consumer takes up to the prefetch, but no more than its share of what waits: with
     the prefetch above the burst, one consumer would otherwise take all of it."""

@@ -59,6 +59,31 @@ async def test_a_handler_span_is_a_child_of_the_publish_span(
     assert event.traceparent.split("-")[2] == format(producer.context.span_id, "016x")
 
 
+async def test_stored_bytes_are_not_sent_when_the_publish_span_stamps_the_event(
+    spans: InMemorySpanExporter,
+) -> None:
+    """The outbox relay hands over each event's stored bytes; with a trace in progress the
+    publish span stamps the event, so it is encoded again and carries that span's context."""
+    settings = memory_settings()
+    received = Recorder()
+    consumer, publisher = create_bus(settings), create_bus(settings)
+    consumer.subscribe("t_trace", received, group="billing", consumer="billing-1")
+    await consumer.start()
+    sent = an_event()
+    try:
+        with trace.get_tracer("test").start_as_current_span("relay"):
+            await publisher.publish_many([("t_trace", sent)], stored=[sent.to_json()])
+        await received.wait_for_count(1)
+    finally:
+        await consumer.close()
+    [producer] = of_kind(spans.get_finished_spans(), SpanKind.PRODUCER)
+    [(event, _)] = received.received
+    assert event.id == sent.id
+    assert sent.traceparent is None
+    assert event.traceparent is not None
+    assert event.traceparent.split("-")[2] == format(producer.context.span_id, "016x")
+
+
 async def test_every_attempt_of_a_retried_event_is_in_its_trace(
     spans: InMemorySpanExporter,
 ) -> None:

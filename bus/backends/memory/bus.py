@@ -19,8 +19,10 @@ what waits among the group's consumers, and hands them to the delivery pipeline
 
 An event is encoded once when published, as for a broker (the size bound, and the bytes a
 dead letter keeps), and decoded once, by the first group that takes it: the groups share the
-decoded `CloudEvent`, which is frozen. Handlers treat an event as a value and never change
-its `data` in place (the services validate it into models of their own).
+decoded `CloudEvent`, which is frozen. An event published with the bytes it was decoded from
+(`publish_many(stored=...)`, as the outbox relay does) is not decoded again: the groups share
+the publisher's, which is what decoding would give. Handlers treat an event as a value and
+never change its `data` in place (the services validate it into models of their own).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from urllib.parse import urlsplit
 
 from bus import names, tracing
 from bus.backends.memory import BACKEND
-from bus.codec import decode, encode
+from bus.codec import decode, encode, encoded
 from bus.dead_letters import DeadLetter
 from bus.pipeline import Pipeline, Route, Routing
 from bus.port import Capabilities
@@ -120,7 +122,7 @@ class _Transport:
     def decoded(self, message: _Queued, body: bytes) -> CloudEvent:
         published = message.published
         if published.event is None:
-            published.event = decode(body, self._bus._settings.max_event_bytes)
+            published.event = decode(body, self._bus._max_bytes)
         return published.event
 
     async def attempt(self, message: _Queued) -> int:
@@ -168,6 +170,7 @@ class MemoryBus(Routing):
     def __init__(self, settings: BusSettings) -> None:
         super().__init__()
         self._settings = settings
+        self._max_bytes = settings.max_event_bytes
         self._hub = _hub(settings.resolved_url)
         self._retries: set[asyncio.Task[None]] = set()
         self._routes: list[tuple[Route, _Transport, Pipeline[_Queued]]] = []
@@ -175,9 +178,13 @@ class MemoryBus(Routing):
         self._joined: list[_Group] = []
         self._closing = False
 
-    async def publish(self, topic: str, event: CloudEvent) -> None:
+    async def _publish_event(self, topic: str, event: CloudEvent, stored: bytes | None) -> None:
         with tracing.publishing(topic, event, self.name) as stamped:
-            published = _Published(encode(stamped, self._settings.max_event_bytes))
+            if stored is not None and stamped is event:
+                # The bytes `event` was decoded from: the consumers get the event itself.
+                published = _Published(encoded(event, stored, self._max_bytes), event)
+            else:
+                published = _Published(encode(stamped, self._max_bytes))
             for group in list(self._hub.topics.get(names.check_topic(topic), {}).values()):
                 await group.queue.put(_Queued(published, 1))
         log.debug("published %s %s to %s", event.type, event.id, topic)
