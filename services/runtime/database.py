@@ -7,6 +7,7 @@ that share a process still keep separate databases.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from sqlalchemy.types import TypeDecorator
 
 from services.runtime import sqlite_inline
 
+NAIVE = "naive datetime: store UTC-aware timestamps only"
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that comes back time-zone aware on every database (SQLite drops it)."""
@@ -29,8 +32,24 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime: store UTC-aware timestamps only")
+            raise ValueError(NAIVE)
         return value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # SQLite keeps a timestamp as text. SQLAlchemy's own processor formats it in Python,
+        # field by field; `isoformat` writes the same text (`2026-12-07 19:47:01.633115`, so
+        # stored rows and new ones compare as before) in C, and in UTC whatever the zone.
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(NAIVE)
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:

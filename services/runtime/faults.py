@@ -33,6 +33,11 @@ class Faults:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    @property
+    def armed(self) -> bool:
+        """Whether any event may be made to fail (`check` has something to do)."""
+        return self.fail_next > 0 or bool(self._failing)
+
     def fail(self, count: int) -> None:
         if not 0 <= count <= MAX_FAIL_NEXT:
             raise ValueError(f"count must be 0 to {MAX_FAIL_NEXT}")

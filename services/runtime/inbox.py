@@ -156,7 +156,8 @@ class Inbox:
         if len(batch) == 1:
             return [await self._handle_one(batch[0], apply)]
         now = datetime.now(UTC)
-        rows = [self._row(r.event, now) for r in batch]
+        ids = [str(r.event.id) for r in batch]
+        rows = [self._row(r.event, event_id, now) for r, event_id in zip(batch, ids, strict=True)]
         async with self.engine.begin() as conn:
             # One statement records every id, skipping those already there; RETURNING says
             # which were new. A replica inserting one of them at the same moment waits for our
@@ -168,8 +169,7 @@ class Inbox:
             firsts: list[bool] = []
             seen: set[str] = set()
             news: list[Received] = []
-            for received in batch:
-                event_id = str(received.event.id)
+            for received, event_id in zip(batch, ids, strict=True):
                 first = event_id in new and event_id not in seen  # twice in one batch: once
                 seen.add(event_id)
                 firsts.append(first)
@@ -181,9 +181,9 @@ class Inbox:
                 await apply(conn, news)
         return firsts
 
-    def _row(self, event: CloudEvent, now: datetime) -> dict[str, Any]:
+    def _row(self, event: CloudEvent, event_id: str, now: datetime) -> dict[str, Any]:
         return {
-            "event_id": str(event.id),
+            "event_id": event_id,
             "type": event.type,
             "order_id": event.subject,
             "instance_id": self.instance_id,
@@ -206,7 +206,7 @@ class Inbox:
                 # waited for the write lock before it began (SQLite's BEGIN IMMEDIATE).
                 recorded = await conn.execute(
                     _insert_if_new(self.table, conn.dialect.name),
-                    self._row(event, datetime.now(UTC)),
+                    self._row(event, event_id, datetime.now(UTC)),
                 )
                 if recorded.rowcount == 0:
                     await self._count_delivery(conn, event_id)

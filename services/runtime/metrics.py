@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -36,6 +37,10 @@ class Metrics:
     def __init__(self, service: str, instance: str) -> None:
         self.registry = CollectorRegistry()
         self._labels = {"service": service, "instance": instance}
+        # The labelled series of counters and histograms, by their bounded label values:
+        # found by `labels()` per event, a series cost more than the count itself. As many
+        # as the series themselves.
+        self._series: dict[tuple[object, ...], Any] = {}
         self._refreshing = asyncio.Lock()
         r = self.registry
         self.published = Counter(
@@ -138,10 +143,17 @@ class Metrics:
         )
 
     def count(self, counter: Counter, event_type: str) -> None:
-        counter.labels(type=_bounded(event_type), **self._labels).inc()
+        self._of_type(counter, event_type).inc()
 
     def observe_handling(self, event_type: str, seconds: float) -> None:
-        self.handler_seconds.labels(type=_bounded(event_type), **self._labels).observe(seconds)
+        self._of_type(self.handler_seconds, event_type).observe(seconds)
+
+    def _of_type(self, metric: Counter | Histogram, event_type: str) -> Any:
+        key = (metric, _bounded(event_type))
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = metric.labels(type=key[1], **self._labels)
+        return series
 
     def set_backlog(self, topic: str, backlog: Backlog) -> None:
         """Set the topic's gauges; a figure the backend cannot give is left out."""
@@ -164,14 +176,17 @@ class Metrics:
         self.outbox_parked.labels(**self._labels).set(parked)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = {
-            "method": method if method in HTTP_METHODS else "other",
-            "route": route,
-            "status": str(status),
-            **self._labels,
-        }
-        self.http_requests.labels(**labels).inc()
-        self.http_seconds.labels(**labels).observe(seconds)
+        key = (method if method in HTTP_METHODS else "other", route, status)
+        found = self._series.get(key)
+        if found is None:
+            labels = {"method": key[0], "route": route, "status": str(status), **self._labels}
+            found = self._series[key] = (
+                self.http_requests.labels(**labels),
+                self.http_seconds.labels(**labels),
+            )
+        requests, seconds_of = found
+        requests.inc()
+        seconds_of.observe(seconds)
 
     def probe_failed(self) -> None:
         self.probe_failures.labels(**self._labels).inc()

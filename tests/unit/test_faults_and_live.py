@@ -15,7 +15,9 @@ from services.runtime.faults import Faults, InjectedFailure
 
 def test_fail_next_fails_k_new_events_on_every_attempt() -> None:
     faults = Faults()
+    assert not faults.armed, "nothing to check until an operator asks"
     faults.fail(2)
+    assert faults.armed
     for event_id in ("a", "b"):
         with pytest.raises(InjectedFailure):
             faults.check(event_id)
@@ -23,6 +25,7 @@ def test_fail_next_fails_k_new_events_on_every_attempt() -> None:
     with pytest.raises(InjectedFailure):
         faults.check("a")  # a redelivery of a chosen one fails again
     assert faults.fail_next == 0
+    assert faults.armed, "the chosen ones still fail on their redeliveries"
 
 
 def test_fault_bounds() -> None:
