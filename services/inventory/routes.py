@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from sqlalchemy import select
 
 from services.inventory.store import reservations, stock
-from services.runtime.database import one_or_404
+from services.runtime.database import one_or_404, reading
 from services.runtime.service import Runtime
 
 
@@ -17,7 +17,7 @@ def routes(runtime: Runtime) -> APIRouter:
 
     @router.get("/stock")
     async def all_stock() -> list[dict[str, Any]]:
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             rows = await conn.execute(select(stock).order_by(stock.c.sku))
             return [dict(r) for r in rows.mappings()]
 

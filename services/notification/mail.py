@@ -23,6 +23,7 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, tuple_, upd
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.store import mail_queue
+from services.runtime.database import reading
 
 if TYPE_CHECKING:
     from services.notification.handlers import Notice
@@ -158,7 +159,7 @@ class Mailer:
             "me": runtime.instance,
             "mine_before": self._started + timedelta(seconds=CLAIM_S),
         }
-        async with runtime.engine.connect() as conn:  # look first: no write lock when idle
+        async with reading(runtime.engine) as conn:  # look first: no write lock when idle
             due = [tuple(row) for row in await conn.execute(_DUE, when)]
         if not due:
             return 0

@@ -27,6 +27,7 @@ from services.notification.relay import LiveRelay
 from services.notification.settings import NotificationSettings
 from services.notification.store import notifications
 from services.runtime.admin import token_matches
+from services.runtime.database import reading
 from services.runtime.http import field_name
 from services.runtime.service import Runtime
 
@@ -53,7 +54,7 @@ def routes(
         query = select(notifications).order_by(notifications.c.created_at.desc()).limit(limit)
         if order_id is not None:
             query = query.where(notifications.c.order_id == order_id)
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
     @router.get("/presence")

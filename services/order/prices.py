@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.order.store import products
+from services.runtime.database import reading
 
 FRESH_S = 5.0
 MISS_S = 1.0
@@ -39,7 +40,7 @@ class PriceList:
             clock = asyncio.get_running_loop().time
             if clock() - self._read_at < age_seen:
                 return  # another request read them while this one waited
-            async with engine.connect() as conn:
+            async with reading(engine) as conn:
                 rows = await conn.execute(select(products.c.sku, products.c.unit_price))
                 self._prices = {sku: Decimal(price) for sku, price in rows}
             self._read_at = clock()

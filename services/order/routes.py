@@ -47,6 +47,7 @@ from services.order.store import (
 )
 from services.order.writer import NewOrder, OrderWriter
 from services.runtime.asyncapi_routes import asyncapi_routes
+from services.runtime.database import reading
 from services.runtime.http import answered_by, error_body, is_json_media_type
 from services.runtime.service import Runtime
 
@@ -150,7 +151,7 @@ def routes(
 
     @router.get("/products")
     async def list_products() -> list[ProductView]:
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             rows = (await conn.execute(select(products).order_by(products.c.sku))).mappings()
             return [ProductView.model_validate(dict(r)) for r in rows]
 
@@ -241,7 +242,7 @@ def routes(
 
     @router.get("/orders/{order_id}")
     async def get_order(order_id: uuid.UUID) -> OrderView:
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             views = await _views(conn, select(orders).where(orders.c.order_id == str(order_id)))
         if not views:
             raise HTTPException(404, detail=f"no order {order_id}")
@@ -259,7 +260,7 @@ def routes(
             query = query.where(orders.c.customer_id == customer_id)
             count = count.where(orders.c.customer_id == customer_id)
         query = query.order_by(orders.c.created_at.desc(), orders.c.order_id)
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             page = await _views(conn, query.limit(limit).offset(offset))
             total = (await conn.execute(count)).scalar_one()
         return OrderPage(orders=page, limit=limit, offset=offset, total=total)
@@ -271,7 +272,7 @@ def routes(
 async def _by_idempotency_key(
     runtime: Runtime, key: str, fingerprint: str
 ) -> OrderAccepted | JSONResponse | None:
-    async with runtime.engine.connect() as conn:
+    async with reading(runtime.engine) as conn:
         row = (
             await conn.execute(
                 select(orders.c.order_id, orders.c.request_hash).where(

@@ -22,6 +22,7 @@ from contracts.ids import new_id
 from services.order.handlers import Cause, establish, lock_order
 from services.order.lifecycle import TIMED_OUT_REASON, Fact
 from services.order.store import orders
+from services.runtime.database import reading
 from services.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ async def decide_overdue(runtime: Runtime, timeout_s: float, now: datetime | Non
     before = (now or datetime.now(UTC)) - timedelta(seconds=timeout_s)
     decided = 0
     while True:
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             overdue = (await conn.execute(_OVERDUE, {"b_before": before})).scalars().all()
         for order_id in overdue:
             async with runtime.engine.begin() as conn:

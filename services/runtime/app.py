@@ -29,7 +29,7 @@ from services.runtime.access import RequestMetrics
 from services.runtime.activity import Activity
 from services.runtime.api_docs import serve_api_docs
 from services.runtime.control_routes import control_routes
-from services.runtime.database import create_engine, reachable
+from services.runtime.database import create_engine, reachable, reading
 from services.runtime.dead_letter_routes import dead_letter_routes
 from services.runtime.faults import Faults
 from services.runtime.http import AnsweredRoute, BodyLimit, FrontRoutes, install_error_handlers
@@ -212,7 +212,7 @@ async def totals(runtime: Runtime, outbox: Table | None) -> dict[str, int]:
         seconds=min(settings.outbox_retention_s, settings.inbox_retention_s)
     )
     found: dict[str, int] = {}
-    async with runtime.engine.connect() as conn:
+    async with reading(runtime.engine) as conn:
         if runtime.inbox is not None:
             inbox = runtime.inbox.table
             query = select(func.count()).where(

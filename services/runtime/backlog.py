@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.runtime.database import reading
+
 if TYPE_CHECKING:
     from services.runtime.service import Runtime
 
@@ -24,12 +26,12 @@ log = logging.getLogger(__name__)
 
 async def unpublished(engine: AsyncEngine, outbox: Table) -> int:
     query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return int((await conn.execute(query)).scalar_one())
 
 
 async def parked(engine: AsyncEngine, table: Table) -> int:
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 

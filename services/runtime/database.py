@@ -7,7 +7,8 @@ that share a process still keep separate databases.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ from fastapi import HTTPException
 from sqlalchemy import DateTime, Select, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
 from services.runtime import sqlite_inline
 
 NAIVE = "naive datetime: store UTC-aware timestamps only"
+READ_ONLY = "orderbus_read_only"
+"""The execution option `reading` sets on a connection."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -31,25 +34,12 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return value
+        if value.tzinfo is None:
             raise ValueError(NAIVE)
-        return value
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        # SQLite keeps a timestamp as text. SQLAlchemy's own processor formats it in Python,
-        # field by field; `isoformat` writes the same text (`2026-12-07 19:47:01.633115`, so
-        # stored rows and new ones compare as before) in C, and in UTC whatever the zone.
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError(NAIVE)
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-        return process
+        # SQLite keeps the wall time and drops the zone: it must be UTC's.
+        return value.astimezone(UTC) if value.utcoffset() else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -98,15 +88,27 @@ def create_engine(url: str) -> AsyncEngine:
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that reads, then writes, fails at once with "database is
         # locked" if another process wrote meanwhile. IMMEDIATE takes the write lock up front
-        # and waits for it: replicas are serialised instead of failed.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # and waits for it: replicas are serialised instead of failed. A reader's (`reading`)
+        # needs no lock: in WAL mode it reads the last commit while another process writes.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
+@contextlib.asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection to read with (write in `engine.begin()`). On SQLite its transaction is
+    deferred: it neither waits for another process's write lock nor holds it, so replicas'
+    reads, an idle relay's look and the readiness probe never queue behind a writer."""
+    async with engine.connect() as conn:
+        await conn.execution_options(**{READ_ONLY: True})
+        yield conn
+
+
 async def one_or_404(engine: AsyncEngine, query: Select[Any], missing: str) -> dict[str, Any]:
     """The single row `query` selects, as a dict; HTTP 404 saying `missing` if there is none."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (await conn.execute(query)).mappings().first()
     if row is None:
         raise HTTPException(404, detail=missing)
@@ -120,7 +122,7 @@ is frozen or cut off makes the instance not ready instead of holding the probe."
 
 async def reachable(engine: AsyncEngine, timeout_s: float = READY_TIMEOUT_S) -> bool:
     try:
-        async with asyncio.timeout(timeout_s), engine.connect() as conn:
+        async with asyncio.timeout(timeout_s), reading(engine) as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:  # noqa: BLE001 - any failure (a timeout too) means "not ready"
         return False

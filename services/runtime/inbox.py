@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bus import tracing
 from bus.port import Received
 from contracts import CloudEvent
-from services.runtime.database import UtcDateTime
+from services.runtime.database import UtcDateTime, reading
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,6 @@ class Inbox:
         )
         if order_id is not None:
             query = query.where(self.table.c.order_id == order_id)
-        async with self.engine.connect() as conn:
+        async with reading(self.engine) as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [dict(row) for row in rows]

@@ -51,7 +51,7 @@ from bus import names, tracing
 from bus.codec import EventTooLarge
 from bus.logfields import event_fields
 from contracts import CloudEvent
-from services.runtime.database import UtcDateTime
+from services.runtime.database import UtcDateTime, reading
 
 if TYPE_CHECKING:
     from services.runtime.service import Runtime
@@ -330,7 +330,7 @@ class OutboxRelay:
     async def _claim(self, engine: AsyncEngine, instance: str) -> list[tuple[int, str, str]]:
         now = datetime.now(UTC)
         # Look before claiming: an idle relay then never takes the write lock (SQLite has one).
-        async with engine.connect() as conn:
+        async with reading(engine) as conn:
             found = await conn.execute(self._unclaimed, {"now": now, "me": instance})
             candidates = list(found.scalars())
         if not candidates:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
 from services.runtime.admin import admin_guard
+from services.runtime.database import reading
 
 if TYPE_CHECKING:
     from services.runtime.outbox import OutboxRelay
@@ -34,7 +35,7 @@ def outbox_routes(runtime: Runtime, relay: OutboxRelay) -> APIRouter:
         query = select(*columns, parked.c.parked_at, func.length(parked.c.payload).label("bytes"))
         if full:
             query = query.add_columns(parked.c.payload)
-        async with runtime.engine.connect() as conn:
+        async with reading(runtime.engine) as conn:
             count = (await conn.execute(select(func.count()).select_from(parked))).scalar_one()
             rows = (await conn.execute(query.order_by(parked.c.seq).limit(limit))).mappings()
             found = [dict(row) for row in rows]

@@ -39,6 +39,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.runtime.database import reading
 from services.runtime.inbox import processed_events_table
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ async def migrate(engine: AsyncEngine, service: str, metadata: MetaData) -> str 
 
 async def require_head(engine: AsyncEngine, service: str) -> None:
     """Refuse to start on a database another release's migrations have not reached."""
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         now = await conn.run_sync(current, service)
     head = revisions(service)[-1]
     if now is not None and now not in revisions(service):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from services.runtime import sqlite_inline
-from services.runtime.database import create_engine
+from services.runtime.database import create_engine, reading
 
 
 @pytest.mark.parametrize("driver", ["sqlite", "sqlite+aiosqlite"])
@@ -52,6 +52,33 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_while_the_loop_runs(
         await asyncio.wait_for(writing, 5)
         assert holder.execute("SELECT v FROM t").fetchall() == [(1,)]
     finally:
+        holder.close()
+        await engine.dispose()
+
+
+async def test_a_reader_neither_waits_for_the_write_lock_nor_takes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process writing does not hold up a read (`reading`), and a read in progress
+    does not hold up another process's write: only writers queue for the write lock."""
+    monkeypatch.setattr(sqlite_inline, "LOCK_WAIT_S", 0.2)  # a wait would fail, not hang
+    path = tmp_path / "shared.db"
+    engine = create_engine(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None, timeout=0)  # another process
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v INTEGER)"))
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO t VALUES (2)")  # not committed: unseen by the reader
+        async with reading(engine) as conn:
+            assert (await conn.execute(text("SELECT v FROM t"))).scalars().all() == [1]
+            holder.execute("COMMIT")
+            holder.execute("BEGIN IMMEDIATE")  # at once (timeout 0): the reader holds no lock
+            holder.execute("ROLLBACK")
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
         holder.close()
         await engine.dispose()
 
