@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import ValidationError
 
 from contracts.envelope import CloudEvent
@@ -43,6 +45,17 @@ def encoded(event: CloudEvent, stored: bytes | None, max_bytes: int) -> bytes:
         return encode(event, max_bytes)
     if len(stored) > max_bytes:
         raise EventTooLarge(event, len(stored), max_bytes)
+    return stored
+
+
+def stored_bodies(
+    events: Sequence[tuple[str, CloudEvent]], stored: Sequence[bytes] | None
+) -> Sequence[bytes | None]:
+    """`publish_many`'s `stored`, one per event (None: encode each event)."""
+    if stored is None:
+        return [None] * len(events)
+    if len(stored) != len(events):
+        raise ValueError(f"publish_many: {len(stored)} stored bodies for {len(events)} events")
     return stored
 
 

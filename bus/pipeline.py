@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from bus import names, tracing
-from bus.codec import PoisonMessage, decode
+from bus.codec import PoisonMessage, decode, stored_bodies
 from bus.dead_letters import DeadLetter
 from bus.logfields import event_fields
 from bus.port import (
@@ -501,17 +501,6 @@ def _wrapped(middleware: Middleware, inner: BatchHandler) -> BatchHandler:
         await middleware(batch, inner)
 
     return call
-
-
-def stored_bodies(
-    events: Sequence[tuple[str, CloudEvent]], stored: Sequence[bytes] | None
-) -> Sequence[bytes | None]:
-    """`publish_many`'s `stored`, one per event (None: encode each event)."""
-    if stored is None:
-        return [None] * len(events)
-    if len(stored) != len(events):
-        raise ValueError(f"publish_many: {len(stored)} stored bodies for {len(events)} events")
-    return stored
 
 
 class Routing:

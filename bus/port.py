@@ -111,9 +111,10 @@ class Bus(Protocol):
         not: publish them again (consumers' inboxes absorb the duplicates).
 
         `stored`, one per event, are the bytes each event was decoded from (an outbox's
-        rows): they go to the broker as they are, not encoded again, unless publishing
-        stamps the event with a trace. The embedded bus hands its consumers the event itself
-        (what decoding those bytes again would give)."""
+        rows; `ValueError` before anything is sent if the counts differ): they go to the
+        broker as they are, not encoded again, unless publishing stamps the event with a
+        trace. The caller vouches that each decodes to its event: the embedded bus hands its
+        consumers the event itself, shared, so it must not be changed afterwards."""
         ...
 
     def subscribe_batch(

@@ -20,8 +20,8 @@ from faststream import StreamMessage
 from faststream._internal.broker import BrokerUsecase
 
 from bus import names, tracing
-from bus.codec import encoded
-from bus.pipeline import Pipeline, Route, Routing, Transport, stored_bodies
+from bus.codec import encoded, stored_bodies
+from bus.pipeline import Pipeline, Route, Routing, Transport
 from bus.port import Capabilities
 from bus.settings import BusSettings
 from contracts.envelope import CloudEvent
@@ -140,11 +140,16 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
 
     async def _publish_event(self, topic: str, event: CloudEvent, stored: bytes | None) -> None:
         with tracing.publishing(topic, event, self.name) as stamped:
-            body = encoded(
-                stamped, stored if stamped is event else None, self._settings.max_event_bytes
-            )
+            body = self._body(event, stamped, stored)
             await self._publish(names.check_topic(topic), body, stamped.subject or str(stamped.id))
         log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
+
+    def _body(self, event: CloudEvent, stamped: CloudEvent, stored: bytes | None) -> bytes:
+        """What goes to the broker for `event`, as publishing stamped it: `stored` where the
+        stamp changed nothing, else the stamped event encoded."""
+        return encoded(
+            stamped, stored if stamped is event else None, self._settings.max_event_bytes
+        )
 
     publishes_keep_order_together: ClassVar[bool] = False
     """Whether publishes started together reach the broker in the order they started (Redis:
@@ -181,14 +186,10 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
         confirmations: list[Awaitable[object]] = []
         refused: list[BaseException | None] = []
         try:
-            for (topic, event), body in zip(events, bodies, strict=True):
+            for (topic, event), stored_body in zip(events, bodies, strict=True):
                 try:
                     with tracing.publishing(topic, event, self.name) as stamped:
-                        body = encoded(
-                            stamped,
-                            body if stamped is event else None,
-                            self._settings.max_event_bytes,
-                        )
+                        body = self._body(event, stamped, stored_body)
                         key = stamped.subject or str(stamped.id)
                         confirmations.append(
                             await self._start_publish(names.check_topic(topic), body, key)

@@ -22,13 +22,14 @@ from sqlalchemy.types import TypeDecorator
 
 from services.runtime import sqlite_inline
 
-NAIVE = "naive datetime: store UTC-aware timestamps only"
-READ_ONLY = "orderbus_read_only"
-"""The execution option `reading` sets on a connection."""
+READER = "orderbus_reader"
+"""The execution option by which `reading` marks a SQLite connection: its transaction begins
+deferred."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that comes back time-zone aware on every database (SQLite drops it)."""
+    """A timestamp stored in UTC that comes back time-zone aware on every database (SQLite
+    drops the zone)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -37,7 +38,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return value
         if value.tzinfo is None:
-            raise ValueError(NAIVE)
+            raise ValueError("naive datetime: store UTC-aware timestamps only")
         # SQLite keeps the wall time and drops the zone: it must be UTC's.
         return value.astimezone(UTC) if value.utcoffset() else value
 
@@ -54,13 +55,13 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # Replicas of a service share its SQLite file: wait for the write lock, don't fail.
-    # One connection per process: every transaction here is BEGIN IMMEDIATE (below), so a
-    # second connection could only wait for the write lock, in SQLite's busy handler, which
-    # sleeps in steps of up to 100 ms: with a pool of several, requests slept on each other
-    # (docs/performance.md, "What was optimised"); one connection makes them queue in the
-    # pool instead, in order, without sleeping. Replicas in other processes hold the lock at
-    # times: that wait is an asyncio sleep, as SQLite runs on the event loop's thread
-    # (sqlite_inline).
+    # One connection per process: every writing transaction is BEGIN IMMEDIATE (below), so
+    # a second connection could only wait for the write lock, in SQLite's busy handler,
+    # which sleeps in steps of up to 100 ms: with a pool of several, requests slept on each
+    # other (docs/performance.md, "What was optimised"); one connection makes them queue in
+    # the pool instead, in order, without sleeping (reads too, behind the process's own
+    # writes). Replicas in other processes hold the lock at times: that wait is an asyncio
+    # sleep, as SQLite runs on the event loop's thread (sqlite_inline).
     # Any SQLite URL (`sqlite://`, or `sqlite+aiosqlite://` as older set-ups name it) runs
     # on the inline driver.
     engine = create_async_engine(
@@ -90,19 +91,22 @@ def create_engine(url: str) -> AsyncEngine:
         # locked" if another process wrote meanwhile. IMMEDIATE takes the write lock up front
         # and waits for it: replicas are serialised instead of failed. A reader's (`reading`)
         # needs no lock: in WAL mode it reads the last commit while another process writes.
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        reader = connection.get_execution_options().get(READER, False)
+        connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
     return engine
 
 
 @contextlib.asynccontextmanager
 async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection to read with (write in `engine.begin()`). On SQLite its transaction is
+    """A connection to read with; write in `engine.begin()`. On SQLite its transaction is
     deferred: it neither waits for another process's write lock nor holds it, so replicas'
-    reads, an idle relay's look and the readiness probe never queue behind a writer."""
+    reads, an idle relay's look and the readiness probe never queue behind another
+    process's writes. Reads only: nothing stops a write here, and on SQLite a write after a
+    read fails for good once another process has written in between."""
     async with engine.connect() as conn:
-        await conn.execution_options(**{READ_ONLY: True})
+        if engine.dialect.name == "sqlite":
+            await conn.execution_options(**{READER: True})
         yield conn
 
 

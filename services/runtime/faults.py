@@ -35,7 +35,8 @@ class Faults:
 
     @property
     def armed(self) -> bool:
-        """Whether any event may be made to fail (`check` has something to do)."""
+        """Whether any event may be made to fail (`check` has something to do): from the
+        first `fail(k)` on, as the events chosen then fail on every redelivery."""
         return self.fail_next > 0 or bool(self._failing)
 
     def fail(self, count: int) -> None:

@@ -165,11 +165,11 @@ def faults(runtime: Runtime) -> Middleware:
     and only it is retried)."""
 
     async def middleware(batch: Sequence[Received], call_next: BatchHandler) -> None:
-        faults = runtime.faults
-        await faults.wait_running()
-        if faults.armed:
+        injected = runtime.faults
+        await injected.wait_running()
+        if injected.armed:
             for received in batch:
-                faults.check(str(received.event.id))
+                injected.check(str(received.event.id))
         await call_next(batch)
 
     return middleware

@@ -38,9 +38,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._labels = {"service": service, "instance": instance}
         # The labelled series of counters and histograms, by their bounded label values:
-        # found by `labels()` per event, a series cost more than the count itself. As many
-        # as the series themselves.
-        self._series: dict[tuple[object, ...], Any] = {}
+        # `labels()` finds a series at more cost than counting in it. As many as the series.
+        self._of_types: dict[tuple[Counter | Histogram, str], Any] = {}
+        self._of_requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._refreshing = asyncio.Lock()
         r = self.registry
         self.published = Counter(
@@ -149,10 +149,11 @@ class Metrics:
         self._of_type(self.handler_seconds, event_type).observe(seconds)
 
     def _of_type(self, metric: Counter | Histogram, event_type: str) -> Any:
+        """`metric`'s series for `event_type` (a `Counter` or `Histogram` child)."""
         key = (metric, _bounded(event_type))
-        series = self._series.get(key)
+        series = self._of_types.get(key)
         if series is None:
-            series = self._series[key] = metric.labels(type=key[1], **self._labels)
+            series = self._of_types[key] = metric.labels(type=key[1], **self._labels)
         return series
 
     def set_backlog(self, topic: str, backlog: Backlog) -> None:
@@ -177,10 +178,10 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method if method in HTTP_METHODS else "other", route, status)
-        found = self._series.get(key)
+        found = self._of_requests.get(key)
         if found is None:
             labels = {"method": key[0], "route": route, "status": str(status), **self._labels}
-            found = self._series[key] = (
+            found = self._of_requests[key] = (
                 self.http_requests.labels(**labels),
                 self.http_seconds.labels(**labels),
             )

@@ -3,7 +3,8 @@ announces, and a relay publishes it once that transaction has committed.
 
 A service's handler (or route) calls `enqueue(conn, outbox, topic, event)` inside its
 transaction; the relay of each instance claims unpublished rows, publishes them in order (the
-bytes stored, as they are), waits for the broker to accept each one, then marks it published.
+bytes stored, as they are, unless a trace stamps the event), waits for the broker to accept
+each one, then marks it published.
 If the broker is down, rows wait and go out when it returns; a crash between publish and mark
 publishes a row twice, which the consumers' inboxes absorb.
 
@@ -246,7 +247,7 @@ class OutboxRelay:
         self, runtime: Runtime, claimed: list[tuple[int, str, str]]
     ) -> tuple[list[tuple[int, str, str]], list[tuple[str, CloudEvent]], list[bytes]]:
         """The claimed rows that can be published, as events and their stored bytes (which go
-        out as they are, not encoded again); the others are parked."""
+        out as they are unless a trace stamps the event); the others are parked."""
         max_bytes = runtime.settings.bus.max_event_bytes
         rows: list[tuple[int, str, str]] = []
         events: list[tuple[str, CloudEvent]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -459,17 +460,19 @@ async def test_outbox_backlog_counts_what_the_relay_could_not_publish(
     transport = order_client._transport
     assert isinstance(transport, httpx.ASGITransport)
     runtime = transport.app.state.runtime  # type: ignore[attr-defined]
-    real_publish = runtime.bus.publish
+    real_publish_many = runtime.bus.publish_many
 
-    async def broker_down(topic: str, event: object) -> None:
-        raise ConnectionError("broker down")
+    async def broker_down(
+        events: Sequence[object], *, stored: object = None
+    ) -> list[BaseException | None]:
+        return [ConnectionError("broker down")] * len(events)
 
     async def backlog_is(rows: float) -> str | None:
         text = (await order_client.get("/metrics")).text
         lines = [m for m in text.splitlines() if m.startswith("orderbus_outbox_backlog{")]
         return lines[0] if lines and float(lines[0].rsplit(" ", 1)[1]) == rows else None
 
-    monkeypatch.setattr(runtime.bus, "publish", broker_down)
+    monkeypatch.setattr(runtime.bus, "publish_many", broker_down)
     for _ in range(2):
         answer = await order_client.post(
             "/orders", json={"customer_id": "alice", "items": [{"sku": "KB-001", "quantity": 1}]}
@@ -477,7 +480,7 @@ async def test_outbox_backlog_counts_what_the_relay_could_not_publish(
         assert answer.status_code == 202
     line = await eventually(lambda: backlog_is(2), within_s=5)
     assert 'service="order"' in line
-    monkeypatch.setattr(runtime.bus, "publish", real_publish)
+    monkeypatch.setattr(runtime.bus, "publish_many", real_publish_many)
     runtime.relay.wake.set()
     await published.wait_for_count(2)
     await eventually(lambda: backlog_is(0), within_s=5)

@@ -4,7 +4,8 @@ and replicas sharing one outbox publish each event once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import pytest
@@ -21,6 +22,37 @@ from services.runtime.outbox import OutboxRelay, enqueue, outbox_table
 from services.runtime.service import Runtime
 from services.runtime.settings import ServiceSettings, database_url
 from tests.polling import eventually
+
+
+@dataclass
+class Scratch:
+    """An outbox table of its own on the billing database, and what a probe consumer of
+    `relay_test` has received."""
+
+    table: Table
+    engine: AsyncEngine
+    seen: list[CloudEvent]
+
+
+@pytest.fixture
+async def scratch(settings: ServiceSettings) -> AsyncIterator[Scratch]:
+    table = outbox_table(MetaData())
+    engine = create_engine(database_url(settings, BillingSettings(), "billing"))
+    async with engine.begin() as conn:  # a scratch table, outside any service's schema
+        await conn.run_sync(table.metadata.create_all)
+    seen: list[CloudEvent] = []
+
+    async def record(event: CloudEvent, _: Delivery) -> None:
+        seen.append(event)
+
+    probe = create_bus(settings.bus)
+    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
+    await probe.start()
+    try:
+        yield Scratch(table, engine, seen)
+    finally:
+        await probe.close()
+        await engine.dispose()
 
 
 class IdleRelay(OutboxRelay):
@@ -52,23 +84,12 @@ async def test_a_wake_up_and_a_shutdown_at_once_still_stop_the_relay(
 
 
 async def test_replicas_sharing_an_outbox_publish_each_event_once(
-    settings: ServiceSettings,
+    settings: ServiceSettings, scratch: Scratch
 ) -> None:
     """Two relays on one database (two replicas of a service) race for the same rows: each
     event is claimed, and so published, by one of them."""
-    table = outbox_table(MetaData())
+    table, engine, seen = scratch.table, scratch.engine, scratch.seen
     billing = BillingSettings()
-    engine = create_engine(database_url(settings, billing, "billing"))
-    async with engine.begin() as conn:  # a scratch table, outside any service's schema
-        await conn.run_sync(table.metadata.create_all)
-    seen: list[str] = []
-
-    async def record(event: CloudEvent, _: Delivery) -> None:
-        seen.append(str(event.id))
-
-    probe = create_bus(settings.bus)
-    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
-    await probe.start()
     relays: list[tuple[OutboxRelay, Runtime]] = []
     for instance in ("billing-1", "billing-2"):
         runtime = new_runtime("billing", settings, billing, instance=instance)
@@ -90,12 +111,10 @@ async def test_replicas_sharing_an_outbox_publish_each_event_once(
         counts = await asyncio.gather(*(drain(relay, runtime) for relay, runtime in relays))
         assert sum(counts) == 250, counts
         await eventually(lambda: _all(seen, 250), within_s=10)
-        assert sorted(seen) == sorted(str(e.id) for e in events), "each event once"
+        assert sorted(e.id for e in seen) == sorted(e.id for e in events), "each event once"
     finally:
         for _, runtime in relays:
             await runtime.bus.close()
-        await probe.close()
-        await engine.dispose()
 
 
 async def unpublished(engine: AsyncEngine, table: Table) -> int:
@@ -104,7 +123,7 @@ async def unpublished(engine: AsyncEngine, table: Table) -> int:
         return int((await conn.execute(query)).scalar_one())
 
 
-async def _all(seen: list[str], n: int) -> bool | None:
+async def _all(seen: Sequence[object], n: int) -> bool | None:
     return True if len(seen) >= n else None
 
 
@@ -133,23 +152,12 @@ class FailsOnThird:
 
 
 async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
-    settings: ServiceSettings,
+    settings: ServiceSettings, scratch: Scratch
 ) -> None:
     """The relay marks a batch in one transaction: what the broker accepted before the
     failure is marked published, the rest is published on the next round, none twice."""
-    table = outbox_table(MetaData())
+    table, engine, seen = scratch.table, scratch.engine, scratch.seen
     billing = BillingSettings()
-    engine = create_engine(database_url(settings, billing, "billing"))
-    async with engine.begin() as conn:  # a scratch table, outside any service's schema
-        await conn.run_sync(table.metadata.create_all)
-    seen: list[str] = []
-
-    async def record(event: CloudEvent, _: Delivery) -> None:
-        seen.append(str(event.id))
-
-    probe = create_bus(settings.bus)
-    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
-    await probe.start()
     runtime = new_runtime("billing", settings, billing, instance="billing-1")
     runtime.engine, real = engine, create_bus(settings.bus)
     await real.start()
@@ -166,11 +174,9 @@ async def test_a_batch_failing_midway_marks_what_went_out_and_retries_the_rest(
         assert await relay.publish_pending(runtime) == 3
         assert await unpublished(engine, table) == 0
         await eventually(lambda: _all(seen, 5), within_s=10)
-        assert sorted(seen) == sorted(str(e.id) for e in events), "each event once"
+        assert sorted(e.id for e in seen) == sorted(e.id for e in events), "each event once"
     finally:
         await real.close()
-        await probe.close()
-        await engine.dispose()
 
 
 class Handing:
@@ -188,23 +194,12 @@ class Handing:
 
 
 async def test_the_relay_publishes_each_rows_stored_bytes_as_they_are(
-    settings: ServiceSettings,
+    settings: ServiceSettings, scratch: Scratch
 ) -> None:
     """A row goes out as the bytes stored, not decoded and encoded again: what a consumer gets
     is the event those bytes hold."""
-    table = outbox_table(MetaData())
+    table, engine, seen = scratch.table, scratch.engine, scratch.seen
     billing = BillingSettings()
-    engine = create_engine(database_url(settings, billing, "billing"))
-    async with engine.begin() as conn:  # a scratch table, outside any service's schema
-        await conn.run_sync(table.metadata.create_all)
-    seen: list[CloudEvent] = []
-
-    async def record(event: CloudEvent, _: Delivery) -> None:
-        seen.append(event)
-
-    probe = create_bus(settings.bus)
-    probe.subscribe("relay_test", record, group="probe", consumer="probe-1")
-    await probe.start()
     runtime = new_runtime("billing", settings, billing, instance="billing-1")
     runtime.engine, real = engine, create_bus(settings.bus)
     await real.start()
@@ -221,9 +216,7 @@ async def test_the_relay_publishes_each_rows_stored_bytes_as_they_are(
         assert await OutboxRelay(table).publish_pending(runtime) == 3
 
         assert handing.stored == [payload.encode() for (payload,) in payloads]
-        await eventually(lambda: _all([str(e.id) for e in seen], 3), within_s=10)
+        await eventually(lambda: _all(seen, 3), within_s=10)
         assert seen == events
     finally:
         await real.close()
-        await probe.close()
-        await engine.dispose()

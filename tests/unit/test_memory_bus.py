@@ -141,7 +141,7 @@ async def test_an_event_published_with_its_stored_bytes_is_not_decoded_again(
     assert seen == [sent]
     assert seen[0] is sent
 
-    # Without its bytes, an event is encoded and decoded as before.
+    # Without its bytes, an event is encoded when published and decoded by the first group.
     done.clear()
     consumer = create_bus(config)
     consumer.subscribe("t_unit", record, group="a", consumer="a-1")

@@ -8,6 +8,11 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
 from bus import BusSettings
 from bus.backends._faststream import FastStreamBus
 from bus.backends.memory import BACKEND
@@ -30,6 +35,7 @@ class _Client(FastStreamBus[Any]):
         super().__init__(BusSettings(backend="memory"))
         self.answers = answers
         self.handed_over: list[int] = []
+        self.bodies: list[bytes] = []
 
     def _create_broker(self, url: str, **common: Any) -> Any:
         return object()
@@ -48,6 +54,7 @@ class _Client(FastStreamBus[Any]):
         raise NotImplementedError
 
     async def _start_publish(self, topic: str, body: bytes, key: str) -> Awaitable[object]:
+        self.bodies.append(body)
         n = CloudEvent.from_json(body).data["n"]
         if self.answers[n] == REFUSE_NOW:
             raise ConnectionError(f"event {n} not taken")
@@ -89,3 +96,44 @@ async def test_nothing_is_handed_over_after_an_event_the_client_did_not_take() -
     assert all(isinstance(o, ConnectionError) for o in outcomes[1:])
     assert len(outcomes) == 4
     assert client.handed_over == [0], "nothing may overtake the event that failed"
+
+
+class _Pipelining(_Client):
+    """A client whose publishes started together keep their order (Redis's pipeline)."""
+
+    confirms_apart: ClassVar[bool] = False
+    publishes_keep_order_together: ClassVar[bool] = True
+
+    async def _publish(self, topic: str, body: bytes, key: str) -> None:
+        self.bodies.append(body)
+
+
+def _stored(events: list[tuple[str, CloudEvent]]) -> list[bytes]:
+    """Each event as an outbox might have stored it: not what `to_json` writes."""
+    return [event.to_json().replace(b",", b", ") for _, event in events]
+
+
+@pytest.mark.parametrize("client_type", [_Client, _Pipelining])
+async def test_stored_bytes_go_out_as_they_are(client_type: type[_Client]) -> None:
+    client = client_type([ACCEPT] * 3)
+    events = _events(3)
+    stored = _stored(events)
+    assert await client.publish_many(events, stored=stored) == [None] * 3
+    assert client.bodies == stored
+
+
+@pytest.mark.parametrize("client_type", [_Client, _Pipelining])
+async def test_stored_bytes_are_encoded_again_when_a_trace_stamps_the_event(
+    client_type: type[_Client], spans: InMemorySpanExporter
+) -> None:
+    client = client_type([ACCEPT] * 2)
+    events = _events(2)
+    with trace.get_tracer("test").start_as_current_span("relay"):
+        assert await client.publish_many(events, stored=_stored(events)) == [None] * 2
+    producers = [s for s in spans.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    sent = sorted((CloudEvent.from_json(body) for body in client.bodies), key=lambda e: e.data["n"])
+    assert [e.id for e in sent] == [e.id for _, e in events]
+    assert {e.traceparent.split("-")[2] for e in sent if e.traceparent} == {
+        format(span.context.span_id, "016x") for span in producers if span.context
+    }
+    assert len(producers) == 2

@@ -1,5 +1,5 @@
-"""Timestamps on SQLite: stored as the text SQLAlchemy's DATETIME writes, always in UTC, and
-read back time-zone aware."""
+"""Timestamps on SQLite: stored in UTC as fixed-width text, which SQL compares in time order
+(a claim's `claimed_until < :now`), and read back time-zone aware."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from services.runtime.database import UtcDateTime, create_engine
 
 WHEN = [
     datetime(2026, 12, 7, 19, 47, 1, 633115, tzinfo=UTC),
-    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still six digits
-    datetime(999, 1, 1, tzinfo=UTC),  # a year of three digits: still four
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: six digits all the same
+    datetime(999, 1, 1, tzinfo=UTC),  # a year of three digits: four all the same
 ]
 
 
@@ -27,7 +27,7 @@ def stamps() -> Table:
 
 
 async def test_stored_text_is_what_sqlalchemy_writes_and_comes_back_aware(tmp_path: Path) -> None:
-    """Rows written before and after compare alike (a claim's `claimed_until < :now`)."""
+    """SQLAlchemy's DATETIME text, fixed width: earlier rows and new ones compare in order."""
     table = stamps()
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
     sqlalchemys = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]

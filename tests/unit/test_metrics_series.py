@@ -1,0 +1,35 @@
+"""Each count lands in its own series: the labelled series a `Metrics` keeps at hand are told
+apart by metric and by every label value."""
+
+from __future__ import annotations
+
+from services.runtime.metrics import Metrics
+
+
+def test_counts_and_requests_land_in_their_own_series() -> None:
+    metrics = Metrics("order", "order-1")
+    for _ in range(2):
+        metrics.count(metrics.published, "order_created")
+    for _ in range(3):
+        metrics.count(metrics.consumed, "order_created")
+    metrics.count(metrics.consumed, "no_such_type")
+    metrics.observe_handling("order_created", 0.002)
+    for status in (202, 202, 422):
+        metrics.observe_request("POST", "/orders", status, 0.003)
+    metrics.observe_request("BREW", "/orders", 202, 0.003)
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            name, {"service": "order", "instance": "order-1", **labels}
+        )
+
+    assert value("orderbus_events_published_total", type="order_created") == 2
+    assert value("orderbus_events_consumed_total", type="order_created") == 3
+    assert value("orderbus_events_consumed_total", type="other") == 1
+    assert value("orderbus_handler_duration_seconds_count", type="order_created") == 1
+    requests = "orderbus_http_requests_total"
+    assert value(requests, method="POST", route="/orders", status="202") == 2
+    assert value(requests, method="POST", route="/orders", status="422") == 1
+    assert value(requests, method="other", route="/orders", status="202") == 1
+    seconds = "orderbus_http_request_duration_seconds_count"
+    assert value(seconds, method="POST", route="/orders", status="202") == 2
