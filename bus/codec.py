@@ -38,11 +38,12 @@ def encode(event: CloudEvent, max_bytes: int) -> bytes:
     return body
 
 
-def encoded(event: CloudEvent, stored: bytes | None, max_bytes: int) -> bytes:
-    """`event`'s bytes to publish: `stored`, as it is, where the caller has the bytes `event`
-    was decoded from (an outbox row), else `event` encoded; within the bound either way."""
-    if stored is None:
-        return encode(event, max_bytes)
+def encoded(event: CloudEvent, stamped: CloudEvent, stored: bytes | None, max_bytes: int) -> bytes:
+    """The bytes to publish for `event`, as publishing stamped it (`bus.tracing.publishing`):
+    `stored`, as it is, where the caller has the bytes `event` was decoded from (an outbox
+    row) and the stamp changed nothing; else `stamped` encoded. Within the bound either way."""
+    if stored is None or stamped is not event:
+        return encode(stamped, max_bytes)
     if len(stored) > max_bytes:
         raise EventTooLarge(event, len(stored), max_bytes)
     return stored

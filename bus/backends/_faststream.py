@@ -140,16 +140,9 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
 
     async def _publish_event(self, topic: str, event: CloudEvent, stored: bytes | None) -> None:
         with tracing.publishing(topic, event, self.name) as stamped:
-            body = self._body(event, stamped, stored)
+            body = encoded(event, stamped, stored, self._settings.max_event_bytes)
             await self._publish(names.check_topic(topic), body, stamped.subject or str(stamped.id))
         log.debug("published %s %s to %s on %s", event.type, event.id, topic, self.name)
-
-    def _body(self, event: CloudEvent, stamped: CloudEvent, stored: bytes | None) -> bytes:
-        """What goes to the broker for `event`, as publishing stamped it: `stored` where the
-        stamp changed nothing, else the stamped event encoded."""
-        return encoded(
-            stamped, stored if stamped is event else None, self._settings.max_event_bytes
-        )
 
     publishes_keep_order_together: ClassVar[bool] = False
     """Whether publishes started together reach the broker in the order they started (Redis:
@@ -189,7 +182,7 @@ class FastStreamBus(Routing, ABC, Generic[BrokerT]):
             for (topic, event), stored_body in zip(events, bodies, strict=True):
                 try:
                     with tracing.publishing(topic, event, self.name) as stamped:
-                        body = self._body(event, stamped, stored_body)
+                        body = encoded(event, stamped, stored_body, self._settings.max_event_bytes)
                         key = stamped.subject or str(stamped.id)
                         confirmations.append(
                             await self._start_publish(names.check_topic(topic), body, key)

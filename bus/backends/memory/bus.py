@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from bus import names, tracing
 from bus.backends.memory import BACKEND
-from bus.codec import decode, encode, encoded
+from bus.codec import decode, encoded
 from bus.dead_letters import DeadLetter
 from bus.pipeline import Pipeline, Route, Routing
 from bus.port import Capabilities
@@ -180,11 +180,9 @@ class MemoryBus(Routing):
 
     async def _publish_event(self, topic: str, event: CloudEvent, stored: bytes | None) -> None:
         with tracing.publishing(topic, event, self.name) as stamped:
-            if stored is not None and stamped is event:
-                # The bytes `event` was decoded from: the consumers get the event itself.
-                published = _Published(encoded(event, stored, self._max_bytes), event)
-            else:
-                published = _Published(encode(stamped, self._max_bytes))
+            body = encoded(event, stamped, stored, self._max_bytes)
+            # The bytes `event` was decoded from, as they are: the consumers get it itself.
+            published = _Published(body, event if body is stored else None)
             for group in list(self._hub.topics.get(names.check_topic(topic), {}).values()):
                 await group.queue.put(_Queued(published, 1))
         log.debug("published %s %s to %s", event.type, event.id, topic)
