@@ -151,12 +151,22 @@ def _bench(args: argparse.Namespace) -> int:
     # FastStream logs a traceback when a blocked read is cut short by close(): noise here.
     logging.getLogger("bus.faststream").setLevel(logging.CRITICAL)
     before = machine()
+    if sections & {"http", "system"} and before["load_generator"] != "wrk":
+        # The figures would measure the client as much as the services (docs/performance.md,
+        # "Method").
+        print(
+            "orderbus bench: wrk is not installed: the HTTP load comes from an httpx client in "
+            "this process, which competes with the services for the cores; the http and "
+            "system figures are then far lower than with wrk (apt install wrk)",
+            file=sys.stderr,
+        )
     figures = asyncio.run(run(backends, urls, plan, sections, system_backend))
     after = machine()
     header = (
         f"orderbus bench{' --quick' if args.quick else ''}: {before['cpu']}, {before['cores']} "
-        f"cores, {before['memory_gib']} GiB; load average {before['load_average'][0]:.2f} at "
-        f"start, {after['load_average'][0]:.2f} at end; each figure the median of {plan.runs} "
+        f"cores, {before['memory_gib']} GiB; HTTP load by {before['load_generator']}; load "
+        f"average {before['load_average'][0]:.2f} at start, {after['load_average'][0]:.2f} at "
+        f"end; each figure the median of {plan.runs} "
         "runs; cost = bus / baseline in time per message (1.00x: no overhead), the median of "
         "the costs of each interleaved pair of runs, spread their lowest and highest"
     )

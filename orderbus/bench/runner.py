@@ -236,7 +236,7 @@ async def http_section(backend: str, url: str, plan: Plan, data_dir: Path) -> li
 
 
 async def system_section(backend: str, url: str, plan: Plan, data_dir: Path) -> list[Figure]:
-    _say(f"bench: whole system on {backend}, {system.SYSTEM_CONNECTIONS} connections")
+    _say(f"bench: whole system on {backend} with {tool()}, {system.SYSTEM_CONNECTIONS} connections")
     result = await system.whole_system(backend, url, data_dir, plan.runs, plan.system_seconds)
     rounds = result.rounds
     accepted = [r.accepted_per_s for r in rounds]
@@ -323,6 +323,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 1024**2, 1),
         "load_average": os.getloadavg(),
         "python": sys.version.split()[0],
+        "load_generator": tool(),
     }
 
 

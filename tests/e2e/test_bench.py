@@ -6,6 +6,7 @@ No figure is asserted: the numbers belong to the machine, the table's shape to t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,12 +33,17 @@ def test_bench_quick_prints_the_table_and_writes_the_same_figures(
     assert finished.returncode == 0, finished.stderr[-3_000:]
     lines = finished.stdout.splitlines()
     assert lines[0].startswith("orderbus bench --quick:")
+    generator = "wrk" if shutil.which("wrk") else "httpx"
+    assert f"HTTP load by {generator};" in lines[0]
+    assert ("wrk is not installed" in finished.stderr) == (generator == "httpx")
     assert lines[1].split()[:4] == ["section", "backend", "metric", "bus"]
     rows = {(line.split()[0], line.split()[1]) for line in lines[2:]}
     for backend in ("redis-streams", "nats"):
         assert {("publish", backend), ("consume", backend), ("latency", backend)} <= rows
     assert {("http", "redis-streams"), ("system", "redis-streams")} <= rows
-    figures = json.loads(out.read_text())["figures"]
+    document = json.loads(out.read_text())
+    assert document["machine"]["load_generator"] == generator
+    figures = document["figures"]
     assert len(figures) == len(lines) - 2
     assert {f["metric"] for f in figures} >= {
         "publish awaited",
