@@ -170,13 +170,15 @@ class OutboxRelay:
             ),
         )
         self._unclaimed = select(t.c.seq).where(*claimable).order_by(t.c.seq).limit(BATCH)
-        # The conditions again: a replica may have claimed some of them since we looked.
-        self._claim_rows = (
+        claim = (
             update(t)
-            .where(t.c.seq.in_(bindparam("seqs", expanding=True)), *claimable)
             .values(claimed_by=bindparam("me"), claimed_until=bindparam("until"))
             .returning(t.c.seq, t.c.topic, t.c.payload)
         )
+        # The conditions again: a replica may have claimed some of them since we looked (on
+        # PostgreSQL a concurrent claim is waited for, then the conditions are checked anew).
+        self._claim_rows = claim.where(t.c.seq.in_(bindparam("seqs", expanding=True)), *claimable)
+        self._claim_next = claim.where(t.c.seq.in_(self._unclaimed), *claimable)
         self._park = insert(self.parked)
         self._remove_from_outbox = delete(t).where(t.c.seq.in_(bindparam("seqs", expanding=True)))
         self._mark_published = (
@@ -188,10 +190,12 @@ class OutboxRelay:
     async def run(self, runtime: Runtime) -> None:
         while not runtime.stopping.is_set():
             # Clear before reading the table, so a wake-up set while we publish is kept.
+            woken = self.wake.is_set()
             self.wake.clear()
             try:
-                while await self.publish_pending(runtime) == BATCH:
-                    pass  # a full batch: there may be more right behind it
+                # A full batch: there may be more right behind it.
+                while await self.publish_pending(runtime, expecting_rows=woken) == BATCH:
+                    woken = True
             except Exception as exc:
                 # Once with the traceback, then one line per retry: an outage of an hour
                 # should not write an hour of tracebacks.
@@ -212,11 +216,15 @@ class OutboxRelay:
                 async with asyncio.timeout(runtime.settings.outbox_poll_s):
                     await self.wake.wait()
 
-    async def publish_pending(self, runtime: Runtime) -> int:
+    async def publish_pending(self, runtime: Runtime, *, expecting_rows: bool = False) -> int:
         """Claim up to `BATCH` unpublished rows, publish them in order (pipelined where the
         backend can, `Bus.publish_many`), mark what the broker accepted; return how many
-        were claimed. Raises the first refusal once the rest is marked."""
-        claimed = await self._claim(runtime.engine, runtime.instance)
+        were claimed. Raises the first refusal once the rest is marked.
+
+        `expecting_rows` (a commit woke the relay, or the last batch was full) claims in one
+        statement; otherwise the relay looks first, so that an idle relay's poll never takes
+        the write lock."""
+        claimed = await self._claim(runtime.engine, runtime.instance, expecting_rows)
         if not claimed:
             return 0
         rows, events, bodies = await self._publishable(runtime, claimed)
@@ -328,23 +336,22 @@ class OutboxRelay:
                 },
             )
 
-    async def _claim(self, engine: AsyncEngine, instance: str) -> list[tuple[int, str, str]]:
+    async def _claim(
+        self, engine: AsyncEngine, instance: str, expecting_rows: bool
+    ) -> list[tuple[int, str, str]]:
         now = datetime.now(UTC)
-        # Look before claiming: an idle relay then never takes the write lock (SQLite has one).
-        async with reading(engine) as conn:
-            found = await conn.execute(self._unclaimed, {"now": now, "me": instance})
-            candidates = list(found.scalars())
-        if not candidates:
-            return []
+        claiming = {"now": now, "me": instance, "until": now + timedelta(seconds=CLAIM_S)}
+        statement = self._claim_next
+        if not expecting_rows:
+            # Look before claiming: an idle relay then never takes the write lock (SQLite
+            # has one).
+            async with reading(engine) as conn:
+                found = await conn.execute(self._unclaimed, {"now": now, "me": instance})
+                candidates = list(found.scalars())
+            if not candidates:
+                return []
+            statement, claiming = self._claim_rows, claiming | {"seqs": candidates}
         async with engine.begin() as conn:
-            mine = await conn.execute(
-                self._claim_rows,
-                {
-                    "seqs": candidates,
-                    "now": now,
-                    "me": instance,
-                    "until": now + timedelta(seconds=CLAIM_S),
-                },
-            )
+            mine = await conn.execute(statement, claiming)
             # RETURNING promises no order; the relay publishes in the order of writing.
             return sorted((seq, topic, payload) for seq, topic, payload in mine)

@@ -10,6 +10,7 @@ from typing import cast
 
 import pytest
 from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy.event import listen, remove
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, Delivery, create_bus
@@ -62,7 +63,7 @@ class IdleRelay(OutboxRelay):
         super().__init__(outbox_table(MetaData()))
         self.looked = asyncio.Event()
 
-    async def publish_pending(self, runtime: Runtime) -> int:
+    async def publish_pending(self, runtime: Runtime, *, expecting_rows: bool = False) -> int:
         self.looked.set()
         return 0
 
@@ -102,13 +103,16 @@ async def test_replicas_sharing_an_outbox_publish_each_event_once(
             for event in events:
                 await enqueue(conn, table, "relay_test", event)
 
-        async def drain(relay: OutboxRelay, runtime: Runtime) -> int:
+        async def drain(relay: OutboxRelay, runtime: Runtime, expecting_rows: bool) -> int:
             published = 0
             while await unpublished(engine, table):
-                published += await relay.publish_pending(runtime)
+                published += await relay.publish_pending(runtime, expecting_rows=expecting_rows)
             return published
 
-        counts = await asyncio.gather(*(drain(relay, runtime) for relay, runtime in relays))
+        # One looks before it claims, the other claims in one statement (as a woken relay).
+        counts = await asyncio.gather(
+            *(drain(relay, runtime, n == 1) for n, (relay, runtime) in enumerate(relays))
+        )
         assert sum(counts) == 250, counts
         await eventually(lambda: _all(seen, 250), within_s=10)
         assert sorted(e.id for e in seen) == sorted(e.id for e in events), "each event once"
@@ -220,3 +224,44 @@ async def test_the_relay_publishes_each_rows_stored_bytes_as_they_are(
         assert seen == events
     finally:
         await real.close()
+
+
+async def test_an_idle_relay_takes_no_write_lock_and_a_woken_one_claims_without_looking(
+    settings: ServiceSettings, scratch: Scratch
+) -> None:
+    """A poll that finds nothing only reads (on SQLite a write transaction would queue behind
+    the replicas' writes); a relay that expects rows (a commit woke it) claims them in one
+    statement, without the look."""
+    table, engine, seen = scratch.table, scratch.engine, scratch.seen
+    runtime = new_runtime("billing", settings, BillingSettings(), instance="billing-1")
+    runtime.engine, runtime.bus = engine, create_bus(settings.bus)
+    await runtime.bus.start()
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()[:2]))
+
+    listen(engine.sync_engine, "before_cursor_execute", note)
+    relay = OutboxRelay(table)
+    try:
+        assert await relay.publish_pending(runtime) == 0
+        assert statements == ["BEGIN", "SELECT outbox.seq"], "a read, no write lock"
+
+        events = [CloudEvent(source="/tests", type="relay_test", data={"n": n}) for n in range(3)]
+        async with engine.begin() as conn:
+            for event in events:
+                await enqueue(conn, table, "relay_test", event)
+        statements.clear()
+        assert await relay.publish_pending(runtime, expecting_rows=True) == 3
+        assert statements == [
+            "BEGIN IMMEDIATE",
+            "UPDATE outbox",  # the claim
+            "BEGIN IMMEDIATE",
+            "UPDATE outbox",  # the mark
+        ]
+        await eventually(lambda: _all(seen, 3), within_s=10)
+        assert seen == events
+        assert await relay.publish_pending(runtime, expecting_rows=True) == 0
+    finally:
+        remove(engine.sync_engine, "before_cursor_execute", note)
+        await runtime.bus.close()
