@@ -80,7 +80,7 @@ class Figure:
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "ms":
+    if unit in ("ms", "per order"):
         return f"{value:.2f}"
     if value >= 100:
         return f"{value:,.0f}"

@@ -288,6 +288,19 @@ async def system_section(backend: str, url: str, plan: Plan, data_dir: Path) -> 
         _figure(
             "system",
             backend,
+            what,
+            "per order",
+            [r.work_per_order[what] for r in rounds],
+            None,
+            "all services, from /metrics" if what in system.WORK else "all services' output",
+            higher_is_better=False,
+        )
+        for what in rounds[0].work_per_order
+    ]
+    figures += [
+        _figure(
+            "system",
+            backend,
             f"orders lost ({what})",
             "orders",
             [float(lost)],

@@ -161,6 +161,9 @@ class SystemRound:
     notification handling its `order_confirmed` or `order_rejected`."""
     cpu_ms_per_order: dict[str, float]
     """CPU time (user + system, from /proc) per decided order, per process and in `all`."""
+    work_per_order: dict[str, float]
+    """What the four services did per accepted order, summed: `WORK` from their /metrics,
+    and the lines they logged."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,18 @@ def _metric(name: str, types: tuple[str, ...]) -> re.Pattern[str]:
 
 _CONSUMED = _metric("orderbus_events_consumed_total", (ORDER_CREATED,))
 _DECIDED = _metric("orderbus_events_consumed_total", (ORDER_CONFIRMED, ORDER_REJECTED))
+WORK: dict[str, re.Pattern[str]] = {
+    name: re.compile(rf"^(?:{metrics})\{{[^}}]*\}} (\S+)$")
+    for name, metrics in (
+        ("database transactions", "orderbus_database_transactions_total"),
+        ("database statements", "orderbus_database_statements_total"),
+        ("deliveries", "orderbus_events_consumed_total|orderbus_events_duplicate_total"),
+        ("publishes", "orderbus_events_published_total"),
+    )
+}
+"""Per-order counts summed over the services' /metrics (the bench's own scrapes, and the
+database reads behind their backlog gauges, included)."""
+LOG_LINES = "log lines"
 
 
 async def _metrics(client: httpx.AsyncClient, base: str) -> list[str]:
@@ -187,6 +202,14 @@ async def _metrics(client: httpx.AsyncClient, base: str) -> list[str]:
 
 def _count(lines: list[str], pattern: re.Pattern[str]) -> int:
     return sum(int(float(m.group(1))) for m in map(pattern.match, lines) if m)
+
+
+async def _work(client: httpx.AsyncClient, bases: list[str], log: Path) -> dict[str, float]:
+    """The `WORK` counters summed over `bases`, and the lines in the services' `log`."""
+    lines = [line for base in bases for line in await _metrics(client, base)]
+    done = {name: float(_count(lines, pattern)) for name, pattern in WORK.items()}
+    done[LOG_LINES] = float((await asyncio.to_thread(log.read_bytes)).count(b"\n"))
+    return done
 
 
 def cpu_seconds(pid: int) -> float:
@@ -284,7 +307,8 @@ async def whole_system(
         await reset_topology(backend, url)
     ports = free_ports(4)
     order, *subscribers = (f"http://127.0.0.1:{p}" for p in ports)
-    log = (data_dir / "system.log").open("w")
+    log_path = data_dir / "system.log"
+    log = log_path.open("w")
     # Popen, not asyncio's: the process is only started here and stopped by signal later.
     process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI
         [sys.executable, "-m", "orderbus.cli", "up", "--backend", backend],
@@ -301,6 +325,7 @@ async def whole_system(
             async with httpx.AsyncClient(timeout=30) as client:
                 done = 0
                 for _ in range(runs):
+                    work = await _work(client, [order, *subscribers], log_path)
                     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     began = time.perf_counter()
                     rest = await load(
@@ -318,6 +343,7 @@ async def whole_system(
                     )
                     spent = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
                     spent["all"] = sum(spent.values()) if backend != "memory" else spent["all"]
+                    worked = await _work(client, [order, *subscribers], log_path)
                     rounds.append(
                         SystemRound(
                             accepted,
@@ -326,6 +352,7 @@ async def whole_system(
                             accepted / (committed - began),
                             accepted / (decided - began),
                             {name: s * 1_000 / max(1, accepted) for name, s in spent.items()},
+                            {n: (worked[n] - work[n]) / max(1, accepted) for n in worked},
                         )
                     )
                 statuses = await _orders(client, order)

@@ -77,6 +77,7 @@ def build_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.stopping.clear()
         runtime.engine = create_engine(database_url(settings, spec.own, spec.name))
+        runtime.metrics.count_database_work(runtime.engine)
         if settings.migrate_on_start:
             await schema.migrate(runtime.engine, spec.name, spec.metadata)
         else:

@@ -23,8 +23,8 @@ from sqlalchemy.types import TypeDecorator
 from services.runtime import sqlite_inline
 
 READER = "orderbus_reader"
-"""The execution option by which `reading` marks a SQLite connection: its transaction begins
-deferred."""
+"""The execution option by which `reading` marks a connection: on SQLite its transaction
+begins deferred; the metrics count it as a read."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -105,8 +105,7 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     process's writes. Reads only: nothing stops a write here, and on SQLite a write after a
     read fails for good once another process has written in between."""
     async with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            await conn.execution_options(**{READER: True})
+        await conn.execution_options(**{READER: True})
         yield conn
 
 

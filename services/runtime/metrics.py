@@ -14,9 +14,12 @@ import contextlib
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus.probes import Backlog
 from contracts import EVENTS, INSTANCE_ACTIVITY, NOTIFICATION_PUSHED
+from services.runtime.database import READER
 
 LABELS = ("service", "instance", "type")
 TOPIC_LABELS = ("service", "instance", "topic")
@@ -26,6 +29,8 @@ KNOWN_TYPES = frozenset(
 )
 """The `type` label takes these values, and `other`: an event's type is whatever its sender
 wrote, and each new value would be a new series in every scrape for good."""
+DATABASE_LABELS = ("service", "instance", "kind")
+"""`kind`: `read` (a `database.reading` connection's transaction) or `write`."""
 HTTP_LABELS = ("service", "instance", "method", "route", "status")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """The `method` label takes these values, and `other` (a client chooses the method)."""
@@ -128,6 +133,18 @@ class Metrics:
             INSTANCE_LABELS,
             registry=r,
         )
+        self.database_transactions = Counter(
+            "orderbus_database_transactions",
+            "Database transactions begun by this instance, reads and writes",
+            DATABASE_LABELS,
+            registry=r,
+        )
+        self.database_statements = Counter(
+            "orderbus_database_statements",
+            "SQL statements sent to the database (a multi-row insert is one; on SQLite BEGIN too)",
+            INSTANCE_LABELS,
+            registry=r,
+        )
         self.http_requests = Counter(
             "orderbus_http_requests",
             "HTTP requests answered, by route template (unmatched: no route took it) and status",
@@ -188,6 +205,24 @@ class Metrics:
         requests, seconds_of = found
         requests.inc()
         seconds_of.observe(seconds)
+
+    def count_database_work(self, engine: AsyncEngine) -> None:
+        """Count `engine`'s transactions and statements: what an order costs the database is
+        read from these (`orderbus bench`), and a rate that jumps says a handler lost its
+        batching."""
+        reads = self.database_transactions.labels(kind="read", **self._labels)
+        writes = self.database_transactions.labels(kind="write", **self._labels)
+        statements = self.database_statements.labels(**self._labels)
+
+        def began(connection: Any) -> None:
+            reader = connection.get_execution_options().get(READER, False)
+            (reads if reader else writes).inc()
+
+        def executing(*_: Any) -> None:
+            statements.inc()
+
+        event.listen(engine.sync_engine, "begin", began)
+        event.listen(engine.sync_engine, "before_cursor_execute", executing)
 
     def probe_failed(self) -> None:
         self.probe_failures.labels(**self._labels).inc()

@@ -55,4 +55,12 @@ def test_bench_quick_prints_the_table_and_writes_the_same_figures(
         "CPU per order (all)",
         "orders lost (billing)",
         "orders lost (undecided)",
+        "database transactions",
+        "database statements",
+        "log lines",
     }
+    # Not the machine's figures but the saga's shape: every accepted order is decided, so each
+    # went through three subscribers, two answers and its decision, and four relay publishes.
+    per_order = {f["metric"]: f["value"] for f in figures if f["unit"] == "per order"}
+    assert per_order["deliveries"] >= 6, per_order
+    assert per_order["publishes"] >= 4, per_order
