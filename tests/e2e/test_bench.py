@@ -1,6 +1,7 @@
 """`orderbus bench --quick` runs and prints its table: a smoke test, never a timed one.
 
-No figure is asserted: the numbers belong to the machine, the table's shape to the code.
+No measured figure is asserted: the rates and times belong to the machine, the table's shape
+to the code; only the per-order counts that the saga itself fixes are.
 """
 
 from __future__ import annotations
